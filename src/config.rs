@@ -1,0 +1,350 @@
+//! Every setting of the extension, read from environment variables, with
+//! defaults and validation. An invalid value is an error that names the
+//! variable and the value, so it can be reported to Lambda as
+//! `Extension.ConfigInvalid` and read in the function's logs.
+//!
+//! Settings of the bridge itself use the `LAMBDA_OTEL_BRIDGE_` prefix; the
+//! OpenTelemetry ones keep their standard `OTEL_` names (see
+//! [`crate::export::settings`]). The table in README.md ("Configuration")
+//! lists them all with defaults and units.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::export::settings::ExportSettings;
+
+/// Prefix of every bridge-specific variable.
+pub const PREFIX: &str = "LAMBDA_OTEL_BRIDGE_";
+
+/// A configuration error: which variable, which value, what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(var: &str, value: &str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            var: var.to_owned(),
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where environment variables come from: the process, or a map in tests.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment. An empty value counts as unset (OTel spec rule).
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name)
+            .cloned()
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// The Telemetry API streams the extension subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelemetryTypes {
+    pub platform: bool,
+    pub function: bool,
+    pub extension: bool,
+}
+
+impl TelemetryTypes {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.platform {
+            v.push("platform");
+        }
+        if self.function {
+            v.push("function");
+        }
+        if self.extension {
+            v.push("extension");
+        }
+        v
+    }
+}
+
+/// Telemetry API subscription settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    pub types: TelemetryTypes,
+    /// `buffering.timeoutMs` (25..=30000).
+    pub timeout_ms: u32,
+    /// `buffering.maxItems` (1000..=10000).
+    pub max_items: u32,
+    /// `buffering.maxBytes` (262144..=1048576).
+    pub max_bytes: u32,
+    /// Listener port; 0 lets the OS choose a free one.
+    pub listener_port: u16,
+}
+
+impl TelemetryConfig {
+    /// Largest request body the listener accepts: Lambda may send up to
+    /// `2 * maxBytes` of records plus the per-event envelope
+    /// (`{"time":..,"type":..,"record":..}`, under 100 bytes each).
+    pub fn body_limit(&self) -> usize {
+        2 * self.max_bytes as usize + self.max_items as usize * 128 + 64 * 1024
+    }
+}
+
+/// Facts about the function, from the variables Lambda sets.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LambdaEnv {
+    /// `AWS_LAMBDA_RUNTIME_API` (`host:port`).
+    pub runtime_api: String,
+    pub function_name: Option<String>,
+    pub function_version: Option<String>,
+    pub memory_mb: Option<u64>,
+    pub region: Option<String>,
+    pub initialization_type: Option<String>,
+}
+
+/// How the extension's own diagnostics are written (to stderr; Lambda sends
+/// them to CloudWatch and back to us as `extension` logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub lambda: LambdaEnv,
+    pub telemetry: TelemetryConfig,
+    pub log_level: LogLevel,
+    pub log_json: bool,
+    /// After SHUTDOWN, how long to wait for the last `platform.report`.
+    pub shutdown_report_wait: Duration,
+    /// On INVOKE, the longest wait for this invocation's `platform.runtimeDone`
+    /// before flushing anyway (also bounded by the invocation's deadline).
+    pub invoke_wait: Duration,
+    pub export: ExportSettings,
+}
+
+impl Config {
+    /// Reads `AWS_LAMBDA_RUNTIME_API` alone: it is needed to report every
+    /// other configuration error to Lambda.
+    pub fn runtime_api(env: &dyn Env) -> Option<String> {
+        env.get("AWS_LAMBDA_RUNTIME_API")
+    }
+
+    /// Reads and validates every setting.
+    pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
+        let lambda = LambdaEnv {
+            runtime_api: env.get("AWS_LAMBDA_RUNTIME_API").ok_or_else(|| {
+                ConfigError::new("AWS_LAMBDA_RUNTIME_API", "", "is not set; not running in Lambda?")
+            })?,
+            function_name: env.get("AWS_LAMBDA_FUNCTION_NAME"),
+            function_version: env.get("AWS_LAMBDA_FUNCTION_VERSION"),
+            memory_mb: env
+                .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                .and_then(|v| v.trim().parse().ok()),
+            region: env.get("AWS_REGION").or_else(|| env.get("AWS_DEFAULT_REGION")),
+            initialization_type: env.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
+        };
+        let telemetry = TelemetryConfig {
+            types: parse_types(env)?,
+            timeout_ms: int_setting(env, "TELEMETRY_TIMEOUT_MS", 25, 25, 30_000)?,
+            max_items: int_setting(env, "TELEMETRY_MAX_ITEMS", 1000, 1000, 10_000)?,
+            max_bytes: int_setting(env, "TELEMETRY_MAX_BYTES", 262_144, 262_144, 1_048_576)?,
+            listener_port: int_setting(env, "TELEMETRY_PORT", 0, 0, 65_535)? as u16,
+        };
+        if telemetry.listener_port == 9001 {
+            return Err(ConfigError::new(
+                &format!("{PREFIX}TELEMETRY_PORT"),
+                "9001",
+                "port 9001 is reserved by Lambda",
+            ));
+        }
+        let (log_level, log_json) = parse_log(env)?;
+        Ok(Config {
+            lambda,
+            telemetry,
+            log_level,
+            log_json,
+            shutdown_report_wait: Duration::from_millis(u64::from(int_setting(
+                env,
+                "SHUTDOWN_REPORT_WAIT_MS",
+                300,
+                0,
+                1500,
+            )?)),
+            invoke_wait: Duration::from_millis(u64::from(int_setting(
+                env,
+                "INVOKE_WAIT_MS",
+                2000,
+                0,
+                900_000,
+            )?)),
+            export: ExportSettings::from_env(env)?,
+        })
+    }
+}
+
+/// Reads `LAMBDA_OTEL_BRIDGE_<name>` as an integer in `min..=max`.
+pub fn int_setting(env: &dyn Env, name: &str, default: u32, min: u32, max: u32) -> Result<u32, ConfigError> {
+    let var = format!("{PREFIX}{name}");
+    match env.get(&var) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError::new(
+                &var,
+                &v,
+                format!("expected an integer from {min} to {max}"),
+            )),
+        },
+    }
+}
+
+/// Reads a boolean: `true`/`false` (case-insensitive), also `1`/`0`.
+pub fn bool_var(env: &dyn Env, var: &str, default: bool) -> Result<bool, ConfigError> {
+    match env.get(var) {
+        None => Ok(default),
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(ConfigError::new(var, &v, "expected true or false")),
+        },
+    }
+}
+
+fn parse_types(env: &dyn Env) -> Result<TelemetryTypes, ConfigError> {
+    let var = format!("{PREFIX}TELEMETRY_TYPES");
+    let Some(v) = env.get(&var) else {
+        return Ok(TelemetryTypes {
+            platform: true,
+            function: true,
+            extension: true,
+        });
+    };
+    let mut t = TelemetryTypes {
+        platform: false,
+        function: false,
+        extension: false,
+    };
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.to_ascii_lowercase().as_str() {
+            "platform" => t.platform = true,
+            "function" => t.function = true,
+            "extension" => t.extension = true,
+            _ => {
+                return Err(ConfigError::new(
+                    &var,
+                    &v,
+                    format!("unknown type {part:?}; use platform, function and/or extension"),
+                ))
+            }
+        }
+    }
+    if !(t.platform || t.function || t.extension) {
+        return Err(ConfigError::new(&var, &v, "at least one type is required"));
+    }
+    Ok(t)
+}
+
+fn parse_log(env: &dyn Env) -> Result<(LogLevel, bool), ConfigError> {
+    let var = format!("{PREFIX}LOG_LEVEL");
+    let level = match env.get(&var) {
+        None => LogLevel::Info,
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" => LogLevel::Off,
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => {
+                return Err(ConfigError::new(
+                    &var,
+                    &v,
+                    "expected off, error, warn, info, debug or trace",
+                ))
+            }
+        },
+    };
+    let json = bool_var(env, &format!("{PREFIX}LOG_JSON"), false)?;
+    Ok((level, json))
+}
+
+#[cfg(test)]
+pub(crate) fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_env(&env_of(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")])).unwrap();
+        assert_eq!(c.telemetry.timeout_ms, 25);
+        assert_eq!(c.telemetry.max_items, 1000);
+        assert_eq!(c.telemetry.max_bytes, 262_144);
+        assert_eq!(c.telemetry.types.names(), ["platform", "function", "extension"]);
+        assert!(c.telemetry.body_limit() >= 2 * 262_144);
+        assert_eq!(c.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_value() {
+        let e = Config::from_env(&env_of(&[
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("LAMBDA_OTEL_BRIDGE_TELEMETRY_TIMEOUT_MS", "10"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.var, "LAMBDA_OTEL_BRIDGE_TELEMETRY_TIMEOUT_MS");
+        assert_eq!(e.value, "10");
+        assert!(e.to_string().contains("25 to 30000"), "{e}");
+
+        let e = Config::from_env(&env_of(&[
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("LAMBDA_OTEL_BRIDGE_TELEMETRY_TYPES", "platform,metrics"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("\"metrics\""), "{e}");
+
+        let e = Config::from_env(&env_of(&[
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("LAMBDA_OTEL_BRIDGE_TELEMETRY_PORT", "9001"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("reserved"), "{e}");
+    }
+
+    #[test]
+    fn types_subset() {
+        let c = Config::from_env(&env_of(&[
+            ("AWS_LAMBDA_RUNTIME_API", "x:1"),
+            ("LAMBDA_OTEL_BRIDGE_TELEMETRY_TYPES", " Function , platform"),
+        ]))
+        .unwrap();
+        assert_eq!(c.telemetry.types.names(), ["platform", "function"]);
+    }
+}

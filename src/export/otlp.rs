@@ -1,0 +1,363 @@
+//! OTLP transport: sends one encoded export request over gRPC, HTTP/protobuf
+//! or HTTP/JSON and classifies the answer the way the OTLP specification does
+//! (success, partial success, retryable failure, permanent failure).
+//!
+//! Requests travel as protobuf bytes (`Export*ServiceRequest`), the form
+//! shared by the bridge's own mapped signals and by forwarded requests; the
+//! JSON encoding is produced from them only when the protocol asks for it.
+//! The gRPC call uses a pass-through codec so no re-encoding happens.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use prost::Message;
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use super::settings::{Protocol, Signal, SignalSettings};
+
+/// How an export attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Accepted; `rejected` items were refused by a partial success (not retried).
+    Accepted { rejected: u64, message: String },
+    /// May succeed later (429/502/503/504, connection errors, gRPC UNAVAILABLE ...).
+    Retryable { reason: String, retry_after: Option<Duration> },
+    /// Will never succeed (400, 413, gRPC INVALID_ARGUMENT ...): drop.
+    Permanent { reason: String },
+}
+
+/// Sends requests for one signal.
+pub struct SignalExporter {
+    pub settings: SignalSettings,
+    http: Client<HttpConnector, Full<Bytes>>,
+    grpc: OnceCell<Result<tonic::transport::Channel, String>>,
+}
+
+impl SignalExporter {
+    /// Builds nothing expensive: connections are made on first use.
+    pub fn new(settings: SignalSettings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        SignalExporter {
+            settings,
+            http: Client::builder(TokioExecutor::new()).build(connector),
+            grpc: OnceCell::new(),
+        }
+    }
+
+    /// Sends one protobuf-encoded request, giving up at `deadline`.
+    pub async fn send(&self, body: Bytes, deadline: Instant) -> Outcome {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        if budget.is_zero() {
+            return Outcome::Retryable {
+                reason: "no time left before the deadline".into(),
+                retry_after: None,
+            };
+        }
+        let timeout = budget.min(self.settings.timeout);
+        let attempt = async {
+            match self.settings.protocol {
+                Protocol::Grpc => self.send_grpc(body, timeout).await,
+                Protocol::HttpProtobuf | Protocol::HttpJson => self.send_http(body).await,
+            }
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Retryable {
+                reason: format!("timed out after {} ms", timeout.as_millis()),
+                retry_after: None,
+            },
+        }
+    }
+
+    async fn send_http(&self, body: Bytes) -> Outcome {
+        let s = &self.settings;
+        if s.endpoint.starts_with("https://") {
+            return Outcome::Permanent {
+                reason: "https endpoints need TLS, which this build does not include yet".into(),
+            };
+        }
+        let (content_type, body) = match s.protocol {
+            Protocol::HttpJson => match to_json(s.signal, &body) {
+                Ok(json) => ("application/json", Bytes::from(json)),
+                Err(e) => return Outcome::Permanent { reason: e },
+            },
+            _ => ("application/x-protobuf", body),
+        };
+        let mut req = hyper::Request::post(&s.endpoint).header("content-type", content_type);
+        for (k, v) in &s.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = match req.body(Full::new(body)) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Permanent { reason: format!("bad request: {e}") },
+        };
+        let resp = match self.http.request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Retryable {
+                    reason: format!("connection failed: {}", error_chain(&e)),
+                    retry_after: None,
+                }
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        match status {
+            200..=299 => partial_success(s.signal, s.protocol, &body),
+            429 | 502 | 503 | 504 => Outcome::Retryable {
+                reason: format!("HTTP {status}"),
+                retry_after,
+            },
+            _ => Outcome::Permanent {
+                reason: format!("HTTP {status}"),
+            },
+        }
+    }
+
+    async fn channel(&self) -> Result<tonic::transport::Channel, String> {
+        self.grpc
+            .get_or_init(|| async {
+                let endpoint = tonic::transport::Endpoint::from_shared(self.settings.endpoint.clone())
+                    .map_err(|e| format!("invalid gRPC endpoint: {e}"))?
+                    .connect_timeout(Duration::from_secs(5))
+                    .tcp_nodelay(true);
+                if self.settings.endpoint.starts_with("https://") {
+                    return Err("https endpoints need TLS, which this build does not include yet".into());
+                }
+                Ok(endpoint.connect_lazy())
+            })
+            .await
+            .clone()
+    }
+
+    async fn send_grpc(&self, body: Bytes, timeout: Duration) -> Outcome {
+        let channel = match self.channel().await {
+            Ok(c) => c,
+            Err(reason) => return Outcome::Permanent { reason },
+        };
+        let mut grpc = tonic::client::Grpc::new(channel);
+        if let Err(e) = grpc.ready().await {
+            return Outcome::Retryable {
+                reason: format!("gRPC channel not ready: {e}"),
+                retry_after: None,
+            };
+        }
+        let mut req = tonic::Request::new(body);
+        req.set_timeout(timeout);
+        for (k, v) in &self.settings.headers {
+            if let (Ok(k), Ok(v)) = (
+                tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
+                tonic::metadata::MetadataValue::try_from(v.as_str()),
+            ) {
+                req.metadata_mut().insert(k, v);
+            }
+        }
+        let path = hyper::http::uri::PathAndQuery::from_static(self.settings.signal.grpc_path());
+        match grpc.unary(req, path, RawCodec).await {
+            Ok(resp) => partial_success(self.settings.signal, Protocol::Grpc, resp.get_ref()),
+            Err(status) => classify_grpc(&status),
+        }
+    }
+}
+
+/// OTLP/gRPC retry rules (specification "Failures").
+pub fn classify_grpc(status: &tonic::Status) -> Outcome {
+    use tonic::Code;
+    let reason = format!("gRPC {:?}: {}", status.code(), status.message());
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => Outcome::Retryable {
+            reason,
+            retry_after: None,
+        },
+        _ => Outcome::Permanent { reason },
+    }
+}
+
+/// `Retry-After`: delay in seconds (HTTP-dates are treated as absent).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(600)))
+}
+
+fn partial_success(signal: Signal, protocol: Protocol, body: &[u8]) -> Outcome {
+    let (rejected, message) = if body.is_empty() {
+        (0, String::new())
+    } else if protocol == Protocol::HttpJson {
+        decode_partial_json(signal, body)
+    } else {
+        decode_partial_proto(signal, body)
+    };
+    Outcome::Accepted { rejected, message }
+}
+
+fn decode_partial_proto(signal: Signal, body: &[u8]) -> (u64, String) {
+    match signal {
+        Signal::Traces => ExportTraceServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (p.rejected_spans.max(0) as u64, p.error_message)),
+        Signal::Metrics => ExportMetricsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (p.rejected_data_points.max(0) as u64, p.error_message)),
+        Signal::Logs => ExportLogsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (p.rejected_log_records.max(0) as u64, p.error_message)),
+    }
+    .unwrap_or_default()
+}
+
+fn decode_partial_json(signal: Signal, body: &[u8]) -> (u64, String) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (0, String::new());
+    };
+    let Some(p) = v.get("partialSuccess") else {
+        return (0, String::new());
+    };
+    let key = match signal {
+        Signal::Traces => "rejectedSpans",
+        Signal::Metrics => "rejectedDataPoints",
+        Signal::Logs => "rejectedLogRecords",
+    };
+    let rejected = match p.get(key) {
+        Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(serde_json::Value::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    };
+    let message = p
+        .get("errorMessage")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    (rejected, message)
+}
+
+/// Re-encodes a protobuf request as OTLP/JSON.
+pub fn to_json(signal: Signal, body: &[u8]) -> Result<Vec<u8>, String> {
+    let r = match signal {
+        Signal::Traces => ExportTraceServiceRequest::decode(body)
+            .map_err(|e| e.to_string())
+            .and_then(|m| serde_json::to_vec(&m).map_err(|e| e.to_string())),
+        Signal::Metrics => ExportMetricsServiceRequest::decode(body)
+            .map_err(|e| e.to_string())
+            .and_then(|m| serde_json::to_vec(&m).map_err(|e| e.to_string())),
+        Signal::Logs => ExportLogsServiceRequest::decode(body)
+            .map_err(|e| e.to_string())
+            .and_then(|m| serde_json::to_vec(&m).map_err(|e| e.to_string())),
+    };
+    r.map_err(|e| format!("cannot encode as OTLP/JSON: {e}"))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// A gRPC codec that passes already-encoded protobuf bytes through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Bytes>, Self::Error> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_classification_follows_the_spec() {
+        use tonic::{Code, Status};
+        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::Cancelled, Code::Aborted, Code::OutOfRange, Code::DataLoss] {
+            assert!(matches!(classify_grpc(&Status::new(code, "x")), Outcome::Retryable { .. }), "{code:?}");
+        }
+        for code in [Code::InvalidArgument, Code::Unauthenticated, Code::PermissionDenied, Code::Unimplemented, Code::Internal, Code::ResourceExhausted] {
+            assert!(matches!(classify_grpc(&Status::new(code, "x")), Outcome::Permanent { .. }), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn partial_success_is_read() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+        let body = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 3,
+                error_message: "too old".into(),
+            }),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            partial_success(Signal::Logs, Protocol::HttpProtobuf, &body),
+            Outcome::Accepted {
+                rejected: 3,
+                message: "too old".into()
+            }
+        );
+        assert_eq!(
+            partial_success(Signal::Logs, Protocol::HttpJson, br#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"m"}}"#),
+            Outcome::Accepted {
+                rejected: 2,
+                message: "m".into()
+            }
+        );
+    }
+}

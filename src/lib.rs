@@ -1,0 +1,25 @@
+//! `lambda-otel-bridge`: an AWS Lambda extension that turns the Lambda
+//! Telemetry API into OpenTelemetry traces, metrics and logs over OTLP.
+//!
+//! The flow goes one way:
+//!
+//! - [`lifecycle`] registers with the Extensions API, starts the listener,
+//!   subscribes to the Telemetry API and runs the `/next` loop; it decides
+//!   the flush points (the sandbox may freeze after each `/next`).
+//! - [`telemetry_receiver`] accepts the batches Lambda POSTs and decodes
+//!   them leniently into [`lambda::events`].
+//! - [`pipeline`] holds the shared state between the two.
+//! - [`mapping`] turns events and invocation state into OTLP data; it is
+//!   pure and deterministic, specified in `proto-mapping/MAPPING.md`.
+//! - [`export`] resolves the `OTEL_EXPORTER_OTLP_*` settings and sends OTLP
+//!   over gRPC or HTTP.
+//! - [`config`] reads every setting; [`time`] parses and formats timestamps.
+
+pub mod config;
+pub mod export;
+pub mod lambda;
+pub mod lifecycle;
+pub mod mapping;
+pub mod pipeline;
+pub mod telemetry_receiver;
+pub mod time;

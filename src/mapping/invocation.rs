@@ -1,0 +1,291 @@
+//! Invocation state, keyed by `requestId`.
+//!
+//! During invocation N the Telemetry API delivers `platform.start`, the log
+//! lines and `platform.runtimeDone`; `platform.report` for N is produced only
+//! after the extension has called `/next`, so it arrives during N+1 or at
+//! shutdown. Each event therefore looks its invocation up by `requestId`, never
+//! by "the current one", and the table keeps recent invocations until their
+//! report has arrived (bounded: the oldest entries are evicted first).
+
+use std::collections::{HashMap, VecDeque};
+
+use super::xray::{derived_span_id, derived_trace_id, parse_header, parse_span_id};
+use crate::lambda::events::{Report, RuntimeDone, Start, TraceContext};
+use crate::time::UnixNanos;
+
+/// How many invocations are remembered at most. Lambda runs one invocation
+/// at a time per environment (a few hundred concurrent ones on Managed
+/// Instances), and a report lags at most one invocation behind.
+pub const MAX_TRACKED: usize = 4096;
+
+/// What the INVOKE event said about an invocation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InvokeInfo {
+    pub deadline_ms: u64,
+    pub invoked_function_arn: Option<String>,
+    pub xray_header: Option<String>,
+}
+
+/// The ids an invocation's span and log records carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceIds {
+    pub trace_id: [u8; 16],
+    /// The invocation span's own id.
+    pub span_id: [u8; 8],
+    /// The caller's span (X-Ray `Parent`), if any.
+    pub parent_span_id: Option<[u8; 8]>,
+    pub sampled: bool,
+    /// True when the trace id came from X-Ray, false when derived.
+    pub from_xray: bool,
+}
+
+/// Everything known about one invocation.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    pub request_id: String,
+    pub invoke: Option<InvokeInfo>,
+    pub start: Option<(Option<UnixNanos>, Start)>,
+    pub runtime_done: Option<(Option<UnixNanos>, RuntimeDone)>,
+    pub report: Option<(Option<UnixNanos>, Report)>,
+    /// First invocation after an init in this environment.
+    pub coldstart: bool,
+}
+
+impl Invocation {
+    fn tracing_contexts(&self) -> impl Iterator<Item = &TraceContext> {
+        let start = self.start.as_ref().and_then(|(_, s)| s.tracing.as_ref());
+        let done = self.runtime_done.as_ref().and_then(|(_, d)| d.tracing.as_ref());
+        let report = self.report.as_ref().and_then(|(_, r)| r.tracing.as_ref());
+        start.into_iter().chain(done).chain(report)
+    }
+
+    /// Resolves the ids: X-Ray `Root`/`Parent`/`Sampled` from the platform
+    /// events' `tracing` (else the INVOKE event's), span id from
+    /// `tracing.spanId`; without X-Ray, ids derived from the request id.
+    pub fn trace_ids(&self) -> TraceIds {
+        let header = self
+            .tracing_contexts()
+            .find_map(|t| t.value.as_deref())
+            .or_else(|| self.invoke.as_ref().and_then(|i| i.xray_header.as_deref()));
+        let xray = header.map(parse_header).unwrap_or_default();
+        let span_id = self
+            .tracing_contexts()
+            .find_map(|t| t.span_id.as_deref().and_then(parse_span_id))
+            .unwrap_or_else(|| derived_span_id(&self.request_id, "invocation"));
+        match xray.trace_id {
+            Some(trace_id) => TraceIds {
+                trace_id,
+                span_id,
+                parent_span_id: xray.parent_span_id,
+                sampled: xray.sampled.unwrap_or(true),
+                from_xray: true,
+            },
+            None => TraceIds {
+                trace_id: derived_trace_id(&self.request_id),
+                span_id,
+                parent_span_id: None,
+                sampled: true,
+                from_xray: false,
+            },
+        }
+    }
+}
+
+/// The table of invocations.
+#[derive(Debug, Default)]
+pub struct InvocationTable {
+    map: HashMap<String, Invocation>,
+    order: VecDeque<String>,
+    /// The invocation whose `platform.start` (or INVOKE) came last: log lines
+    /// without a request id belong to it.
+    current: Option<String>,
+    /// Set by an init phase; consumed by the next invocation to start.
+    pending_coldstart: bool,
+    evicted: u64,
+}
+
+impl InvocationTable {
+    pub fn get(&self, request_id: &str) -> Option<&Invocation> {
+        self.map.get(request_id)
+    }
+
+    /// The invocation in progress, if any.
+    pub fn current(&self) -> Option<&Invocation> {
+        self.current.as_deref().and_then(|id| self.map.get(id))
+    }
+
+    pub fn current_id(&self) -> Option<&str> {
+        self.current.as_deref()
+    }
+
+    /// How many entries were evicted to keep the table bounded.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// An init (or restore) phase happened: the next invocation is a cold start.
+    pub fn mark_init(&mut self) {
+        self.pending_coldstart = true;
+    }
+
+    /// The entry for `request_id`, created on first sight.
+    pub fn entry(&mut self, request_id: &str) -> &mut Invocation {
+        if !self.map.contains_key(request_id) {
+            while self.map.len() >= MAX_TRACKED {
+                match self.order.pop_front() {
+                    Some(old) => {
+                        if self.map.remove(&old).is_some() {
+                            self.evicted += 1;
+                        }
+                        if self.current.as_deref() == Some(old.as_str()) {
+                            self.current = None;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            self.order.push_back(request_id.to_owned());
+            let coldstart = std::mem::take(&mut self.pending_coldstart);
+            self.map.insert(
+                request_id.to_owned(),
+                Invocation {
+                    request_id: request_id.to_owned(),
+                    coldstart,
+                    ..Invocation::default()
+                },
+            );
+        }
+        // Invariant: inserted just above when missing.
+        self.map.get_mut(request_id).expect("entry exists")
+    }
+
+    pub fn on_invoke(&mut self, request_id: &str, info: InvokeInfo) {
+        self.entry(request_id).invoke = Some(info);
+        self.current = Some(request_id.to_owned());
+    }
+
+    pub fn on_start(&mut self, time: Option<UnixNanos>, start: Start) {
+        let id = start.request_id.clone();
+        self.entry(&id).start = Some((time, start));
+        self.current = Some(id);
+    }
+
+    pub fn on_runtime_done(&mut self, time: Option<UnixNanos>, done: RuntimeDone) {
+        let id = done.request_id.clone();
+        self.entry(&id).runtime_done = Some((time, done));
+    }
+
+    pub fn on_report(&mut self, time: Option<UnixNanos>, report: Report) {
+        let id = report.request_id.clone();
+        self.entry(&id).report = Some((time, report));
+    }
+
+    /// Forgets invocations that are complete (report received) and are not
+    /// the current one; called after their data has been mapped.
+    pub fn retire_completed(&mut self) {
+        let current = self.current.clone();
+        let map = &mut self.map;
+        self.order.retain(|id| {
+            let done = map.get(id).is_none_or(|inv| inv.report.is_some());
+            if done && current.as_deref() != Some(id.as_str()) {
+                map.remove(id);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Request ids of invocations that started but whose report has not arrived.
+    pub fn awaiting_report(&self) -> Vec<String> {
+        self.order
+            .iter()
+            .filter(|id| {
+                self.map
+                    .get(*id)
+                    .is_some_and(|inv| inv.report.is_none() && (inv.start.is_some() || inv.invoke.is_some()))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::xray::to_hex;
+
+    fn start(id: &str, tracing: Option<TraceContext>) -> Start {
+        Start {
+            request_id: id.into(),
+            tracing,
+            ..Start::default()
+        }
+    }
+
+    #[test]
+    fn late_report_completes_the_right_invocation() {
+        let mut t = InvocationTable::default();
+        t.mark_init();
+        t.on_start(Some(1), start("a", None));
+        t.on_runtime_done(Some(2), RuntimeDone { request_id: "a".into(), ..Default::default() });
+        t.on_start(Some(3), start("b", None));
+        // a's report arrives while b is in progress.
+        t.on_report(Some(4), Report { request_id: "a".into(), ..Default::default() });
+        assert_eq!(t.current_id(), Some("b"));
+        assert!(t.get("a").unwrap().report.is_some());
+        assert!(t.get("b").unwrap().report.is_none());
+        assert!(t.get("a").unwrap().coldstart);
+        assert!(!t.get("b").unwrap().coldstart);
+        assert_eq!(t.awaiting_report(), ["b"]);
+        t.retire_completed();
+        assert!(t.get("a").is_none());
+        assert!(t.get("b").is_some());
+    }
+
+    #[test]
+    fn ids_from_xray_or_derived() {
+        let mut t = InvocationTable::default();
+        t.on_start(
+            None,
+            start(
+                "a",
+                Some(TraceContext {
+                    span_id: Some("1f2e3d4c5b6a7980".into()),
+                    kind: Some("X-Amzn-Trace-Id".into()),
+                    value: Some("Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1".into()),
+                }),
+            ),
+        );
+        let ids = t.get("a").unwrap().trace_ids();
+        assert_eq!(to_hex(&ids.trace_id), "67a1b2c34d5e6f708192a3b4c5d6e7f8");
+        assert_eq!(to_hex(&ids.span_id), "1f2e3d4c5b6a7980");
+        assert_eq!(to_hex(&ids.parent_span_id.unwrap()), "9a8b7c6d5e4f3a2b");
+        assert!(ids.from_xray);
+
+        t.on_invoke("b", InvokeInfo::default());
+        let ids = t.get("b").unwrap().trace_ids();
+        assert!(!ids.from_xray);
+        assert_eq!(ids.trace_id, derived_trace_id("b"));
+        assert_eq!(ids.parent_span_id, None);
+    }
+
+    #[test]
+    fn bounded() {
+        let mut t = InvocationTable::default();
+        for i in 0..(MAX_TRACKED + 10) {
+            t.on_start(None, start(&i.to_string(), None));
+        }
+        assert_eq!(t.len(), MAX_TRACKED);
+        assert_eq!(t.evicted(), 10);
+        assert!(t.get("0").is_none());
+    }
+}

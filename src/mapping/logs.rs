@@ -1,0 +1,256 @@
+//! `function` and `extension` records → OTLP log records.
+//!
+//! Text records are parsed by [`super::log_lines`]; JSON records (and text
+//! records whose message is a JSON object, as Powertools writes them in Text
+//! mode) give their level, message, timestamp and request id from the
+//! well-known keys, and every other key becomes an attribute.
+
+use opentelemetry_proto::tonic::logs::v1::LogRecord as OtlpLogRecord;
+use serde_json::{Map, Value};
+
+use super::invocation::TraceIds;
+use super::log_lines::{level_number, parse_text};
+use super::proto::{json_to_any, kv_str, str_value};
+use crate::lambda::events::LogRecord;
+use crate::time::{parse_rfc3339, UnixNanos};
+
+/// Which Telemetry API stream a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSource {
+    Function,
+    Extension,
+}
+
+impl LogSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogSource::Function => "function",
+            LogSource::Extension => "extension",
+        }
+    }
+}
+
+const LEVEL_KEYS: [&str; 3] = ["level", "levelname", "severity"];
+const MESSAGE_KEYS: [&str; 2] = ["message", "msg"];
+const TIME_KEYS: [&str; 2] = ["timestamp", "time"];
+const REQUEST_ID_KEYS: [&str; 3] = ["requestId", "AWSRequestId", "function_request_id"];
+
+/// The request id a record names itself, if any.
+pub fn record_request_id(record: &LogRecord) -> Option<String> {
+    match record {
+        LogRecord::Json(map) => json_request_id(map),
+        LogRecord::Text(text) => {
+            let line = parse_text(text);
+            if let Some(rid) = line.request_id {
+                return Some(rid.to_owned());
+            }
+            json_object(line.message).and_then(|m| json_request_id(&m))
+        }
+    }
+}
+
+fn json_request_id(map: &Map<String, Value>) -> Option<String> {
+    REQUEST_ID_KEYS
+        .iter()
+        .find_map(|k| map.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn json_object(message: &str) -> Option<Map<String, Value>> {
+    let t = message.trim();
+    if t.starts_with('{') && t.ends_with('}') {
+        serde_json::from_str::<Map<String, Value>>(t).ok()
+    } else {
+        None
+    }
+}
+
+/// Inputs for one log record.
+pub struct LogInput<'a> {
+    pub source: LogSource,
+    pub record: &'a LogRecord,
+    /// Envelope time.
+    pub event_time: Option<UnixNanos>,
+    /// When the bridge received it.
+    pub observed: UnixNanos,
+    /// The invocation it belongs to: request id and ids.
+    pub invocation: Option<(&'a str, TraceIds)>,
+}
+
+/// Maps one record.
+pub fn map_log(input: LogInput<'_>) -> OtlpLogRecord {
+    let mut out = OtlpLogRecord {
+        observed_time_unix_nano: input.observed,
+        ..OtlpLogRecord::default()
+    };
+    let mut own_time = None;
+    match input.record {
+        LogRecord::Text(text) => {
+            let line = parse_text(text);
+            own_time = line.timestamp;
+            if let Some(level) = line.level {
+                out.severity_text = level.to_owned();
+                out.severity_number = line.severity_number;
+            }
+            match json_object(line.message) {
+                Some(map) => apply_json(&mut out, &map, &mut own_time),
+                None => out.body = Some(str_value(line.message)),
+            }
+        }
+        LogRecord::Json(map) => apply_json(&mut out, map, &mut own_time),
+    }
+    out.time_unix_nano = choose_time(own_time, input.event_time).unwrap_or(input.observed);
+    out.attributes
+        .push(kv_str("aws.lambda.log.source", input.source.as_str()));
+    if let Some((request_id, ids)) = input.invocation {
+        out.attributes.push(kv_str("faas.invocation_id", request_id));
+        out.trace_id = ids.trace_id.to_vec();
+        out.span_id = ids.span_id.to_vec();
+        out.flags = u32::from(ids.sampled);
+    }
+    out
+}
+
+/// Prefers the record's own time, unless it is only second-precise and the
+/// envelope time falls in the same second (Python's JSON formatter).
+fn choose_time(own: Option<UnixNanos>, envelope: Option<UnixNanos>) -> Option<UnixNanos> {
+    match (own, envelope) {
+        (Some(o), Some(e)) if o % 1_000_000_000 == 0 && o / 1_000_000_000 == e / 1_000_000_000 => Some(e),
+        (Some(o), _) => Some(o),
+        (None, e) => e,
+    }
+}
+
+fn apply_json(out: &mut OtlpLogRecord, map: &Map<String, Value>, own_time: &mut Option<UnixNanos>) {
+    if let Some((token, number)) = LEVEL_KEYS
+        .iter()
+        .find_map(|k| map.get(*k).and_then(Value::as_str))
+        .and_then(|t| level_number(t).map(|n| (t, n)))
+    {
+        out.severity_text = token.to_owned();
+        out.severity_number = number;
+    }
+    if let Some(t) = TIME_KEYS
+        .iter()
+        .find_map(|k| map.get(*k).and_then(Value::as_str))
+        .and_then(parse_rfc3339)
+    {
+        *own_time = Some(t);
+    }
+    let message_key = MESSAGE_KEYS.iter().find(|k| map.contains_key(**k)).copied();
+    out.body = Some(match message_key {
+        Some(k) => json_to_any(&map[k]),
+        None => json_to_any(&Value::Object(map.clone())),
+    });
+    if message_key.is_some() {
+        for (k, v) in map {
+            let reserved = Some(k.as_str()) == message_key
+                || LEVEL_KEYS[..1].contains(&k.as_str())
+                || TIME_KEYS[..1].contains(&k.as_str())
+                || REQUEST_ID_KEYS[..2].contains(&k.as_str());
+            if !reserved {
+                out.attributes.push(super::proto::kv(k.clone(), json_to_any(v)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
+
+    fn body(r: &OtlpLogRecord) -> Option<&AV> {
+        r.body.as_ref().and_then(|b| b.value.as_ref())
+    }
+
+    fn ids() -> TraceIds {
+        TraceIds {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+            parent_span_id: None,
+            sampled: true,
+            from_xray: true,
+        }
+    }
+
+    #[test]
+    fn text_line_with_prefix() {
+        let rec = LogRecord::Text("[ERROR]\t2025-03-04T10:15:30.610Z\t8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11\tboom\n".into());
+        assert_eq!(record_request_id(&rec).as_deref(), Some("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11"));
+        let r = map_log(LogInput {
+            source: LogSource::Function,
+            record: &rec,
+            event_time: Some(1),
+            observed: 2,
+            invocation: Some(("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11", ids())),
+        });
+        assert_eq!(r.severity_number, 17);
+        assert_eq!(r.severity_text, "ERROR");
+        assert_eq!(body(&r), Some(&AV::StringValue("boom".into())));
+        assert_eq!(r.time_unix_nano, 1_741_083_330_610_000_000);
+        assert_eq!(r.observed_time_unix_nano, 2);
+        assert_eq!(r.trace_id, vec![7; 16]);
+        assert_eq!(r.span_id, vec![9; 8]);
+        assert!(r.attributes.iter().any(|a| a.key == "faas.invocation_id"));
+    }
+
+    #[test]
+    fn json_record_attributes() {
+        let map: Map<String, Value> = serde_json::from_str(
+            r#"{"timestamp":"2025-03-04T10:15:30Z","level":"WARNING","message":"low","logger":"root","requestId":"r1","extra":{"n":1}}"#,
+        )
+        .unwrap();
+        let rec = LogRecord::Json(map);
+        assert_eq!(record_request_id(&rec).as_deref(), Some("r1"));
+        let r = map_log(LogInput {
+            source: LogSource::Function,
+            record: &rec,
+            event_time: Some(1_741_083_330_611_000_000),
+            observed: 5,
+            invocation: None,
+        });
+        assert_eq!((r.severity_number, r.severity_text.as_str()), (13, "WARNING"));
+        assert_eq!(body(&r), Some(&AV::StringValue("low".into())));
+        // Second-precision record time: the envelope time in that second wins.
+        assert_eq!(r.time_unix_nano, 1_741_083_330_611_000_000);
+        let keys: Vec<&str> = r.attributes.iter().map(|a| a.key.as_str()).collect();
+        // JSON keys come in sorted order (serde_json maps are ordered), so output is deterministic.
+        assert_eq!(keys, ["extra", "logger", "aws.lambda.log.source"]);
+        assert!(r.trace_id.is_empty());
+    }
+
+    #[test]
+    fn powertools_json_in_text_mode() {
+        let rec = LogRecord::Text(r#"{"level":"ERROR","location":"handler:12","message":"failed","function_request_id":"r9","cold_start":true}"#.into());
+        assert_eq!(record_request_id(&rec).as_deref(), Some("r9"));
+        let r = map_log(LogInput {
+            source: LogSource::Function,
+            record: &rec,
+            event_time: Some(10),
+            observed: 11,
+            invocation: None,
+        });
+        assert_eq!(r.severity_number, 17);
+        assert_eq!(body(&r), Some(&AV::StringValue("failed".into())));
+        assert!(r.attributes.iter().any(|a| a.key == "cold_start"));
+        assert_eq!(r.time_unix_nano, 10);
+    }
+
+    #[test]
+    fn plain_print_keeps_whole_line() {
+        let rec = LogRecord::Text("hello\n".into());
+        let r = map_log(LogInput {
+            source: LogSource::Extension,
+            record: &rec,
+            event_time: None,
+            observed: 11,
+            invocation: None,
+        });
+        assert_eq!(r.severity_number, 0);
+        assert_eq!(r.severity_text, "");
+        assert_eq!(body(&r), Some(&AV::StringValue("hello".into())));
+        assert_eq!(r.time_unix_nano, 11);
+    }
+}

@@ -1,0 +1,92 @@
+//! The state shared by the telemetry receiver (which feeds it) and the
+//! lifecycle (which waits on it and flushes it): the [`Mapper`] behind a
+//! mutex, and a notification each time new events arrive.
+//!
+//! Everything runs on one current-thread runtime; the lock is only held for
+//! in-memory work, never across an `.await`.
+
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::lambda::events::ParsedBatch;
+use crate::mapping::{Mapper, Output};
+use crate::time::UnixNanos;
+
+/// Receiver counters (exported as the bridge's own metrics in a later step).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    pub batches: u64,
+    pub events: u64,
+    pub skipped_events: u64,
+    pub rejected_bodies: u64,
+}
+
+pub struct State {
+    pub mapper: Mapper,
+    pub receiver: ReceiverStats,
+}
+
+pub struct Shared {
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl Shared {
+    pub fn new(mapper: Mapper) -> Self {
+        Shared {
+            state: Mutex::new(State {
+                mapper,
+                receiver: ReceiverStats::default(),
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Locks the state. A panic while holding the lock cannot leave the
+    /// mapper half-updated in a way that matters more than losing it, so a
+    /// poisoned lock is simply taken over.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Feeds one decoded batch.
+    pub fn ingest(&self, batch: ParsedBatch, observed: UnixNanos) {
+        {
+            let mut st = self.lock();
+            st.receiver.batches += 1;
+            st.receiver.events += batch.events.len() as u64;
+            st.receiver.skipped_events += batch.skipped.len() as u64;
+            for ev in batch.events {
+                st.mapper.ingest(ev, observed);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    pub fn count_rejected_body(&self) {
+        self.lock().receiver.rejected_bodies += 1;
+    }
+
+    /// Waits until `done` holds or `deadline` passes; returns whether it holds.
+    pub async fn wait_until(&self, deadline: Instant, done: impl Fn(&State) -> bool) -> bool {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if done(&self.lock()) {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return done(&self.lock()),
+            }
+        }
+    }
+
+    /// Takes everything mapped so far.
+    pub fn take_output(&self) -> Output {
+        self.lock().mapper.take()
+    }
+}

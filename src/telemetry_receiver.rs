@@ -1,0 +1,127 @@
+//! The Telemetry API listener (axum): Lambda POSTs batches of events here.
+//!
+//! - A JSON array is always acknowledged with 200, whatever its elements:
+//!   each element is decoded on its own and bad ones are counted and skipped
+//!   (a non-2xx would make Lambda re-send the batch and eventually drop it).
+//! - A body that is not a JSON array gets 400 with a JSON error; a body over
+//!   the limit gets 413. The listener keeps serving either way.
+//! - Only `POST /telemetry` exists. Nothing is logged per batch at the default
+//!   level: the extension's own output comes back as `extension` events.
+//!
+//! It listens on the address `sandbox.localdomain` resolves to, which is where
+//! Lambda delivers; see [`listen_ip`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+
+use crate::lambda::events::parse_batch;
+use crate::pipeline::Shared;
+
+/// Host name used in the subscription's destination URI.
+pub const SANDBOX_HOST: &str = "sandbox.localdomain";
+/// Path of the destination URI.
+pub const PATH: &str = "/telemetry";
+
+/// The address to bind: what `sandbox.localdomain` resolves to (first from
+/// `/etc/hosts`, then the resolver, bounded to 300 ms), else `0.0.0.0` so
+/// that whatever address the platform uses reaches the listener.
+pub async fn listen_ip() -> IpAddr {
+    if let Some(ip) = std::fs::read_to_string("/etc/hosts")
+        .ok()
+        .and_then(|hosts| ip_from_hosts(&hosts, SANDBOX_HOST))
+    {
+        return ip;
+    }
+    let lookup = tokio::net::lookup_host((SANDBOX_HOST, 0));
+    match tokio::time::timeout(Duration::from_millis(300), lookup).await {
+        Ok(Ok(mut addrs)) => addrs
+            .find(|a| a.is_ipv4())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// Finds `name` in an `/etc/hosts` text (IPv4 entries only).
+pub fn ip_from_hosts(hosts: &str, name: &str) -> Option<IpAddr> {
+    hosts.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let ip: Ipv4Addr = fields.next()?.parse().ok()?;
+        fields
+            .any(|h| h.eq_ignore_ascii_case(name))
+            .then_some(IpAddr::V4(ip))
+    })
+}
+
+/// The destination URI to subscribe.
+pub fn destination(port: u16) -> String {
+    format!("http://{SANDBOX_HOST}:{port}{PATH}")
+}
+
+pub fn router(shared: Arc<Shared>, body_limit: usize) -> Router {
+    Router::new()
+        .route(PATH, post(receive))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(shared)
+}
+
+async fn receive(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let observed = crate::time::now();
+    match parse_batch(&body) {
+        Ok(batch) => {
+            if !batch.skipped.is_empty() {
+                tracing::debug!(skipped = batch.skipped.len(), first = %batch.skipped[0], "skipped telemetry events");
+            }
+            shared.ingest(batch, observed);
+            StatusCode::OK.into_response()
+        }
+        Err(e) => {
+            shared.count_rejected_body();
+            let body = serde_json::json!({
+                "errorType": "InvalidTelemetryBatch",
+                "errorMessage": e.to_string(),
+            });
+            (
+                StatusCode::BAD_REQUEST,
+                [("content-type", "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Binds the listener.
+pub async fn bind(ip: IpAddr, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await
+}
+
+/// Serves until the process ends.
+pub fn spawn(listener: tokio::net::TcpListener, router: Router) {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!("telemetry listener stopped: {e}");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_file_lookup() {
+        let hosts = "127.0.0.1 localhost\n# 10.0.0.1 sandbox.localdomain\n169.254.100.1\tsandbox.localdomain sandbox\n";
+        assert_eq!(ip_from_hosts(hosts, "sandbox.localdomain"), Some("169.254.100.1".parse().unwrap()));
+        assert_eq!(ip_from_hosts("127.0.0.1 localhost", "sandbox.localdomain"), None);
+    }
+}
