@@ -154,14 +154,20 @@ impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
         let lambda = LambdaEnv {
             runtime_api: env.get("AWS_LAMBDA_RUNTIME_API").ok_or_else(|| {
-                ConfigError::new("AWS_LAMBDA_RUNTIME_API", "", "is not set; not running in Lambda?")
+                ConfigError::new(
+                    "AWS_LAMBDA_RUNTIME_API",
+                    "",
+                    "is not set; not running in Lambda?",
+                )
             })?,
             function_name: env.get("AWS_LAMBDA_FUNCTION_NAME"),
             function_version: env.get("AWS_LAMBDA_FUNCTION_VERSION"),
             memory_mb: env
                 .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
                 .and_then(|v| v.trim().parse().ok()),
-            region: env.get("AWS_REGION").or_else(|| env.get("AWS_DEFAULT_REGION")),
+            region: env
+                .get("AWS_REGION")
+                .or_else(|| env.get("AWS_DEFAULT_REGION")),
             initialization_type: env.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
         };
         let telemetry = TelemetryConfig {
@@ -204,7 +210,13 @@ impl Config {
 }
 
 /// Reads `LAMBDA_OTEL_BRIDGE_<name>` as an integer in `min..=max`.
-pub fn int_setting(env: &dyn Env, name: &str, default: u32, min: u32, max: u32) -> Result<u32, ConfigError> {
+pub fn int_setting(
+    env: &dyn Env,
+    name: &str,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, ConfigError> {
     let var = format!("{PREFIX}{name}");
     match env.get(&var) {
         None => Ok(default),
@@ -307,7 +319,10 @@ mod tests {
         assert_eq!(c.telemetry.timeout_ms, 25);
         assert_eq!(c.telemetry.max_items, 1000);
         assert_eq!(c.telemetry.max_bytes, 262_144);
-        assert_eq!(c.telemetry.types.names(), ["platform", "function", "extension"]);
+        assert_eq!(
+            c.telemetry.types.names(),
+            ["platform", "function", "extension"]
+        );
         assert!(c.telemetry.body_limit() >= 2 * 262_144);
         assert_eq!(c.log_level, LogLevel::Info);
     }

@@ -30,9 +30,11 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(150);
 
 /// The file name Lambda started us under (`/opt/extensions/<name>`).
 pub fn executable_name() -> String {
-    let from_arg0 = std::env::args_os()
-        .next()
-        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()));
+    let from_arg0 = std::env::args_os().next().and_then(|a| {
+        std::path::Path::new(&a)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    });
     from_arg0
         .filter(|n| !n.is_empty())
         .or_else(|| {
@@ -118,7 +120,9 @@ pub async fn run(env: &dyn Env) -> i32 {
     }
     let shared = Arc::new(Shared::new(Mapper::new(built.resource)));
 
-    let ip = listen_ip.await.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let ip = listen_ip
+        .await
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let listener = match telemetry_receiver::bind(ip, config.telemetry.listener_port).await {
         Ok(l) => l,
         Err(e) => {
@@ -136,7 +140,10 @@ pub async fn run(env: &dyn Env) -> i32 {
         listener,
         telemetry_receiver::router(shared.clone(), config.telemetry.body_limit()),
     );
-    subscribe(&client, &runtime_api, &id, &config, port).await;
+    let subscribed = subscribe(&client, &runtime_api, &id, &config, port).await;
+    // Without a working subscription to platform events no runtimeDone or
+    // report will come: waiting for them would only delay the function.
+    let platform_events = subscribed && config.telemetry.types.platform;
 
     let exporters = Exporters::new(&config.export);
     let lifecycle = Lifecycle {
@@ -145,23 +152,35 @@ pub async fn run(env: &dyn Env) -> i32 {
         shared,
         exporters,
         config,
+        platform_events,
+        lmi,
     };
     lifecycle.event_loop().await
 }
 
-async fn subscribe(client: &ApiClient, runtime_api: &str, id: &str, config: &Config, port: u16) {
+/// Subscribes; returns whether telemetry will be delivered.
+async fn subscribe(
+    client: &ApiClient,
+    runtime_api: &str,
+    id: &str,
+    config: &Config,
+    port: u16,
+) -> bool {
     let dest = telemetry_receiver::destination(port);
     match telemetry_api::subscribe(client, runtime_api, id, &config.telemetry, &dest).await {
         Ok(Subscription::Subscribed { schema_version }) => {
             tracing::debug!(schema_version, destination = %dest, "subscribed to the Telemetry API");
+            true
         }
         Ok(Subscription::NotSupported { body }) => {
             tracing::warn!(
                 "the Telemetry API is not supported here (202: {body}); no platform or log telemetry will arrive, the extension keeps running"
             );
+            false
         }
         Err(e) => {
             tracing::error!("Telemetry API subscription failed, no telemetry will arrive: {e}");
+            false
         }
     }
 }
@@ -172,6 +191,10 @@ struct Lifecycle {
     shared: Arc<Shared>,
     exporters: Exporters,
     config: Config,
+    /// Platform events are subscribed and will be delivered.
+    platform_events: bool,
+    /// Lambda Managed Instances: no INVOKE, no runtimeDone.
+    lmi: bool,
 }
 
 impl Lifecycle {
@@ -186,7 +209,10 @@ impl Lifecycle {
                 Err(e) => {
                     let msg = format!("event/next failed: {e}");
                     tracing::error!("{msg}");
-                    let _ = self.api.exit_error(&self.id, "Extension.UnknownReason", &msg).await;
+                    let _ = self
+                        .api
+                        .exit_error(&self.id, "Extension.UnknownReason", &msg)
+                        .await;
                     // Last chance to deliver what was received.
                     let deadline = Instant::now() + Duration::from_millis(500);
                     self.flush(deadline).await;
@@ -207,23 +233,29 @@ impl Lifecycle {
                 xray_header: inv.tracing.and_then(|t| t.value),
             },
         );
-        let wait_until = (Instant::now() + self.config.invoke_wait).min(invocation_deadline);
-        let seen = self
-            .shared
-            .wait_until(wait_until, |st| st.mapper.runtime_done_seen(&request_id))
-            .await;
-        if !seen {
-            tracing::debug!(%request_id, "runtimeDone not received before the wait ended");
+        if self.platform_events && !self.lmi {
+            let wait_until = (Instant::now() + self.config.invoke_wait).min(invocation_deadline);
+            let seen = self
+                .shared
+                .wait_until(wait_until, |st| st.mapper.runtime_done_seen(&request_id))
+                .await;
+            if !seen {
+                tracing::debug!(%request_id, "runtimeDone not received before the wait ended");
+            }
         }
         self.flush(invocation_deadline).await;
     }
 
     async fn on_shutdown(&self, sd: ShutdownEvent) {
         let deadline = deadline_instant(sd.deadline_ms);
-        let report_wait = (Instant::now() + self.config.shutdown_report_wait).min(deadline);
-        self.shared
-            .wait_until(report_wait, |st| st.mapper.invocations.awaiting_report().is_empty())
-            .await;
+        if self.platform_events {
+            let report_wait = (Instant::now() + self.config.shutdown_report_wait).min(deadline);
+            self.shared
+                .wait_until(report_wait, |st| {
+                    st.mapper.invocations.awaiting_report().is_empty()
+                })
+                .await;
+        }
         self.flush(deadline).await;
         let st = self.shared.lock();
         tracing::info!(
@@ -233,6 +265,8 @@ impl Lifecycle {
             skipped_events = st.receiver.skipped_events,
             rejected_bodies = st.receiver.rejected_bodies,
             log_records = st.mapper.stats.log_records,
+            reports = st.mapper.stats.reports,
+            awaiting_report = st.mapper.invocations.awaiting_report().len(),
             "shutting down"
         );
     }

@@ -4,6 +4,9 @@
 
 use lambda_otel_bridge::config::{Config, LogLevel, ProcessEnv};
 use lambda_otel_bridge::lifecycle;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 fn init_logging() {
     // The level is read here (before full validation) so that configuration
@@ -20,21 +23,29 @@ fn init_logging() {
         LogLevel::Debug => tracing::level_filters::LevelFilter::DEBUG,
         LogLevel::Trace => tracing::level_filters::LevelFilter::TRACE,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(filter)
+    // Our own events at the chosen level; libraries (hyper, h2, tonic) only
+    // from warn up, or debug output would drown in connection-pool chatter.
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_default(filter.min(tracing::level_filters::LevelFilter::WARN))
+        .with_target("lambda_otel_bridge", filter);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false);
+    let registry = tracing_subscriber::registry();
     if json {
-        builder.json().init();
+        registry.with(layer.json().with_filter(targets)).init();
     } else {
-        builder.init();
+        registry.with(layer.with_filter(targets)).init();
     }
 }
 
 fn main() {
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");

@@ -121,7 +121,13 @@ mod tests {
     #[test]
     fn hosts_file_lookup() {
         let hosts = "127.0.0.1 localhost\n# 10.0.0.1 sandbox.localdomain\n169.254.100.1\tsandbox.localdomain sandbox\n";
-        assert_eq!(ip_from_hosts(hosts, "sandbox.localdomain"), Some("169.254.100.1".parse().unwrap()));
-        assert_eq!(ip_from_hosts("127.0.0.1 localhost", "sandbox.localdomain"), None);
+        assert_eq!(
+            ip_from_hosts(hosts, "sandbox.localdomain"),
+            Some("169.254.100.1".parse().unwrap())
+        );
+        assert_eq!(
+            ip_from_hosts("127.0.0.1 localhost", "sandbox.localdomain"),
+            None
+        );
     }
 }

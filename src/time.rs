@@ -216,7 +216,10 @@ mod tests {
         let t = 1_741_083_330_123_000_000;
         assert_eq!(format_rfc3339_millis(t), "2025-03-04T10:15:30.123Z");
         assert_eq!(parse_rfc3339(&format_rfc3339_millis(t)), Some(t));
-        assert_eq!(format_rfc3339_millis(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339_millis(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]

@@ -13,11 +13,15 @@ use bytes::{Buf, BufMut, Bytes};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -30,7 +34,10 @@ pub enum Outcome {
     /// Accepted; `rejected` items were refused by a partial success (not retried).
     Accepted { rejected: u64, message: String },
     /// May succeed later (429/502/503/504, connection errors, gRPC UNAVAILABLE ...).
-    Retryable { reason: String, retry_after: Option<Duration> },
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// Will never succeed (400, 413, gRPC INVALID_ARGUMENT ...): drop.
     Permanent { reason: String },
 }
@@ -100,7 +107,11 @@ impl SignalExporter {
         }
         let req = match req.body(Full::new(body)) {
             Ok(r) => r,
-            Err(e) => return Outcome::Permanent { reason: format!("bad request: {e}") },
+            Err(e) => {
+                return Outcome::Permanent {
+                    reason: format!("bad request: {e}"),
+                }
+            }
         };
         let resp = match self.http.request(req).await {
             Ok(r) => r,
@@ -117,7 +128,12 @@ impl SignalExporter {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         match status {
             200..=299 => partial_success(s.signal, s.protocol, &body),
             429 | 502 | 503 | 504 => Outcome::Retryable {
@@ -133,12 +149,15 @@ impl SignalExporter {
     async fn channel(&self) -> Result<tonic::transport::Channel, String> {
         self.grpc
             .get_or_init(|| async {
-                let endpoint = tonic::transport::Endpoint::from_shared(self.settings.endpoint.clone())
-                    .map_err(|e| format!("invalid gRPC endpoint: {e}"))?
-                    .connect_timeout(Duration::from_secs(5))
-                    .tcp_nodelay(true);
+                let endpoint =
+                    tonic::transport::Endpoint::from_shared(self.settings.endpoint.clone())
+                        .map_err(|e| format!("invalid gRPC endpoint: {e}"))?
+                        .connect_timeout(Duration::from_secs(5))
+                        .tcp_nodelay(true);
                 if self.settings.endpoint.starts_with("https://") {
-                    return Err("https endpoints need TLS, which this build does not include yet".into());
+                    return Err(
+                        "https endpoints need TLS, which this build does not include yet".into(),
+                    );
                 }
                 Ok(endpoint.connect_lazy())
             })
@@ -196,7 +215,10 @@ pub fn classify_grpc(status: &tonic::Status) -> Outcome {
 
 /// `Retry-After`: delay in seconds (HTTP-dates are treated as absent).
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    v.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(600)))
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(600)))
 }
 
 fn partial_success(signal: Signal, protocol: Protocol, body: &[u8]) -> Outcome {
@@ -300,7 +322,11 @@ impl tonic::codec::Codec for RawCodec {
 impl tonic::codec::Encoder for RawCodec {
     type Item = Bytes;
     type Error = tonic::Status;
-    fn encode(&mut self, item: Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Self::Error> {
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Self::Error> {
         dst.put(item);
         Ok(())
     }
@@ -309,7 +335,10 @@ impl tonic::codec::Encoder for RawCodec {
 impl tonic::codec::Decoder for RawCodec {
     type Item = Bytes;
     type Error = tonic::Status;
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Bytes>, Self::Error> {
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Bytes>, Self::Error> {
         Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
@@ -321,11 +350,37 @@ mod tests {
     #[test]
     fn grpc_classification_follows_the_spec() {
         use tonic::{Code, Status};
-        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::Cancelled, Code::Aborted, Code::OutOfRange, Code::DataLoss] {
-            assert!(matches!(classify_grpc(&Status::new(code, "x")), Outcome::Retryable { .. }), "{code:?}");
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::DataLoss,
+        ] {
+            assert!(
+                matches!(
+                    classify_grpc(&Status::new(code, "x")),
+                    Outcome::Retryable { .. }
+                ),
+                "{code:?}"
+            );
         }
-        for code in [Code::InvalidArgument, Code::Unauthenticated, Code::PermissionDenied, Code::Unimplemented, Code::Internal, Code::ResourceExhausted] {
-            assert!(matches!(classify_grpc(&Status::new(code, "x")), Outcome::Permanent { .. }), "{code:?}");
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::ResourceExhausted,
+        ] {
+            assert!(
+                matches!(
+                    classify_grpc(&Status::new(code, "x")),
+                    Outcome::Permanent { .. }
+                ),
+                "{code:?}"
+            );
         }
     }
 
@@ -353,7 +408,11 @@ mod tests {
             }
         );
         assert_eq!(
-            partial_success(Signal::Logs, Protocol::HttpJson, br#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"m"}}"#),
+            partial_success(
+                Signal::Logs,
+                Protocol::HttpJson,
+                br#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"m"}}"#
+            ),
             Outcome::Accepted {
                 rejected: 2,
                 message: "m".into()

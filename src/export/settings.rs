@@ -242,7 +242,8 @@ impl SignalSettings {
                 }
             },
         };
-        let path = |option: &str| lookup(env, signal, option).map(|(_, v, _)| PathBuf::from(v.trim()));
+        let path =
+            |option: &str| lookup(env, signal, option).map(|(_, v, _)| PathBuf::from(v.trim()));
         Ok(SignalSettings {
             signal,
             protocol,
@@ -296,7 +297,11 @@ fn resolve_endpoint(
     let after_scheme = &v[v.find("://").map(|i| i + 3).unwrap_or(0)..];
     let has_path = after_scheme.contains('/');
     if per_signal {
-        Ok(if has_path { v.to_owned() } else { format!("{v}/") })
+        Ok(if has_path {
+            v.to_owned()
+        } else {
+            format!("{v}/")
+        })
     } else if v.ends_with('/') {
         Ok(format!("{v}{}", signal.http_path()))
     } else {
@@ -382,9 +387,18 @@ mod tests {
     #[test]
     fn endpoint_path_rules() {
         let s = ExportSettings::from_env(&env_of(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/mycollector/"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318"),
-            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "https://m.example/custom/path"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://collector:4318/mycollector/",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://collector:4318",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "https://m.example/custom/path",
+            ),
         ]))
         .unwrap();
         assert_eq!(s.logs.endpoint, "http://collector:4318/mycollector/v1/logs");
@@ -408,16 +422,31 @@ mod tests {
     fn bridge_prefix_wins() {
         let s = ExportSettings::from_env(&env_of(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://localhost:4318/v1/traces"),
-            ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://localhost:4318/v1/traces",
+            ),
+            (
+                "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT",
+                "http://collector:4318",
+            ),
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=fn"),
-            ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_LOGS_HEADERS", "x-api-key=bridge%2Ckey"),
+            (
+                "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_LOGS_HEADERS",
+                "x-api-key=bridge%2Ckey",
+            ),
         ]))
         .unwrap();
         assert_eq!(s.traces.endpoint, "http://collector:4318/v1/traces");
         assert_eq!(s.logs.endpoint, "http://collector:4318/v1/logs");
-        assert_eq!(s.logs.headers, [("x-api-key".to_owned(), "bridge,key".to_owned())]);
-        assert_eq!(s.traces.headers, [("x-api-key".to_owned(), "fn".to_owned())]);
+        assert_eq!(
+            s.logs.headers,
+            [("x-api-key".to_owned(), "bridge,key".to_owned())]
+        );
+        assert_eq!(
+            s.traces.headers,
+            [("x-api-key".to_owned(), "fn".to_owned())]
+        );
     }
 
     #[test]
@@ -442,7 +471,10 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "zip"),
-            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "sometimes",
+            ),
         ] {
             let e = ExportSettings::from_env(&env_of(&[(k, v)])).unwrap_err();
             assert_eq!(e.var, k);

@@ -662,7 +662,9 @@ mod tests {
             &parsed.events[1].kind,
             EventKind::Unknown { type_name, .. } if type_name == "platform.somethingNew"
         ));
-        assert!(matches!(&parsed.events[2].kind, EventKind::Function(LogRecord::Json(m)) if m["message"] == "boom"));
+        assert!(
+            matches!(&parsed.events[2].kind, EventKind::Function(LogRecord::Json(m)) if m["message"] == "boom")
+        );
     }
 
     #[test]
@@ -697,11 +699,13 @@ mod tests {
     #[test]
     fn log_records_as_string_or_object() {
         assert_eq!(
-            one(r#"{"time":"2025-03-04T10:15:30.611Z","type":"function","record":"plain print"}"#).kind,
+            one(r#"{"time":"2025-03-04T10:15:30.611Z","type":"function","record":"plain print"}"#)
+                .kind,
             EventKind::Function(LogRecord::Text("plain print".into()))
         );
         assert!(matches!(
-            one(r#"{"time":"2025-03-04T10:15:30.611Z","type":"extension","record":{"msg":"x"}}"#).kind,
+            one(r#"{"time":"2025-03-04T10:15:30.611Z","type":"extension","record":{"msg":"x"}}"#)
+                .kind,
             EventKind::ExtensionLog(LogRecord::Json(_))
         ));
         assert_eq!(

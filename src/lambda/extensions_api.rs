@@ -83,7 +83,11 @@ impl ExtensionsApi {
     /// Registers for INVOKE and SHUTDOWN (only SHUTDOWN on Lambda Managed
     /// Instances, where extensions cannot receive INVOKE) under `name`, which
     /// must be the executable's file name.
-    pub async fn register(&self, name: &str, invoke_events: bool) -> Result<Registration, ApiError> {
+    pub async fn register(
+        &self,
+        name: &str,
+        invoke_events: bool,
+    ) -> Result<Registration, ApiError> {
         let events: &[&str] = if invoke_events {
             &["INVOKE", "SHUTDOWN"]
         } else {
@@ -138,13 +142,25 @@ impl ExtensionsApi {
     }
 
     /// Reports a failed initialization (`/init/error`).
-    pub async fn init_error(&self, extension_id: &str, error_type: &str, message: &str) -> Result<(), ApiError> {
-        self.report_error("init/error", extension_id, error_type, message).await
+    pub async fn init_error(
+        &self,
+        extension_id: &str,
+        error_type: &str,
+        message: &str,
+    ) -> Result<(), ApiError> {
+        self.report_error("init/error", extension_id, error_type, message)
+            .await
     }
 
     /// Reports an unexpected failure before exiting (`/exit/error`).
-    pub async fn exit_error(&self, extension_id: &str, error_type: &str, message: &str) -> Result<(), ApiError> {
-        self.report_error("exit/error", extension_id, error_type, message).await
+    pub async fn exit_error(
+        &self,
+        extension_id: &str,
+        error_type: &str,
+        message: &str,
+    ) -> Result<(), ApiError> {
+        self.report_error("exit/error", extension_id, error_type, message)
+            .await
     }
 
     async fn report_error(
@@ -189,8 +205,12 @@ pub fn parse_next(body: &[u8]) -> Result<NextEvent, ApiError> {
         detail: format!("{e}: {}", snippet(body)),
     };
     match raw.event_type.to_ascii_uppercase().as_str() {
-        "INVOKE" => Ok(NextEvent::Invoke(serde_json::from_slice(body).map_err(bad)?)),
-        "SHUTDOWN" => Ok(NextEvent::Shutdown(serde_json::from_slice(body).map_err(bad)?)),
+        "INVOKE" => Ok(NextEvent::Invoke(
+            serde_json::from_slice(body).map_err(bad)?,
+        )),
+        "SHUTDOWN" => Ok(NextEvent::Shutdown(
+            serde_json::from_slice(body).map_err(bad)?,
+        )),
         other => Err(ApiError::Protocol {
             what: "event/next",
             detail: format!("unknown eventType {other:?}"),
@@ -209,11 +229,19 @@ mod tests {
             NextEvent::Invoke(i) => {
                 assert_eq!(i.request_id, "8f5e");
                 assert_eq!(i.deadline_ms, 1_741_083_333_123);
-                assert!(i.tracing.unwrap().value.unwrap().starts_with("Root=1-67a1b2c3"));
+                assert!(i
+                    .tracing
+                    .unwrap()
+                    .value
+                    .unwrap()
+                    .starts_with("Root=1-67a1b2c3"));
             }
             other => panic!("{other:?}"),
         }
-        let sd = parse_next(br#"{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":1741083335456}"#).unwrap();
+        let sd = parse_next(
+            br#"{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":1741083335456}"#,
+        )
+        .unwrap();
         assert_eq!(
             sd,
             NextEvent::Shutdown(ShutdownEvent {

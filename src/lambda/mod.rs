@@ -46,7 +46,10 @@ pub fn new_client() -> ApiClient {
 
 /// Sends a request and reads the whole response. No timeout: `/next` is a
 /// long poll that may span a freeze.
-pub async fn send(client: &ApiClient, req: hyper::Request<Full<Bytes>>) -> Result<ApiResponse, ApiError> {
+pub async fn send(
+    client: &ApiClient,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<ApiResponse, ApiError> {
     let resp = client
         .request(req)
         .await

@@ -51,7 +51,11 @@ pub async fn subscribe(
         let req = hyper::Request::put(&url)
             .header("Lambda-Extension-Identifier", extension_id)
             .header("Content-Type", "application/json")
-            .body(Full::new(Bytes::from(subscribe_body(cfg, version, destination))))
+            .body(Full::new(Bytes::from(subscribe_body(
+                cfg,
+                version,
+                destination,
+            ))))
             .map_err(|e| ApiError::Transport(e.to_string()))?;
         let resp = send(client, req).await?;
         match resp.status {

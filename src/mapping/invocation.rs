@@ -54,7 +54,10 @@ pub struct Invocation {
 impl Invocation {
     fn tracing_contexts(&self) -> impl Iterator<Item = &TraceContext> {
         let start = self.start.as_ref().and_then(|(_, s)| s.tracing.as_ref());
-        let done = self.runtime_done.as_ref().and_then(|(_, d)| d.tracing.as_ref());
+        let done = self
+            .runtime_done
+            .as_ref()
+            .and_then(|(_, d)| d.tracing.as_ref());
         let report = self.report.as_ref().and_then(|(_, r)| r.tracing.as_ref());
         start.into_iter().chain(done).chain(report)
     }
@@ -209,9 +212,9 @@ impl InvocationTable {
         self.order
             .iter()
             .filter(|id| {
-                self.map
-                    .get(*id)
-                    .is_some_and(|inv| inv.report.is_none() && (inv.start.is_some() || inv.invoke.is_some()))
+                self.map.get(*id).is_some_and(|inv| {
+                    inv.report.is_none() && (inv.start.is_some() || inv.invoke.is_some())
+                })
             })
             .cloned()
             .collect()
@@ -236,10 +239,22 @@ mod tests {
         let mut t = InvocationTable::default();
         t.mark_init();
         t.on_start(Some(1), start("a", None));
-        t.on_runtime_done(Some(2), RuntimeDone { request_id: "a".into(), ..Default::default() });
+        t.on_runtime_done(
+            Some(2),
+            RuntimeDone {
+                request_id: "a".into(),
+                ..Default::default()
+            },
+        );
         t.on_start(Some(3), start("b", None));
         // a's report arrives while b is in progress.
-        t.on_report(Some(4), Report { request_id: "a".into(), ..Default::default() });
+        t.on_report(
+            Some(4),
+            Report {
+                request_id: "a".into(),
+                ..Default::default()
+            },
+        );
         assert_eq!(t.current_id(), Some("b"));
         assert!(t.get("a").unwrap().report.is_some());
         assert!(t.get("b").unwrap().report.is_none());

@@ -199,28 +199,47 @@ mod tests {
     #[test]
     fn node_and_dotnet() {
         let l = parse_text("2025-03-04T10:15:30.610Z\t8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11\tERROR\tInvoke Error \r{\"errorType\":\"Error\"}");
-        assert_eq!((l.level, l.severity_number, l.request_id), (Some("ERROR"), 17, Some(RID)));
+        assert_eq!(
+            (l.level, l.severity_number, l.request_id),
+            (Some("ERROR"), 17, Some(RID))
+        );
         let l = parse_text("2025-03-04T10:15:30.610Z\tundefined\tINFO\tinit line");
-        assert_eq!((l.severity_number, l.request_id, l.message), (9, None, "init line"));
+        assert_eq!(
+            (l.severity_number, l.request_id, l.message),
+            (9, None, "init line")
+        );
         let l = parse_text("2025-03-04T10:15:30.610Z\t8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11\tcrit\tdisk full\nSystem.Exception: x\n   at Foo()");
         assert_eq!((l.level, l.severity_number), (Some("crit"), 18));
         assert!(l.message.ends_with("at Foo()"));
-        let l = parse_text("2025-03-04T10:15:30.610Z\t8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11\tfail\toops");
+        let l = parse_text(
+            "2025-03-04T10:15:30.610Z\t8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11\tfail\toops",
+        );
         assert_eq!(l.severity_number, 17);
     }
 
     #[test]
     fn java_and_log4j() {
         let l = parse_text("[ERROR] order failed");
-        assert_eq!((l.level, l.severity_number, l.message), (Some("ERROR"), 17, "order failed"));
-        let l = parse_text("2025-03-04 10:15:30 8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11 WARN  OrderHandler - slow");
-        assert_eq!((l.severity_number, l.request_id, l.message), (13, Some(RID), "OrderHandler - slow"));
+        assert_eq!(
+            (l.level, l.severity_number, l.message),
+            (Some("ERROR"), 17, "order failed")
+        );
+        let l = parse_text(
+            "2025-03-04 10:15:30 8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11 WARN  OrderHandler - slow",
+        );
+        assert_eq!(
+            (l.severity_number, l.request_id, l.message),
+            (13, Some(RID), "OrderHandler - slow")
+        );
     }
 
     #[test]
     fn ruby() {
         let l = parse_text("E, [2025-03-04T10:15:30.689856 #8] ERROR 8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11 -- : ## EVENT");
-        assert_eq!((l.level, l.severity_number, l.request_id, l.message), (Some("ERROR"), 17, Some(RID), "## EVENT"));
+        assert_eq!(
+            (l.level, l.severity_number, l.request_id, l.message),
+            (Some("ERROR"), 17, Some(RID), "## EVENT")
+        );
         assert_eq!(l.timestamp, Some(1_741_083_330_689_856_000));
         let l = parse_text("I, [2025-03-04T10:15:30.689856 #8]  INFO 8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11 -- app: hello");
         assert_eq!((l.severity_number, l.message), (9, "hello"));
@@ -231,12 +250,21 @@ mod tests {
         let l = parse_text("2025-03-04T10:15:30.610Z  INFO orders: created");
         assert_eq!((l.severity_number, l.message), (9, "orders: created"));
         let l = parse_text("WARNING:root:careful");
-        assert_eq!((l.level, l.severity_number, l.message), (Some("WARNING"), 13, "root:careful"));
+        assert_eq!(
+            (l.level, l.severity_number, l.message),
+            (Some("WARNING"), 13, "root:careful")
+        );
     }
 
     #[test]
     fn plain_lines_have_no_level() {
-        for line in ["hello world", "Error handling is fine: not a level", "[1, 2, 3]", "{\"a\":1}", "URL: http://x"] {
+        for line in [
+            "hello world",
+            "Error handling is fine: not a level",
+            "[1, 2, 3]",
+            "{\"a\":1}",
+            "URL: http://x",
+        ] {
             let l = parse_text(line);
             assert_eq!(l.level, None, "{line}");
             assert_eq!(l.severity_number, 0);
@@ -247,9 +275,20 @@ mod tests {
     #[test]
     fn level_tokens() {
         for (t, n) in [
-            ("TRACE", 1), ("trce", 1), ("Debug", 5), ("dbug", 5), ("INFO", 9), ("Information", 9),
-            ("WARN", 13), ("WARNING", 13), ("warn", 13), ("ERROR", 17), ("fail", 17),
-            ("CRITICAL", 18), ("crit", 18), ("FATAL", 21),
+            ("TRACE", 1),
+            ("trce", 1),
+            ("Debug", 5),
+            ("dbug", 5),
+            ("INFO", 9),
+            ("Information", 9),
+            ("WARN", 13),
+            ("WARNING", 13),
+            ("warn", 13),
+            ("ERROR", 17),
+            ("fail", 17),
+            ("CRITICAL", 18),
+            ("crit", 18),
+            ("FATAL", 21),
         ] {
             assert_eq!(level_number(t), Some(n), "{t}");
         }

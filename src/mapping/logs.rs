@@ -104,7 +104,8 @@ pub fn map_log(input: LogInput<'_>) -> OtlpLogRecord {
     out.attributes
         .push(kv_str("aws.lambda.log.source", input.source.as_str()));
     if let Some((request_id, ids)) = input.invocation {
-        out.attributes.push(kv_str("faas.invocation_id", request_id));
+        out.attributes
+            .push(kv_str("faas.invocation_id", request_id));
         out.trace_id = ids.trace_id.to_vec();
         out.span_id = ids.span_id.to_vec();
         out.flags = u32::from(ids.sampled);
@@ -116,7 +117,9 @@ pub fn map_log(input: LogInput<'_>) -> OtlpLogRecord {
 /// envelope time falls in the same second (Python's JSON formatter).
 fn choose_time(own: Option<UnixNanos>, envelope: Option<UnixNanos>) -> Option<UnixNanos> {
     match (own, envelope) {
-        (Some(o), Some(e)) if o % 1_000_000_000 == 0 && o / 1_000_000_000 == e / 1_000_000_000 => Some(e),
+        (Some(o), Some(e)) if o % 1_000_000_000 == 0 && o / 1_000_000_000 == e / 1_000_000_000 => {
+            Some(e)
+        }
         (Some(o), _) => Some(o),
         (None, e) => e,
     }
@@ -150,7 +153,8 @@ fn apply_json(out: &mut OtlpLogRecord, map: &Map<String, Value>, own_time: &mut 
                 || TIME_KEYS[..1].contains(&k.as_str())
                 || REQUEST_ID_KEYS[..2].contains(&k.as_str());
             if !reserved {
-                out.attributes.push(super::proto::kv(k.clone(), json_to_any(v)));
+                out.attributes
+                    .push(super::proto::kv(k.clone(), json_to_any(v)));
             }
         }
     }
@@ -177,8 +181,14 @@ mod tests {
 
     #[test]
     fn text_line_with_prefix() {
-        let rec = LogRecord::Text("[ERROR]\t2025-03-04T10:15:30.610Z\t8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11\tboom\n".into());
-        assert_eq!(record_request_id(&rec).as_deref(), Some("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11"));
+        let rec = LogRecord::Text(
+            "[ERROR]\t2025-03-04T10:15:30.610Z\t8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11\tboom\n"
+                .into(),
+        );
+        assert_eq!(
+            record_request_id(&rec).as_deref(),
+            Some("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11")
+        );
         let r = map_log(LogInput {
             source: LogSource::Function,
             record: &rec,
@@ -211,7 +221,10 @@ mod tests {
             observed: 5,
             invocation: None,
         });
-        assert_eq!((r.severity_number, r.severity_text.as_str()), (13, "WARNING"));
+        assert_eq!(
+            (r.severity_number, r.severity_text.as_str()),
+            (13, "WARNING")
+        );
         assert_eq!(body(&r), Some(&AV::StringValue("low".into())));
         // Second-precision record time: the envelope time in that second wins.
         assert_eq!(r.time_unix_nano, 1_741_083_330_611_000_000);

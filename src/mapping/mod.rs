@@ -37,6 +37,7 @@ pub struct MapStats {
     pub events: u64,
     pub unknown_events: u64,
     pub log_records: u64,
+    pub reports: u64,
 }
 
 /// A record waiting for the next flush, with the invocation it belongs to as
@@ -98,16 +99,30 @@ impl Mapper {
             EventKind::InitStart(_) | EventKind::RestoreStart(_) => self.invocations.mark_init(),
             EventKind::Start(s) => self.invocations.on_start(time, s),
             EventKind::RuntimeDone(d) => self.invocations.on_runtime_done(time, d),
-            EventKind::Report(r) => self.invocations.on_report(time, r),
-            EventKind::Function(record) => self.queue_log(LogSource::Function, record, time, observed),
-            EventKind::ExtensionLog(record) => self.queue_log(LogSource::Extension, record, time, observed),
+            EventKind::Report(r) => {
+                self.stats.reports += 1;
+                self.invocations.on_report(time, r)
+            }
+            EventKind::Function(record) => {
+                self.queue_log(LogSource::Function, record, time, observed)
+            }
+            EventKind::ExtensionLog(record) => {
+                self.queue_log(LogSource::Extension, record, time, observed)
+            }
             EventKind::Unknown { .. } => self.stats.unknown_events += 1,
             _ => {}
         }
     }
 
-    fn queue_log(&mut self, source: LogSource, record: LogRecord, time: Option<UnixNanos>, observed: UnixNanos) {
-        let request_id = record_request_id(&record).or_else(|| self.invocations.current_id().map(str::to_owned));
+    fn queue_log(
+        &mut self,
+        source: LogSource,
+        record: LogRecord,
+        time: Option<UnixNanos>,
+        observed: UnixNanos,
+    ) {
+        let request_id =
+            record_request_id(&record).or_else(|| self.invocations.current_id().map(str::to_owned));
         self.pending_logs.push(PendingLog {
             source,
             record,

@@ -1,6 +1,8 @@
 //! Small constructors for OTLP protobuf values.
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue, KeyValueList};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, KeyValue, KeyValueList,
+};
 use serde_json::Value;
 
 pub fn str_value(s: impl Into<String>) -> AnyValue {
@@ -64,7 +66,10 @@ pub fn json_to_any(v: &Value) -> AnyValue {
             values: items.iter().map(json_to_any).collect(),
         })),
         Value::Object(map) => Some(any_value::Value::KvlistValue(KeyValueList {
-            values: map.iter().map(|(k, v)| kv(k.clone(), json_to_any(v))).collect(),
+            values: map
+                .iter()
+                .map(|(k, v)| kv(k.clone(), json_to_any(v)))
+                .collect(),
         })),
     };
     AnyValue { value }

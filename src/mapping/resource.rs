@@ -66,7 +66,10 @@ pub fn build(info: &ResourceInfo) -> BuiltResource {
 
     let mut attributes: Vec<KeyValue> = attrs.into_iter().map(|(k, v)| kv_str(k, v)).collect();
     if let Some(mb) = info.memory_mb {
-        attributes.push(kv_int("faas.max_memory", (mb as i64).saturating_mul(1_048_576)));
+        attributes.push(kv_int(
+            "faas.max_memory",
+            (mb as i64).saturating_mul(1_048_576),
+        ));
     }
     attributes.sort_by(|a, b| a.key.cmp(&b.key));
     BuiltResource {
@@ -87,8 +90,10 @@ pub fn parse_resource_attributes(raw: &str) -> Result<Vec<(String, String)>, Str
         let (k, v) = pair
             .split_once('=')
             .ok_or_else(|| format!("{pair:?} is not key=value"))?;
-        let k = percent_decode(k.trim()).ok_or_else(|| format!("bad percent-encoding in {pair:?}"))?;
-        let v = percent_decode(v.trim()).ok_or_else(|| format!("bad percent-encoding in {pair:?}"))?;
+        let k =
+            percent_decode(k.trim()).ok_or_else(|| format!("bad percent-encoding in {pair:?}"))?;
+        let v =
+            percent_decode(v.trim()).ok_or_else(|| format!("bad percent-encoding in {pair:?}"))?;
         if k.is_empty() {
             return Err(format!("{pair:?} has an empty key"));
         }
@@ -119,21 +124,35 @@ mod tests {
             account_id: Some("123456789012".into()),
             memory_mb: Some(512),
             instance_id: "env-1".into(),
-            resource_attributes: Some("deployment.environment=prod,team=a%2Cb,service.name=from-attrs".into()),
+            resource_attributes: Some(
+                "deployment.environment=prod,team=a%2Cb,service.name=from-attrs".into(),
+            ),
             ..Default::default()
         };
         let r = build(&info).resource;
-        assert_eq!(get(&r, "service.name"), Some(&Value::StringValue("from-attrs".into())));
+        assert_eq!(
+            get(&r, "service.name"),
+            Some(&Value::StringValue("from-attrs".into()))
+        );
         assert_eq!(get(&r, "team"), Some(&Value::StringValue("a,b".into())));
-        assert_eq!(get(&r, "faas.max_memory"), Some(&Value::IntValue(536_870_912)));
-        assert_eq!(get(&r, "cloud.platform"), Some(&Value::StringValue("aws_lambda".into())));
+        assert_eq!(
+            get(&r, "faas.max_memory"),
+            Some(&Value::IntValue(536_870_912))
+        );
+        assert_eq!(
+            get(&r, "cloud.platform"),
+            Some(&Value::StringValue("aws_lambda".into()))
+        );
 
         let r = build(&ResourceInfo {
             service_name: Some("svc".into()),
             ..info.clone()
         })
         .resource;
-        assert_eq!(get(&r, "service.name"), Some(&Value::StringValue("svc".into())));
+        assert_eq!(
+            get(&r, "service.name"),
+            Some(&Value::StringValue("svc".into()))
+        );
     }
 
     #[test]
@@ -145,6 +164,9 @@ mod tests {
         });
         assert!(b.warning.is_some());
         assert_eq!(get(&b.resource, "a"), None);
-        assert_eq!(get(&b.resource, "service.name"), Some(&Value::StringValue("f".into())));
+        assert_eq!(
+            get(&b.resource, "service.name"),
+            Some(&Value::StringValue("f".into()))
+        );
     }
 }

@@ -99,7 +99,12 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// (proto-mapping/MAPPING.md): changing it changes every derived id.
 pub fn stable_hash(salt: &str, data: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in salt.as_bytes().iter().chain([0xffu8].iter()).chain(data.as_bytes()) {
+    for &b in salt
+        .as_bytes()
+        .iter()
+        .chain([0xffu8].iter())
+        .chain(data.as_bytes())
+    {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -140,8 +145,13 @@ mod tests {
 
     #[test]
     fn parses_a_full_header() {
-        let c = parse_header("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1");
-        assert_eq!(to_hex(&c.trace_id.unwrap()), "5759e988bd862e3fe1be46a994272793");
+        let c = parse_header(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        );
+        assert_eq!(
+            to_hex(&c.trace_id.unwrap()),
+            "5759e988bd862e3fe1be46a994272793"
+        );
         assert_eq!(to_hex(&c.parent_span_id.unwrap()), "53995c3f42cd8ad8");
         assert_eq!(c.sampled, Some(true));
     }
@@ -149,7 +159,10 @@ mod tests {
     #[test]
     fn tolerates_order_spaces_and_other_keys() {
         let c = parse_header("Sampled=0; Self=1-abc; Parent=53995C3F42CD8AD8 ;Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Lineage=a:1");
-        assert_eq!(to_hex(&c.trace_id.unwrap()), "67a1b2c34d5e6f708192a3b4c5d6e7f8");
+        assert_eq!(
+            to_hex(&c.trace_id.unwrap()),
+            "67a1b2c34d5e6f708192a3b4c5d6e7f8"
+        );
         assert_eq!(to_hex(&c.parent_span_id.unwrap()), "53995c3f42cd8ad8");
         assert_eq!(c.sampled, Some(false));
     }
@@ -177,7 +190,10 @@ mod tests {
         let a = derived_trace_id("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11");
         assert_eq!(a, derived_trace_id("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11"));
         assert_ne!(a, derived_trace_id("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e12"));
-        assert_ne!(derived_span_id("r", "invocation"), derived_span_id("r", "responseLatency"));
+        assert_ne!(
+            derived_span_id("r", "invocation"),
+            derived_span_id("r", "responseLatency")
+        );
         // Pinned value: the derivation is part of the documented mapping.
         assert_eq!(to_hex(&derived_span_id("r1", "invocation")).len(), 16);
         assert_eq!(stable_hash("a", "b"), stable_hash("a", "b"));

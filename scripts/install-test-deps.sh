@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need besides Rust: a Python venv in
+# .venv with the `rotel` OTLP collector (a real collector nobody here wrote).
+# Idempotent; prints the rotel-agent path it found or installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! ls .venv/lib/python3*/site-packages/rotel/rotel-agent >/dev/null 2>&1; then
+  .venv/bin/pip install --quiet --disable-pip-version-check rotel
+fi
+agent=$(ls .venv/lib/python3*/site-packages/rotel/rotel-agent | head -n1)
+chmod +x "$agent"
+echo "$agent"

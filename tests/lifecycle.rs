@@ -1,0 +1,607 @@
+//! Black-box tests of the extension lifecycle and the Telemetry receiver: the
+//! real binary runs under the emulated Lambda platform (`support::emulator`)
+//! and exports to an OTLP receiver (`mock-collector`, or `rotel`).
+
+mod support;
+
+use std::time::Duration;
+
+use mock_collector::{MockServer, Protocol, ServerHandle};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use serde_json::json;
+use support::emulator::{
+    extension_binary, new_request_id, telemetry_event, unshare_available, Emulator,
+    EmulatorOptions, InvokeSpec,
+};
+use support::rotel::Rotel;
+
+const TRACE_HEADER: &str =
+    "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
+
+async fn collector() -> ServerHandle {
+    MockServer::builder()
+        .protocol(Protocol::HttpBinary)
+        .port(0)
+        .start()
+        .await
+        .expect("mock collector starts")
+}
+
+fn otlp_env(endpoint: String) -> Vec<(String, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/protobuf".into()),
+    ]
+}
+
+async fn logs_of(server: &ServerHandle) -> Vec<LogRecord> {
+    server
+        .with_collector(|c| c.logs().iter().map(|l| l.log_record().clone()).collect())
+        .await
+}
+
+fn body(r: &LogRecord) -> String {
+    match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(AV::StringValue(s)) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn attr(r: &LogRecord, key: &str) -> Option<String> {
+    r.attributes.iter().find(|a| a.key == key).and_then(|a| {
+        match a.value.as_ref()?.value.as_ref()? {
+            AV::StringValue(s) => Some(s.clone()),
+            other => Some(format!("{other:?}")),
+        }
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn find<'a>(logs: &'a [LogRecord], body_text: &str) -> &'a LogRecord {
+    let hits: Vec<&LogRecord> = logs.iter().filter(|r| body(r) == body_text).collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "expected exactly one record {body_text:?}; got {:?}",
+        logs.iter().map(body).collect::<Vec<_>>()
+    );
+    hits[0]
+}
+
+/// The whole happy path, frozen between invocations: registration under the
+/// executable's own name, subscription before the first /next and never
+/// after, function log lines of several runtimes at the collector with their
+/// invocation's ids and severity, and a clean exit after SHUTDOWN with the
+/// last report processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_end_to_end_with_freezes() {
+    let server = collector().await;
+    let emu = Emulator::start(
+        &extension_binary(),
+        "my-telemetry-ext",
+        EmulatorOptions {
+            freeze_between_invocations: true,
+            extra_env: otlp_env(format!("http://{}", server.addr())),
+            ..EmulatorOptions::default()
+        },
+    )
+    .await;
+    emu.init(
+        vec![json!(
+            "2025-03-04T10:15:30.000Z\tundefined\tINFO\tloading config"
+        )],
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("init completes");
+
+    let reg = emu.registration().expect("registered");
+    assert_eq!(reg.name, "my-telemetry-ext");
+    assert!(reg
+        .accept_feature
+        .as_deref()
+        .unwrap_or("")
+        .contains("accountId"));
+    assert_eq!(reg.events, ["INVOKE", "SHUTDOWN"]);
+
+    let r1 = new_request_id();
+    let r2 = new_request_id();
+    let r3 = new_request_id();
+    let ts = "2025-03-04T10:15:30.610Z";
+    emu.invoke(InvokeSpec {
+        request_id: r1.clone(),
+        trace_header: Some(TRACE_HEADER.into()),
+        logs: vec![
+            json!(format!("[WARNING]\t{ts}\t{r1}\tpython warning\n")),
+            json!(format!("{ts}\t{r1}\tERROR\tnode error")),
+            json!("plain print one"),
+        ],
+        ..InvokeSpec::default()
+    })
+    .await
+    .expect("invocation 1");
+    assert!(
+        emu.is_frozen(),
+        "the emulator froze the extension after /next"
+    );
+    // Exported before /next, i.e. before the freeze: already at the collector.
+    let before_freeze: Vec<String> = logs_of(&server).await.iter().map(body).collect();
+    for text in [
+        "python warning",
+        "node error",
+        "plain print one",
+        "loading config",
+    ] {
+        assert!(
+            before_freeze.iter().any(|b| b == text),
+            "{text:?} not exported before /next: {before_freeze:?}"
+        );
+    }
+    emu.invoke(InvokeSpec {
+        request_id: r2.clone(),
+        logs: vec![
+            json!({"timestamp": ts, "level": "ERROR", "message": "json error", "requestId": r2, "orderId": 4711}),
+            json!(format!("E, [2025-03-04T10:15:30.689856 #8] ERROR {r2} -- : ruby error")),
+        ],
+        status: "error".into(),
+        error_type: Some("Runtime.HandlerError".into()),
+        ..InvokeSpec::default()
+    })
+    .await
+    .expect("invocation 2");
+    emu.invoke(InvokeSpec {
+        request_id: r3.clone(),
+        logs: vec![json!("[INFO] java info"), json!("plain print three")],
+        ..InvokeSpec::default()
+    })
+    .await
+    .expect("invocation 3");
+
+    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+    assert!(
+        out.exited_by_itself && !out.killed,
+        "{out:?}\n{}",
+        emu.output()
+    );
+    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    assert!(out.elapsed < Duration::from_millis(1500), "{out:?}");
+    // The last invocation's report arrived during shutdown and was processed.
+    assert!(emu.output().contains("reports=3"), "{}", emu.output());
+    assert!(
+        emu.output().contains("awaiting_report=0"),
+        "{}",
+        emu.output()
+    );
+
+    // Calls: one subscription, after register and before the first /next.
+    let calls = emu.calls();
+    let idx = |pred: &dyn Fn(&support::emulator::RecordedCall) -> bool| calls.iter().position(pred);
+    let register = idx(&|c| c.path.ends_with("/extension/register")).unwrap();
+    let subscribes: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.path.contains("/telemetry"))
+        .map(|(i, _)| i)
+        .collect();
+    let first_next = idx(&|c| c.path.ends_with("/event/next")).unwrap();
+    assert_eq!(subscribes.len(), 1, "{calls:?}");
+    assert!(register < subscribes[0] && subscribes[0] < first_next);
+    let sub = emu.subscription().unwrap();
+    assert_eq!(sub["schemaVersion"], "2025-01-29");
+    assert_eq!(sub["buffering"]["timeoutMs"], 25);
+    assert!(sub["destination"]["URI"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://sandbox.localdomain:"));
+
+    // Logs at the collector: every line exactly once, with its invocation.
+    server
+        .wait_until(|c| c.log_count() >= 8, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|_| panic!("logs missing; extension output:\n{}", emu.output()));
+    let logs = logs_of(&server).await;
+    let function_logs: Vec<&LogRecord> = logs
+        .iter()
+        .filter(|r| attr(r, "aws.lambda.log.source").as_deref() == Some("function"))
+        .collect();
+    assert_eq!(
+        function_logs.len(),
+        8,
+        "{:?}",
+        logs.iter().map(body).collect::<Vec<_>>()
+    );
+
+    let w = find(&logs, "python warning");
+    assert_eq!(
+        (w.severity_number, w.severity_text.as_str()),
+        (13, "WARNING")
+    );
+    assert_eq!(attr(w, "faas.invocation_id").as_deref(), Some(r1.as_str()));
+    assert_eq!(hex(&w.trace_id), "67a1b2c34d5e6f708192a3b4c5d6e7f8");
+    let n = find(&logs, "node error");
+    assert_eq!(n.severity_number, 17);
+    let p = find(&logs, "plain print one");
+    assert_eq!(p.severity_number, 0);
+    assert_eq!(attr(p, "faas.invocation_id").as_deref(), Some(r1.as_str()));
+    assert_eq!(p.trace_id, w.trace_id);
+    assert_eq!(p.span_id, w.span_id);
+
+    let j = find(&logs, "json error");
+    assert_eq!(j.severity_number, 17);
+    assert_eq!(attr(j, "faas.invocation_id").as_deref(), Some(r2.as_str()));
+    assert_eq!(attr(j, "orderId").as_deref(), Some("IntValue(4711)"));
+    let rb = find(&logs, "ruby error");
+    assert_eq!(rb.trace_id, j.trace_id, "same invocation, same trace");
+    assert_ne!(
+        rb.trace_id, w.trace_id,
+        "different invocations, different traces"
+    );
+    assert_eq!(rb.trace_id.len(), 16);
+
+    let ji = find(&logs, "java info");
+    assert_eq!(ji.severity_number, 9);
+    let p3 = find(&logs, "plain print three");
+    assert_eq!(attr(p3, "faas.invocation_id").as_deref(), Some(r3.as_str()));
+    assert_eq!(p3.span_id, ji.span_id);
+
+    let init = find(&logs, "loading config");
+    assert_eq!(init.severity_number, 9);
+}
+
+/// A batch with SnapStart restore events, JSON-object function records, an
+/// unknown event type and one malformed element loses none of its other
+/// events; a non-array body gets 400 and the listener keeps serving; an
+/// oversized body gets 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_is_lenient_and_bounded() {
+    let server = collector().await;
+    let emu = Emulator::start_extension(EmulatorOptions {
+        freeze_between_invocations: false,
+        extra_env: otlp_env(format!("http://{}", server.addr())),
+        ..EmulatorOptions::default()
+    })
+    .await;
+    emu.init(vec![], Duration::from_secs(10))
+        .await
+        .expect("init");
+    emu.wait_delivered(Duration::from_secs(5))
+        .await
+        .expect("init telemetry delivered");
+
+    let rid = new_request_id();
+    let batch = json!([
+        telemetry_event(
+            "platform.restoreStart",
+            json!({"functionName": "orders-api", "functionVersion": "17", "instanceMaxMemory": "1024"})
+        ),
+        telemetry_event("platform.restoreRuntimeDone", json!({"status": "success"})),
+        telemetry_event(
+            "platform.restoreReport",
+            json!({"status": "success", "metrics": {"durationMs": 284.61}})
+        ),
+        telemetry_event(
+            "function",
+            json!({"level": "INFO", "message": "json one", "requestId": rid})
+        ),
+        42,
+        telemetry_event("platform.somethingNew", json!({"whatever": [1, 2, 3]})),
+        telemetry_event(
+            "function",
+            json!({"level": "DEBUG", "message": "json two", "requestId": rid, "nested": {"a": true}})
+        ),
+        telemetry_event("extension", json!("ext text line")),
+    ]);
+    let status = emu
+        .push_raw(serde_json::to_vec(&batch).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+
+    // Not an array: 400 with a JSON error, and the listener keeps serving.
+    let sub = emu.subscription().unwrap();
+    let uri = sub["destination"]["URI"]
+        .as_str()
+        .unwrap()
+        .replace("sandbox.localdomain", "127.0.0.1");
+    let bad = support::emulator::http_request(
+        "POST",
+        &uri,
+        &[("content-type", "application/json")],
+        br#"{"type":"function","record":"not in an array"}"#.to_vec(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.json()["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("array"),
+        "{}",
+        bad.body
+    );
+    let again = json!([telemetry_event(
+        "function",
+        json!({"level": "WARN", "message": "after the bad body", "requestId": rid})
+    )]);
+    assert_eq!(
+        emu.push_raw(serde_json::to_vec(&again).unwrap())
+            .await
+            .unwrap(),
+        200
+    );
+
+    // Over the limit (2 x 262144 + envelope allowance): 413; still serving after.
+    let huge = format!(
+        "[{}]",
+        vec![format!("{:?}", "x".repeat(1000)); 1200].join(",")
+    );
+    assert!(huge.len() > 1_000_000);
+    assert_eq!(emu.push_raw(huge.into_bytes()).await.unwrap(), 413);
+    let last = json!([telemetry_event(
+        "function",
+        json!({"level": "INFO", "message": "after the huge body", "requestId": rid})
+    )]);
+    assert_eq!(
+        emu.push_raw(serde_json::to_vec(&last).unwrap())
+            .await
+            .unwrap(),
+        200
+    );
+
+    // An invocation makes the extension flush.
+    emu.invoke(InvokeSpec::default()).await.expect("invoke");
+    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    assert!(
+        emu.output().contains("skipped_events=1"),
+        "{}",
+        emu.output()
+    );
+    assert!(
+        emu.output().contains("rejected_bodies=1"),
+        "{}",
+        emu.output()
+    );
+
+    server
+        .wait_until(|c| c.log_count() >= 5, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|_| panic!("logs missing; extension output:\n{}", emu.output()));
+    let logs = logs_of(&server).await;
+    for text in [
+        "json one",
+        "json two",
+        "ext text line",
+        "after the bad body",
+        "after the huge body",
+    ] {
+        let r = find(&logs, text);
+        if text != "ext text line" {
+            assert_eq!(attr(r, "faas.invocation_id").as_deref(), Some(rid.as_str()));
+        }
+    }
+    assert_eq!(find(&logs, "json two").severity_number, 5);
+    assert_eq!(
+        attr(find(&logs, "ext text line"), "aws.lambda.log.source").as_deref(),
+        Some("extension")
+    );
+}
+
+/// A configuration error after registering goes to /extension/init/error
+/// with Extension.ConfigInvalid and a message naming the variable, and the
+/// process exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_error_is_reported_as_init_error() {
+    let emu = Emulator::start_extension(EmulatorOptions {
+        extra_env: vec![("LAMBDA_OTEL_BRIDGE_TELEMETRY_TIMEOUT_MS".into(), "5".into())],
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let code = emu
+        .wait_for_exit(Duration::from_secs(10))
+        .await
+        .expect("exits");
+    assert_ne!(code, 0);
+    let calls = emu.calls();
+    let err = calls
+        .iter()
+        .find(|c| c.path.ends_with("/extension/init/error"))
+        .unwrap_or_else(|| panic!("no init/error call: {calls:?}"));
+    assert_eq!(
+        err.header("Lambda-Extension-Function-Error-Type"),
+        Some("Extension.ConfigInvalid")
+    );
+    assert!(
+        err.body.contains("LAMBDA_OTEL_BRIDGE_TELEMETRY_TIMEOUT_MS"),
+        "{}",
+        err.body
+    );
+    assert!(!calls
+        .iter()
+        .any(|c| c.path.contains("/telemetry") || c.path.ends_with("/event/next")));
+}
+
+/// A 202 from an emulator without Telemetry API support: one warning, and
+/// the lifecycle keeps working without waiting for telemetry that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_not_supported_keeps_working() {
+    let emu = Emulator::start_extension(EmulatorOptions {
+        telemetry_supported: false,
+        ..EmulatorOptions::default()
+    })
+    .await;
+    emu.init(vec![], Duration::from_secs(10))
+        .await
+        .expect("init");
+    for _ in 0..3 {
+        let o = emu.invoke(InvokeSpec::default()).await.expect("invoke");
+        let post = o.next_called_at.saturating_sub(o.invoke_sent_at);
+        assert!(
+            post < Duration::from_millis(1500),
+            "waited for telemetry that cannot come: {o:?}"
+        );
+    }
+    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    // No report can come, so shutdown does not wait for one.
+    assert!(out.elapsed < Duration::from_millis(250), "{out:?}");
+    assert_eq!(
+        emu.output()
+            .matches("the Telemetry API is not supported here")
+            .count(),
+        1,
+        "{}",
+        emu.output()
+    );
+}
+
+/// A platform that refuses schema 2025-01-29 with 400 gets 2022-12-13.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_fallback() {
+    let server = collector().await;
+    let emu = Emulator::start_extension(EmulatorOptions {
+        accepted_schema_versions: vec!["2022-12-13".into()],
+        extra_env: otlp_env(format!("http://{}", server.addr())),
+        ..EmulatorOptions::default()
+    })
+    .await;
+    emu.init(vec![], Duration::from_secs(10))
+        .await
+        .expect("init");
+    assert_eq!(emu.subscription().unwrap()["schemaVersion"], "2022-12-13");
+    let rid = new_request_id();
+    emu.invoke(InvokeSpec {
+        request_id: rid.clone(),
+        logs: vec![json!("after fallback")],
+        ..InvokeSpec::default()
+    })
+    .await
+    .unwrap();
+    server
+        .wait_until(|c| c.log_count() >= 1, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|_| panic!("{}", emu.output()));
+    let logs = logs_of(&server).await;
+    assert_eq!(
+        attr(find(&logs, "after fallback"), "faas.invocation_id"),
+        Some(rid)
+    );
+    assert_eq!(
+        emu.shutdown("spindown", Duration::from_secs(2))
+            .await
+            .exit_code,
+        Some(0)
+    );
+}
+
+/// Lambda delivers to whatever address `sandbox.localdomain` has in the
+/// sandbox; here it is 127.0.0.3. The listener must be reachable there and
+/// (having bound that address, not 0.0.0.0) not on 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listens_where_sandbox_localdomain_resolves() {
+    if !unshare_available() {
+        eprintln!(
+            "SKIPPED: unshare -m is not available to give sandbox.localdomain its own address"
+        );
+        return;
+    }
+    let server = collector().await;
+    let emu = Emulator::start_extension(EmulatorOptions {
+        sandbox_ip: Some("127.0.0.3".parse().unwrap()),
+        freeze_between_invocations: false,
+        extra_env: otlp_env(format!("http://{}", server.addr())),
+        ..EmulatorOptions::default()
+    })
+    .await;
+    emu.init(vec![], Duration::from_secs(10))
+        .await
+        .expect("init");
+    let rid = new_request_id();
+    emu.invoke(InvokeSpec {
+        request_id: rid.clone(),
+        logs: vec![json!("delivered to 127.0.0.3")],
+        ..InvokeSpec::default()
+    })
+    .await
+    .unwrap();
+    server
+        .wait_until(|c| c.log_count() >= 1, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|_| panic!("{}", emu.output()));
+    let port: u16 = emu.subscription().unwrap()["destination"]["URI"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/telemetry")
+        .parse()
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(("127.0.0.3", port))
+        .await
+        .is_ok());
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "bound 0.0.0.0 instead of the sandbox address"
+    );
+    assert_eq!(
+        emu.shutdown("spindown", Duration::from_secs(2))
+            .await
+            .exit_code,
+        Some(0)
+    );
+}
+
+/// Interop with a collector nobody here wrote: rotel receives the function
+/// log lines over HTTP/protobuf and over gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_reach_rotel_over_http_and_grpc() {
+    let Some(rotel) = Rotel::start().await else {
+        return;
+    };
+    for (protocol, endpoint) in [
+        ("http/protobuf", rotel.http_endpoint()),
+        ("grpc", rotel.grpc_endpoint()),
+    ] {
+        let emu = Emulator::start_extension(EmulatorOptions {
+            extra_env: vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into()),
+            ],
+            ..EmulatorOptions::default()
+        })
+        .await;
+        emu.init(vec![], Duration::from_secs(10))
+            .await
+            .expect("init");
+        let rid = new_request_id();
+        let line = format!("hello rotel over {protocol}");
+        emu.invoke(InvokeSpec {
+            request_id: rid.clone(),
+            logs: vec![json!(format!(
+                "[ERROR]\t2025-03-04T10:15:30.610Z\t{rid}\t{line}"
+            ))],
+            ..InvokeSpec::default()
+        })
+        .await
+        .unwrap();
+        rotel
+            .wait_for(&[&line, &rid], Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nextension output:\n{}", emu.output()));
+        assert_eq!(
+            emu.shutdown("spindown", Duration::from_secs(2))
+                .await
+                .exit_code,
+            Some(0)
+        );
+    }
+}

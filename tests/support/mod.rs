@@ -1,0 +1,7 @@
+//! Support code shared by the black-box integration tests.
+//!
+//! `emulator` runs the real extension binary as a subprocess against an in-process emulation of
+//! the Lambda platform (Extensions API, Telemetry API, freeze/thaw, shutdown).
+
+pub mod emulator;
+pub mod rotel;
