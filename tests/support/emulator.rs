@@ -772,7 +772,15 @@ impl Drop for Emulator {
 
 /// The path of the extension binary built by Cargo for this test run.
 pub fn extension_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lambda-otel-bridge"))
+    // Cargo sets CARGO_BIN_EXE_* for integration tests; examples (which
+    // include this file too) find the binary next to their own directory.
+    match option_env!("CARGO_BIN_EXE_lambda-otel-bridge") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.parent()?.join("lambda-otel-bridge")))
+            .unwrap_or_else(|| PathBuf::from("target/release/lambda-otel-bridge")),
+    }
 }
 
 /// Whether `unshare -m` with a bind-mounted `/etc/hosts` works here (checked once).

@@ -7,6 +7,8 @@
 //! notice and skip — except under `CI=true` or `REQUIRE_ROTEL=1`, where a
 //! missing collector is a failure.
 
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
