@@ -141,6 +141,10 @@ pub struct Config {
     /// before flushing anyway (also bounded by the invocation's deadline).
     pub invoke_wait: Duration,
     pub export: ExportSettings,
+    /// `faas.trigger` on spans and metrics.
+    pub faas_trigger: String,
+    /// Emit platform events as CloudWatch-style log lines.
+    pub platform_log_lines: bool,
 }
 
 impl Config {
@@ -205,6 +209,8 @@ impl Config {
                 900_000,
             )?)),
             export: ExportSettings::from_env(env)?,
+            faas_trigger: parse_trigger(env)?,
+            platform_log_lines: bool_var(env, &format!("{PREFIX}PLATFORM_LOG_LINES"), false)?,
         })
     }
 }
@@ -275,6 +281,21 @@ fn parse_types(env: &dyn Env) -> Result<TelemetryTypes, ConfigError> {
         return Err(ConfigError::new(&var, &v, "at least one type is required"));
     }
     Ok(t)
+}
+
+fn parse_trigger(env: &dyn Env) -> Result<String, ConfigError> {
+    let var = format!("{PREFIX}FAAS_TRIGGER");
+    match env.get(&var) {
+        None => Ok("other".into()),
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            t @ ("datasource" | "http" | "pubsub" | "timer" | "other") => Ok(t.to_owned()),
+            _ => Err(ConfigError::new(
+                &var,
+                &v,
+                "expected datasource, http, pubsub, timer or other",
+            )),
+        },
+    }
 }
 
 fn parse_log(env: &dyn Env) -> Result<(LogLevel, bool), ConfigError> {

@@ -21,7 +21,7 @@ use crate::lambda::telemetry_api::{self, Subscription};
 use crate::lambda::{new_client, ApiClient};
 use crate::mapping::invocation::InvokeInfo;
 use crate::mapping::resource::{self, ResourceInfo};
-use crate::mapping::Mapper;
+use crate::mapping::{Mapper, MapperConfig};
 use crate::pipeline::Shared;
 use crate::telemetry_receiver;
 
@@ -118,7 +118,20 @@ pub async fn run(env: &dyn Env) -> i32 {
     if let Some(w) = &built.warning {
         tracing::warn!("{w}");
     }
-    let shared = Arc::new(Shared::new(Mapper::new(built.resource)));
+    let mapper_config = MapperConfig {
+        temporality: config.export.temporality,
+        faas_trigger: config.faas_trigger.clone(),
+        platform_log_lines: config.platform_log_lines,
+        function_name: registration
+            .function_name
+            .clone()
+            .or_else(|| config.lambda.function_name.clone()),
+        function_version: registration
+            .function_version
+            .clone()
+            .or_else(|| config.lambda.function_version.clone()),
+    };
+    let shared = Arc::new(Shared::new(Mapper::new(built.resource, mapper_config)));
 
     let ip = listen_ip
         .await
@@ -256,7 +269,8 @@ impl Lifecycle {
                 })
                 .await;
         }
-        self.flush(deadline).await;
+        let output = self.shared.lock().mapper.take_final();
+        self.export(output, deadline).await;
         let st = self.shared.lock();
         tracing::info!(
             reason = sd.shutdown_reason.as_deref().unwrap_or("unknown"),
@@ -265,6 +279,7 @@ impl Lifecycle {
             skipped_events = st.receiver.skipped_events,
             rejected_bodies = st.receiver.rejected_bodies,
             log_records = st.mapper.stats.log_records,
+            spans = st.mapper.stats.spans,
             reports = st.mapper.stats.reports,
             awaiting_report = st.mapper.invocations.awaiting_report().len(),
             "shutting down"
@@ -273,6 +288,10 @@ impl Lifecycle {
 
     async fn flush(&self, deadline: Instant) {
         let output = self.shared.take_output();
+        self.export(output, deadline).await;
+    }
+
+    async fn export(&self, output: crate::mapping::Output, deadline: Instant) {
         if output.is_empty() {
             return;
         }

@@ -54,6 +54,12 @@ impl Exporters {
             return report;
         }
         let mut requests: Vec<(Signal, Bytes)> = Vec::new();
+        if let Some(traces) = output.traces {
+            requests.push((Signal::Traces, Bytes::from(traces.encode_to_vec())));
+        }
+        if let Some(metrics) = output.metrics {
+            requests.push((Signal::Metrics, Bytes::from(metrics.encode_to_vec())));
+        }
         if let Some(logs) = output.logs {
             requests.push((Signal::Logs, Bytes::from(logs.encode_to_vec())));
         }

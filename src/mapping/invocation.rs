@@ -49,6 +49,10 @@ pub struct Invocation {
     pub report: Option<(Option<UnixNanos>, Report)>,
     /// First invocation after an init in this environment.
     pub coldstart: bool,
+    /// The invocation span (and runtimeDone's child spans) went out.
+    pub span_emitted: bool,
+    /// The report's child spans went out.
+    pub report_spans_emitted: bool,
 }
 
 impl Invocation {
@@ -99,9 +103,11 @@ impl Invocation {
 pub struct InvocationTable {
     map: HashMap<String, Invocation>,
     order: VecDeque<String>,
-    /// The invocation whose `platform.start` (or INVOKE) came last: log lines
-    /// without a request id belong to it.
+    /// The invocation whose `platform.start` came last: log lines without a
+    /// request id belong to it (the telemetry stream is ordered).
     current: Option<String>,
+    /// The last INVOKE: the fallback when platform events are not subscribed.
+    invoked: Option<String>,
     /// Set by an init phase; consumed by the next invocation to start.
     pending_coldstart: bool,
     evicted: u64,
@@ -114,11 +120,27 @@ impl InvocationTable {
 
     /// The invocation in progress, if any.
     pub fn current(&self) -> Option<&Invocation> {
-        self.current.as_deref().and_then(|id| self.map.get(id))
+        self.current_id().and_then(|id| self.map.get(id))
     }
 
+    /// The invocation in progress: the last `platform.start`, or without
+    /// platform events the last INVOKE.
     pub fn current_id(&self) -> Option<&str> {
-        self.current.as_deref()
+        self.current.as_deref().or(self.invoked.as_deref())
+    }
+
+    /// Iterates invocations in the order they were first seen.
+    pub fn iter(&self) -> impl Iterator<Item = &Invocation> {
+        self.order.iter().filter_map(|id| self.map.get(id))
+    }
+
+    pub fn get_mut(&mut self, request_id: &str) -> Option<&mut Invocation> {
+        self.map.get_mut(request_id)
+    }
+
+    /// Request ids in the order they were first seen.
+    pub fn ids(&self) -> Vec<String> {
+        self.order.iter().cloned().collect()
     }
 
     /// How many entries were evicted to keep the table bounded.
@@ -151,6 +173,9 @@ impl InvocationTable {
                         if self.current.as_deref() == Some(old.as_str()) {
                             self.current = None;
                         }
+                        if self.invoked.as_deref() == Some(old.as_str()) {
+                            self.invoked = None;
+                        }
                     }
                     None => break,
                 }
@@ -172,32 +197,53 @@ impl InvocationTable {
 
     pub fn on_invoke(&mut self, request_id: &str, info: InvokeInfo) {
         self.entry(request_id).invoke = Some(info);
-        self.current = Some(request_id.to_owned());
+        self.invoked = Some(request_id.to_owned());
     }
 
-    pub fn on_start(&mut self, time: Option<UnixNanos>, start: Start) {
+    /// Records `platform.start`; false if this invocation already had one
+    /// (a re-delivered batch), which is then ignored.
+    pub fn on_start(&mut self, time: Option<UnixNanos>, start: Start) -> bool {
         let id = start.request_id.clone();
-        self.entry(&id).start = Some((time, start));
+        let inv = self.entry(&id);
+        if inv.start.is_some() {
+            return false;
+        }
+        inv.start = Some((time, start));
         self.current = Some(id);
+        true
     }
 
-    pub fn on_runtime_done(&mut self, time: Option<UnixNanos>, done: RuntimeDone) {
+    /// Records `platform.runtimeDone`; false for a duplicate.
+    pub fn on_runtime_done(&mut self, time: Option<UnixNanos>, done: RuntimeDone) -> bool {
         let id = done.request_id.clone();
-        self.entry(&id).runtime_done = Some((time, done));
+        let inv = self.entry(&id);
+        if inv.runtime_done.is_some() {
+            return false;
+        }
+        inv.runtime_done = Some((time, done));
+        true
     }
 
-    pub fn on_report(&mut self, time: Option<UnixNanos>, report: Report) {
+    /// Records `platform.report`; false for a duplicate.
+    pub fn on_report(&mut self, time: Option<UnixNanos>, report: Report) -> bool {
         let id = report.request_id.clone();
-        self.entry(&id).report = Some((time, report));
+        let inv = self.entry(&id);
+        if inv.report.is_some() {
+            return false;
+        }
+        inv.report = Some((time, report));
+        true
     }
 
-    /// Forgets invocations that are complete (report received) and are not
-    /// the current one; called after their data has been mapped.
+    /// Forgets invocations that are complete (report received, spans out)
+    /// and are not the current one.
     pub fn retire_completed(&mut self) {
-        let current = self.current.clone();
+        let current = self.current_id().map(str::to_owned);
         let map = &mut self.map;
         self.order.retain(|id| {
-            let done = map.get(id).is_none_or(|inv| inv.report.is_some());
+            let done = map.get(id).is_none_or(|inv| {
+                inv.report.is_some() && inv.span_emitted && inv.report_spans_emitted
+            });
             if done && current.as_deref() != Some(id.as_str()) {
                 map.remove(id);
                 false
@@ -261,6 +307,10 @@ mod tests {
         assert!(t.get("a").unwrap().coldstart);
         assert!(!t.get("b").unwrap().coldstart);
         assert_eq!(t.awaiting_report(), ["b"]);
+        for inv in t.map.values_mut() {
+            inv.span_emitted = true;
+            inv.report_spans_emitted = true;
+        }
         t.retire_completed();
         assert!(t.get("a").is_none());
         assert!(t.get("b").is_some());

@@ -19,6 +19,8 @@ use crate::time::{parse_rfc3339, UnixNanos};
 pub enum LogSource {
     Function,
     Extension,
+    /// Lines the bridge writes for platform events.
+    Platform,
 }
 
 impl LogSource {
@@ -26,6 +28,7 @@ impl LogSource {
         match self {
             LogSource::Function => "function",
             LogSource::Extension => "extension",
+            LogSource::Platform => "platform",
         }
     }
 }
@@ -74,8 +77,9 @@ pub struct LogInput<'a> {
     pub event_time: Option<UnixNanos>,
     /// When the bridge received it.
     pub observed: UnixNanos,
-    /// The invocation it belongs to: request id and ids.
-    pub invocation: Option<(&'a str, TraceIds)>,
+    /// The span it belongs to: the invocation's request id (none for init
+    /// and restore lines) and the ids.
+    pub invocation: Option<(Option<&'a str>, TraceIds)>,
 }
 
 /// Maps one record.
@@ -104,8 +108,10 @@ pub fn map_log(input: LogInput<'_>) -> OtlpLogRecord {
     out.attributes
         .push(kv_str("aws.lambda.log.source", input.source.as_str()));
     if let Some((request_id, ids)) = input.invocation {
-        out.attributes
-            .push(kv_str("faas.invocation_id", request_id));
+        if let Some(request_id) = request_id {
+            out.attributes
+                .push(kv_str("faas.invocation_id", request_id));
+        }
         out.trace_id = ids.trace_id.to_vec();
         out.span_id = ids.span_id.to_vec();
         out.flags = u32::from(ids.sampled);
@@ -194,7 +200,7 @@ mod tests {
             record: &rec,
             event_time: Some(1),
             observed: 2,
-            invocation: Some(("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11", ids())),
+            invocation: Some((Some("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11"), ids())),
         });
         assert_eq!(r.severity_number, 17);
         assert_eq!(r.severity_text, "ERROR");

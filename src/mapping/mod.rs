@@ -6,74 +6,188 @@
 //! description is `proto-mapping/MAPPING.md`; the golden cases in
 //! `proto-mapping/cases/` run through [`Mapper`].
 //!
-//! [`Mapper::ingest`] updates the invocation table as events arrive (the
-//! lifecycle waits on it) and queues the records; [`Mapper::take`] turns what
-//! is queued into OTLP requests at a flush point, when the attribution of
-//! every record is final.
+//! [`Mapper::ingest`] updates the invocation table and the metrics as
+//! events arrive (the lifecycle waits on the table) and queues log records;
+//! [`Mapper::take`] turns what is complete into OTLP requests at a flush
+//! point: invocation spans once `platform.runtimeDone` (or, on Lambda
+//! Managed Instances, `platform.report`) is in, report child spans once the
+//! report is in, init/restore spans once they are attached to the invocation
+//! they delayed, and log records once the span they link to is known.
 
 pub mod invocation;
 pub mod log_lines;
 pub mod logs;
+pub mod metrics;
+pub mod platform_lines;
 pub mod proto;
 pub mod resource;
+pub mod traces;
 pub mod xray;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-use crate::lambda::events::{EventKind, LogRecord, TelemetryEvent};
-use crate::time::UnixNanos;
-use invocation::{InvocationTable, InvokeInfo};
+use crate::export::settings::Temporality;
+use crate::lambda::events::{
+    EventKind, InitStart, LogRecord, PhaseDone, PhaseReport, RestoreStart, TelemetryEvent,
+};
+use crate::time::{millis_f64_to_nanos, UnixNanos};
+use invocation::{InvocationTable, InvokeInfo, TraceIds};
 use logs::{map_log, record_request_id, LogInput, LogSource};
+use metrics::{MetricId, Metrics};
+use xray::{derived_span_id, derived_trace_id};
 
 /// Instrumentation scope of everything the bridge maps.
 pub const SCOPE_NAME: &str = "lambda-otel-bridge";
 
-/// Counters about what was mapped (exported as the bridge's own metrics).
+/// Mapping choices that are settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapperConfig {
+    pub temporality: Temporality,
+    /// `faas.trigger` (the Telemetry API does not reveal the trigger).
+    pub faas_trigger: String,
+    /// Also emit platform events as CloudWatch-style log lines.
+    pub platform_log_lines: bool,
+    /// Invocation span name (the function name); `invoke` when unknown.
+    pub function_name: Option<String>,
+    /// Function version, for `cloud.resource_id` when `platform.start` has none.
+    pub function_version: Option<String>,
+}
+
+impl Default for MapperConfig {
+    fn default() -> Self {
+        MapperConfig {
+            temporality: Temporality::Cumulative,
+            faas_trigger: "other".into(),
+            platform_log_lines: false,
+            function_name: None,
+            function_version: None,
+        }
+    }
+}
+
+/// Counters about what was mapped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MapStats {
     pub events: u64,
     pub unknown_events: u64,
+    pub duplicate_events: u64,
     pub log_records: u64,
+    pub spans: u64,
     pub reports: u64,
 }
 
-/// A record waiting for the next flush, with the invocation it belongs to as
-/// far as known when it arrived.
+/// The invocation (or init/restore phase) a log record belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Attribution {
+    Request(String),
+    Phase(u64),
+    None,
+}
+
+/// A record waiting for the next flush.
 struct PendingLog {
     source: LogSource,
     record: LogRecord,
     time: Option<UnixNanos>,
     observed: UnixNanos,
-    request_id: Option<String>,
+    attribution: Attribution,
+    event_name: &'static str,
+    /// Severity set by the bridge (platform lines), else parsed from the record.
+    severity: Option<(i32, &'static str)>,
+    extra: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PhaseKind {
+    Init,
+    Restore,
+}
+
+/// An init or SnapStart restore phase.
+#[derive(Debug, Clone)]
+struct Phase {
+    id: u64,
+    kind: PhaseKind,
+    start: Option<UnixNanos>,
+    initialization_type: Option<String>,
+    phase: Option<String>,
+    runtime_version: Option<String>,
+    runtime_version_arn: Option<String>,
+    instance_id: Option<String>,
+    done: Option<(Option<UnixNanos>, PhaseDone)>,
+    report: Option<(Option<UnixNanos>, PhaseReport)>,
+    /// The invocation it delayed.
+    attached: Option<String>,
+    /// Delayed no invocation (provisioned concurrency, managed instances, or
+    /// none came before shutdown): its own trace.
+    standalone: bool,
+    emitted: bool,
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            PhaseKind::Init => "init",
+            PhaseKind::Restore => "restore",
+        }
+    }
+
+    fn resolved(&self) -> bool {
+        self.attached.is_some() || self.standalone
+    }
+
+    /// Key for derived ids of a standalone phase.
+    fn key(&self) -> String {
+        match (&self.instance_id, self.start) {
+            (Some(i), _) => format!("{}:{i}", self.name()),
+            (None, Some(t)) => format!("{}@{t}", self.name()),
+            (None, None) => format!("{}#{}", self.name(), self.id),
+        }
+    }
 }
 
 /// What one flush exports.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Output {
+    pub traces: Option<ExportTraceServiceRequest>,
+    pub metrics: Option<ExportMetricsServiceRequest>,
     pub logs: Option<ExportLogsServiceRequest>,
 }
 
 impl Output {
     pub fn is_empty(&self) -> bool {
-        self.logs.is_none()
+        self.traces.is_none() && self.metrics.is_none() && self.logs.is_none()
     }
 }
 
 /// The mapping state of one execution environment.
 pub struct Mapper {
+    config: MapperConfig,
     resource: Resource,
     scope: InstrumentationScope,
     pub invocations: InvocationTable,
+    phases: Vec<Phase>,
+    next_phase_id: u64,
+    /// The phase whose log lines are arriving (until the next platform.start).
+    open_phase: Option<u64>,
     pending_logs: Vec<PendingLog>,
+    metrics: Metrics,
+    /// Latest time seen in any event (ends incomplete spans at shutdown).
+    latest: UnixNanos,
     pub stats: MapStats,
 }
 
 impl Mapper {
-    pub fn new(resource: Resource) -> Self {
+    pub fn new(resource: Resource, config: MapperConfig) -> Self {
         Mapper {
+            metrics: Metrics::new(config.temporality, &config.faas_trigger),
+            config,
             resource,
             scope: InstrumentationScope {
                 name: SCOPE_NAME.to_owned(),
@@ -81,7 +195,11 @@ impl Mapper {
                 ..InstrumentationScope::default()
             },
             invocations: InvocationTable::default(),
+            phases: Vec::new(),
+            next_phase_id: 0,
+            open_phase: None,
             pending_logs: Vec::new(),
+            latest: 0,
             stats: MapStats::default(),
         }
     }
@@ -91,17 +209,196 @@ impl Mapper {
         self.invocations.on_invoke(request_id, info);
     }
 
-    /// One Telemetry API event; `observed` is when the batch was received.
+    /// Whether `platform.runtimeDone` for `request_id` has arrived.
+    pub fn runtime_done_seen(&self, request_id: &str) -> bool {
+        self.invocations
+            .get(request_id)
+            .is_some_and(|i| i.runtime_done.is_some())
+    }
+
+    /// Number of log records waiting for the next flush.
+    pub fn pending(&self) -> usize {
+        self.pending_logs.len()
+    }
+
+    /// One Telemetry API event; `observed` is when its batch was received.
     pub fn ingest(&mut self, ev: TelemetryEvent, observed: UnixNanos) {
         self.stats.events += 1;
         let time = ev.time;
+        let t = time.unwrap_or(observed);
+        self.latest = self.latest.max(t);
+        let type_name = static_type_name(&ev.kind);
         match ev.kind {
-            EventKind::InitStart(_) | EventKind::RestoreStart(_) => self.invocations.mark_init(),
-            EventKind::Start(s) => self.invocations.on_start(time, s),
-            EventKind::RuntimeDone(d) => self.invocations.on_runtime_done(time, d),
+            EventKind::InitStart(s) => self.on_init_start(time, s),
+            EventKind::RestoreStart(s) => self.on_restore_start(time, s),
+            EventKind::InitRuntimeDone(d) | EventKind::RestoreRuntimeDone(d) => {
+                let kind = phase_kind(type_name);
+                if self.config.platform_log_lines {
+                    let line = platform_lines::phase_done(type_name, &d);
+                    self.queue_platform_line(line, time, observed, type_name);
+                }
+                if let Some(p) = self.last_phase_mut(kind) {
+                    p.done.get_or_insert((time, d));
+                }
+            }
+            EventKind::InitReport(r) | EventKind::RestoreReport(r) => {
+                let kind = phase_kind(type_name);
+                if let Some(ms) = r.metrics.duration_ms {
+                    let id = if kind == PhaseKind::Init {
+                        MetricId::InitDuration
+                    } else {
+                        MetricId::RestoreDuration
+                    };
+                    self.metrics.record(id, ms / 1000.0, t);
+                }
+                if self.config.platform_log_lines {
+                    let line = platform_lines::phase_report(type_name, &r);
+                    self.queue_platform_line(line, time, observed, type_name);
+                }
+                if let Some(p) = self.last_phase_mut(kind) {
+                    p.report.get_or_insert((time, r));
+                }
+            }
+            EventKind::Start(s) => {
+                let rid = s.request_id.clone();
+                let line = self
+                    .config
+                    .platform_log_lines
+                    .then(|| platform_lines::start(&s));
+                if !self.invocations.on_start(time, s) {
+                    self.stats.duplicate_events += 1;
+                    return;
+                }
+                self.open_phase = None;
+                for p in self.phases.iter_mut().filter(|p| !p.resolved()) {
+                    p.attached = Some(rid.clone());
+                }
+                if self.invocations.get(&rid).is_some_and(|i| i.coldstart) {
+                    self.metrics.add(MetricId::Coldstarts, 1, t);
+                }
+                if let Some(line) = line {
+                    self.queue_platform_line(line, time, observed, type_name);
+                }
+            }
+            EventKind::RuntimeDone(d) => {
+                if self.runtime_done_seen(&d.request_id) {
+                    // A re-delivered batch: already counted and mapped.
+                    self.stats.duplicate_events += 1;
+                    return;
+                }
+                let line = self
+                    .config
+                    .platform_log_lines
+                    .then(|| platform_lines::runtime_done(&d));
+                self.record_outcome(d.status.as_deref(), t);
+                if let Some(ms) = d.metrics.duration_ms {
+                    self.metrics
+                        .record(MetricId::InvokeDuration, ms / 1000.0, t);
+                }
+                if let Some(b) = d.metrics.produced_bytes {
+                    self.metrics.add(MetricId::ProducedBytes, b, t);
+                }
+                self.invocations.on_runtime_done(time, d);
+                if let Some(line) = line {
+                    self.queue_platform_line(line, time, observed, type_name);
+                }
+            }
             EventKind::Report(r) => {
+                let rid = r.request_id.clone();
+                if self
+                    .invocations
+                    .get(&rid)
+                    .is_some_and(|i| i.report.is_some())
+                {
+                    self.stats.duplicate_events += 1;
+                    return;
+                }
                 self.stats.reports += 1;
-                self.invocations.on_report(time, r)
+                let had_runtime_done = self.runtime_done_seen(&rid);
+                let m = &r.metrics;
+                if !had_runtime_done {
+                    // Managed Instances (or a lost runtimeDone): the report is
+                    // the only source of outcome and duration.
+                    self.record_outcome(r.status.as_deref(), t);
+                    if let Some(ms) = m.duration_ms {
+                        self.metrics
+                            .record(MetricId::InvokeDuration, ms / 1000.0, t);
+                    }
+                }
+                if let Some(ms) = m.duration_ms {
+                    self.metrics
+                        .record(MetricId::ReportDuration, ms / 1000.0, t);
+                }
+                if let Some(ms) = m.billed_duration_ms {
+                    self.metrics
+                        .record(MetricId::BilledDuration, ms / 1000.0, t);
+                }
+                if let Some(mb) = m.max_memory_used_mb {
+                    self.metrics
+                        .record(MetricId::MemUsage, mb as f64 * 1_048_576.0, t);
+                }
+                if let Some(mb) = m.memory_size_mb {
+                    self.metrics.set(
+                        MetricId::MemorySize,
+                        (mb as i64).saturating_mul(1_048_576),
+                        t,
+                    );
+                }
+                let line = self
+                    .config
+                    .platform_log_lines
+                    .then(|| platform_lines::report(&r));
+                self.invocations.on_report(time, r);
+                if let Some(line) = line {
+                    self.queue_platform_line(line, time, observed, type_name);
+                }
+            }
+            EventKind::LogsDropped(d) => {
+                self.metrics.add(
+                    MetricId::LogsDroppedRecords,
+                    d.dropped_records.unwrap_or(0),
+                    t,
+                );
+                self.metrics
+                    .add(MetricId::LogsDroppedBytes, d.dropped_bytes.unwrap_or(0), t);
+                let body = format!(
+                    "Lambda dropped {} log records ({} bytes): {}",
+                    d.dropped_records.unwrap_or(0),
+                    d.dropped_bytes.unwrap_or(0),
+                    d.reason.as_deref().unwrap_or("no reason given")
+                );
+                let attribution = self.default_attribution();
+                self.pending_logs.push(PendingLog {
+                    source: LogSource::Platform,
+                    record: LogRecord::Text(body),
+                    time,
+                    observed,
+                    attribution,
+                    event_name: type_name,
+                    severity: Some((13, "WARN")),
+                    extra: vec![
+                        proto::kv_int(
+                            "aws.lambda.logs_dropped.records",
+                            d.dropped_records.unwrap_or(0).min(i64::MAX as u64) as i64,
+                        ),
+                        proto::kv_int(
+                            "aws.lambda.logs_dropped.bytes",
+                            d.dropped_bytes.unwrap_or(0).min(i64::MAX as u64) as i64,
+                        ),
+                    ],
+                });
+            }
+            EventKind::Extension(e) => {
+                if self.config.platform_log_lines {
+                    let line = platform_lines::extension(&e);
+                    self.queue_platform_line(line, time, observed, type_name);
+                }
+            }
+            EventKind::TelemetrySubscription(s) => {
+                if self.config.platform_log_lines {
+                    let line = platform_lines::subscription(&s);
+                    self.queue_platform_line(line, time, observed, type_name);
+                }
             }
             EventKind::Function(record) => {
                 self.queue_log(LogSource::Function, record, time, observed)
@@ -110,7 +407,116 @@ impl Mapper {
                 self.queue_log(LogSource::Extension, record, time, observed)
             }
             EventKind::Unknown { .. } => self.stats.unknown_events += 1,
-            _ => {}
+        }
+    }
+
+    fn record_outcome(&mut self, status: Option<&str>, t: UnixNanos) {
+        let id = match status.map(str::to_ascii_lowercase).as_deref() {
+            Some("success") | None => MetricId::Invocations,
+            Some("timeout") => MetricId::Timeouts,
+            // error, failure, and any status the platform adds later.
+            Some(_) => MetricId::Errors,
+        };
+        self.metrics.add(id, 1, t);
+    }
+
+    fn new_phase(&mut self, kind: PhaseKind, time: Option<UnixNanos>) -> &mut Phase {
+        self.next_phase_id += 1;
+        let id = self.next_phase_id;
+        self.phases.push(Phase {
+            id,
+            kind,
+            start: time,
+            initialization_type: None,
+            phase: None,
+            runtime_version: None,
+            runtime_version_arn: None,
+            instance_id: None,
+            done: None,
+            report: None,
+            attached: None,
+            standalone: false,
+            emitted: false,
+        });
+        self.open_phase = Some(id);
+        // Invariant: pushed just above.
+        self.phases.last_mut().expect("phase just pushed")
+    }
+
+    fn on_init_start(&mut self, time: Option<UnixNanos>, s: InitStart) {
+        let init_type = s.initialization_type.clone().unwrap_or_default();
+        // Provisioned concurrency and managed instances initialise ahead of
+        // traffic: no invocation waits for them, so no cold start.
+        let ahead_of_traffic = init_type.eq_ignore_ascii_case("provisioned-concurrency")
+            || init_type.eq_ignore_ascii_case("lambda-managed-instances");
+        if !ahead_of_traffic {
+            self.invocations.mark_init();
+        }
+        if let Some(instance) = s.instance_id.as_deref() {
+            self.set_faas_instance(instance);
+        }
+        let line = self
+            .config
+            .platform_log_lines
+            .then(|| platform_lines::init_start(&s));
+        let p = self.new_phase(PhaseKind::Init, time);
+        p.standalone = ahead_of_traffic;
+        p.initialization_type = s.initialization_type;
+        p.phase = s.phase;
+        p.runtime_version = s.runtime_version;
+        p.runtime_version_arn = s.runtime_version_arn;
+        p.instance_id = s.instance_id;
+        if let Some(line) = line {
+            self.queue_platform_line(line, time, time.unwrap_or(0), "platform.initStart");
+        }
+    }
+
+    fn on_restore_start(&mut self, time: Option<UnixNanos>, s: RestoreStart) {
+        self.invocations.mark_init();
+        if let Some(instance) = s.instance_id.as_deref() {
+            self.set_faas_instance(instance);
+        }
+        let line = self
+            .config
+            .platform_log_lines
+            .then(|| platform_lines::restore_start(&s));
+        let p = self.new_phase(PhaseKind::Restore, time);
+        p.initialization_type = Some("snap-start".into());
+        p.runtime_version = s.runtime_version;
+        p.runtime_version_arn = s.runtime_version_arn;
+        p.instance_id = s.instance_id;
+        if let Some(line) = line {
+            self.queue_platform_line(line, time, time.unwrap_or(0), "platform.restoreStart");
+        }
+    }
+
+    /// `faas.instance`: Lambda's execution-environment id as the platform
+    /// reports it (the log stream name is not visible to extensions).
+    fn set_faas_instance(&mut self, instance: &str) {
+        if !self
+            .resource
+            .attributes
+            .iter()
+            .any(|a| a.key == "faas.instance")
+        {
+            self.resource
+                .attributes
+                .push(proto::kv_str("faas.instance", instance));
+            self.resource.attributes.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+    }
+
+    fn last_phase_mut(&mut self, kind: PhaseKind) -> Option<&mut Phase> {
+        self.phases.iter_mut().rev().find(|p| p.kind == kind)
+    }
+
+    fn default_attribution(&self) -> Attribution {
+        if let Some(p) = self.open_phase {
+            return Attribution::Phase(p);
+        }
+        match self.invocations.current_id() {
+            Some(id) => Attribution::Request(id.to_owned()),
+            None => Attribution::None,
         }
     }
 
@@ -121,74 +527,427 @@ impl Mapper {
         time: Option<UnixNanos>,
         observed: UnixNanos,
     ) {
-        let request_id =
-            record_request_id(&record).or_else(|| self.invocations.current_id().map(str::to_owned));
+        let attribution = match record_request_id(&record) {
+            Some(rid) => Attribution::Request(rid),
+            None => self.default_attribution(),
+        };
         self.pending_logs.push(PendingLog {
             source,
             record,
             time,
             observed,
-            request_id,
+            attribution,
+            event_name: "",
+            severity: None,
+            extra: Vec::new(),
         });
     }
 
-    /// Whether `platform.runtimeDone` for `request_id` has arrived.
-    pub fn runtime_done_seen(&self, request_id: &str) -> bool {
-        self.invocations
-            .get(request_id)
-            .is_some_and(|i| i.runtime_done.is_some())
+    fn queue_platform_line(
+        &mut self,
+        line: platform_lines::Line,
+        time: Option<UnixNanos>,
+        observed: UnixNanos,
+        event_name: &'static str,
+    ) {
+        let attribution = match line.request_id {
+            Some(rid) => Attribution::Request(rid),
+            None => self.default_attribution(),
+        };
+        self.pending_logs.push(PendingLog {
+            source: LogSource::Platform,
+            record: LogRecord::Text(line.text),
+            time,
+            observed,
+            attribution,
+            event_name,
+            severity: None,
+            extra: Vec::new(),
+        });
     }
 
-    /// Number of records and events waiting for the next flush.
-    pub fn pending(&self) -> usize {
-        self.pending_logs.len()
-    }
-
-    /// Maps everything queued into OTLP requests.
-    pub fn take(&mut self) -> Output {
-        let pending = std::mem::take(&mut self.pending_logs);
-        let mut records = Vec::with_capacity(pending.len());
-        for p in &pending {
-            let invocation = p
-                .request_id
-                .as_deref()
-                .map(|id| (id, self.invocations.get(id).map(|i| i.trace_ids())));
-            let invocation = match invocation {
-                Some((id, Some(ids))) => Some((id, ids)),
-                // A request id the table never saw (e.g. a record naming
-                // another id): ids derived from it still correlate its lines.
-                Some((id, None)) => Some((
-                    id,
-                    invocation::Invocation {
-                        request_id: id.to_owned(),
-                        ..Default::default()
-                    }
-                    .trace_ids(),
-                )),
-                None => None,
-            };
-            records.push(map_log(LogInput {
-                source: p.source,
-                record: &p.record,
-                event_time: p.time,
-                observed: p.observed,
-                invocation,
-            }));
+    /// The ids log records of a phase carry, once it is resolved.
+    fn phase_ids(&self, phase: &Phase) -> Option<TraceIds> {
+        if let Some(rid) = &phase.attached {
+            let inv = self.invocations.get(rid)?;
+            let ids = inv.trace_ids();
+            return Some(TraceIds {
+                trace_id: ids.trace_id,
+                span_id: derived_span_id(rid, phase.name()),
+                parent_span_id: Some(ids.span_id),
+                sampled: ids.sampled,
+                from_xray: ids.from_xray,
+            });
         }
-        self.stats.log_records += records.len() as u64;
+        if phase.standalone {
+            let key = phase.key();
+            return Some(TraceIds {
+                trace_id: derived_trace_id(&key),
+                span_id: derived_span_id(&key, phase.name()),
+                parent_span_id: None,
+                sampled: true,
+                from_xray: false,
+            });
+        }
+        None
+    }
+
+    /// Shutdown: phases no invocation followed become standalone, and
+    /// invocations that never ended get an incomplete span. Call `take` after.
+    pub fn finish(&mut self) {
+        for p in self.phases.iter_mut().filter(|p| !p.resolved()) {
+            p.standalone = true;
+        }
+        self.open_phase = None;
+    }
+
+    /// Maps everything that is complete into OTLP requests.
+    pub fn take(&mut self) -> Output {
+        let spans = self.take_spans();
+        let logs = self.take_logs();
+        let metrics = self.metrics.collect(&self.resource, &self.scope);
         self.invocations.retire_completed();
+        self.phases.retain(|p| !p.emitted);
         Output {
-            logs: (!records.is_empty()).then(|| ExportLogsServiceRequest {
+            traces: (!spans.is_empty()).then(|| ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(self.resource.clone()),
+                    scope_spans: vec![ScopeSpans {
+                        scope: Some(self.scope.clone()),
+                        spans,
+                        schema_url: String::new(),
+                    }],
+                    schema_url: String::new(),
+                }],
+            }),
+            metrics,
+            logs: (!logs.is_empty()).then(|| ExportLogsServiceRequest {
                 resource_logs: vec![ResourceLogs {
                     resource: Some(self.resource.clone()),
                     scope_logs: vec![ScopeLogs {
                         scope: Some(self.scope.clone()),
-                        log_records: records,
+                        log_records: logs,
                         schema_url: String::new(),
                     }],
                     schema_url: String::new(),
                 }],
             }),
         }
+    }
+
+    fn take_spans(&mut self) -> Vec<Span> {
+        let mut spans = Vec::new();
+        let name = self
+            .config
+            .function_name
+            .clone()
+            .unwrap_or_else(|| "invoke".into());
+        for rid in self.invocations.ids() {
+            let Some(inv) = self.invocations.get(&rid) else {
+                continue;
+            };
+            let ids = inv.trace_ids();
+            let start_t = inv.start.as_ref().and_then(|(t, _)| *t);
+            let done = inv.runtime_done.as_ref();
+            let report = inv.report.as_ref();
+            let mut emit_span = false;
+            if !inv.span_emitted && (done.is_some() || report.is_some()) {
+                let (end_t, status, error_type, duration_ms) = match (done, report) {
+                    (Some((t, d)), _) => (
+                        *t,
+                        d.status.as_deref(),
+                        d.error_type.as_deref(),
+                        d.metrics.duration_ms,
+                    ),
+                    (None, Some((t, r))) => (
+                        *t,
+                        r.status.as_deref(),
+                        r.error_type.as_deref(),
+                        r.metrics.duration_ms,
+                    ),
+                    (None, None) => (None, None, None, None),
+                };
+                let dur = duration_ms.map(millis_f64_to_nanos);
+                let end = end_t
+                    .or_else(|| Some(start_t? + dur?))
+                    .or(start_t)
+                    .unwrap_or(self.latest);
+                let start = start_t.unwrap_or_else(|| end.saturating_sub(dur.unwrap_or(0)));
+                let version = inv
+                    .start
+                    .as_ref()
+                    .and_then(|(_, s)| s.version.as_deref())
+                    .or(self.config.function_version.as_deref());
+                let invoked_arn = inv
+                    .invoke
+                    .as_ref()
+                    .and_then(|i| i.invoked_function_arn.as_deref());
+                spans.push(traces::invocation_span(traces::InvocationSpan {
+                    name: &name,
+                    request_id: &rid,
+                    ids,
+                    start,
+                    end,
+                    coldstart: inv.coldstart,
+                    faas_trigger: &self.config.faas_trigger,
+                    invoked_arn,
+                    resource_id: invoked_arn.and_then(|a| traces::resource_id(a, version)),
+                    produced_bytes: done.and_then(|(_, d)| d.metrics.produced_bytes),
+                    tenant_id: inv.start.as_ref().and_then(|(_, s)| s.tenant_id.as_deref()),
+                    status,
+                    error_type,
+                    incomplete: false,
+                }));
+                if let Some((_, d)) = done {
+                    spans.extend(traces::child_spans(
+                        &rid,
+                        &ids,
+                        ids.span_id,
+                        &d.spans,
+                        start,
+                    ));
+                }
+                emit_span = true;
+            }
+            let mut emit_report = false;
+            if let Some((t, r)) = report {
+                if !inv.report_spans_emitted && (inv.span_emitted || emit_span) {
+                    spans.extend(traces::child_spans(
+                        &rid,
+                        &ids,
+                        ids.span_id,
+                        &r.spans,
+                        t.unwrap_or(self.latest),
+                    ));
+                    emit_report = true;
+                }
+            }
+            if let Some(inv) = self.invocations.get_mut(&rid) {
+                inv.span_emitted |= emit_span;
+                inv.report_spans_emitted |= emit_report;
+            }
+        }
+        for i in 0..self.phases.len() {
+            let p = &self.phases[i];
+            if p.emitted || !p.resolved() || (p.done.is_none() && p.report.is_none()) {
+                continue;
+            }
+            let Some(ids) = self.phase_ids(p) else {
+                continue;
+            };
+            let start = p.start.unwrap_or(0);
+            let duration_ms = p.report.as_ref().and_then(|(_, r)| r.metrics.duration_ms);
+            let end = p
+                .done
+                .as_ref()
+                .and_then(|(t, _)| *t)
+                .or_else(|| p.report.as_ref().and_then(|(t, _)| *t))
+                .unwrap_or(start + millis_f64_to_nanos(duration_ms.unwrap_or(0.0)));
+            let start = if p.start.is_some() {
+                start
+            } else {
+                end.saturating_sub(millis_f64_to_nanos(duration_ms.unwrap_or(0.0)))
+            };
+            let (status, error_type) = match (&p.done, &p.report) {
+                (Some((_, d)), _) if d.status.is_some() => {
+                    (d.status.as_deref(), d.error_type.as_deref())
+                }
+                (_, Some((_, r))) => (r.status.as_deref(), r.error_type.as_deref()),
+                _ => (None, None),
+            };
+            spans.push(traces::phase_span(traces::PhaseSpan {
+                name: p.name(),
+                trace_id: ids.trace_id,
+                span_id: ids.span_id,
+                parent_span_id: ids.parent_span_id,
+                sampled: ids.sampled,
+                start,
+                end,
+                initialization_type: p.initialization_type.as_deref(),
+                phase: p.phase.as_deref(),
+                runtime_version: p.runtime_version.as_deref(),
+                runtime_version_arn: p.runtime_version_arn.as_deref(),
+                duration_ms,
+                status,
+                error_type,
+            }));
+            let key = match &p.attached {
+                Some(rid) => format!("{rid}/{}", p.name()),
+                None => p.key(),
+            };
+            let children = p
+                .done
+                .iter()
+                .flat_map(|(_, d)| d.spans.iter())
+                .chain(p.report.iter().flat_map(|(_, r)| r.spans.iter()))
+                .cloned()
+                .collect::<Vec<_>>();
+            spans.extend(traces::child_spans(
+                &key,
+                &ids,
+                ids.span_id,
+                &children,
+                start,
+            ));
+            self.phases[i].emitted = true;
+        }
+        self.stats.spans += spans.len() as u64;
+        spans
+    }
+
+    /// Emits spans for invocations that started but never ended; called at
+    /// shutdown (after `finish`) so nothing that started is lost.
+    pub fn finish_incomplete(&mut self) -> Vec<Span> {
+        let name = self
+            .config
+            .function_name
+            .clone()
+            .unwrap_or_else(|| "invoke".into());
+        let mut spans = Vec::new();
+        for rid in self.invocations.ids() {
+            let Some(inv) = self.invocations.get(&rid) else {
+                continue;
+            };
+            if inv.span_emitted || inv.runtime_done.is_some() || inv.report.is_some() {
+                continue;
+            }
+            let Some(start) = inv.start.as_ref().and_then(|(t, _)| *t) else {
+                continue;
+            };
+            let ids = inv.trace_ids();
+            let invoked_arn = inv
+                .invoke
+                .as_ref()
+                .and_then(|i| i.invoked_function_arn.as_deref());
+            spans.push(traces::invocation_span(traces::InvocationSpan {
+                name: &name,
+                request_id: &rid,
+                ids,
+                start,
+                end: self.latest.max(start),
+                coldstart: inv.coldstart,
+                faas_trigger: &self.config.faas_trigger,
+                invoked_arn,
+                resource_id: invoked_arn
+                    .and_then(|a| traces::resource_id(a, self.config.function_version.as_deref())),
+                produced_bytes: None,
+                tenant_id: None,
+                status: None,
+                error_type: None,
+                incomplete: true,
+            }));
+            if let Some(inv) = self.invocations.get_mut(&rid) {
+                inv.span_emitted = true;
+            }
+        }
+        self.stats.spans += spans.len() as u64;
+        spans
+    }
+
+    fn take_logs(&mut self) -> Vec<OtlpLogRecord> {
+        let pending = std::mem::take(&mut self.pending_logs);
+        let mut records = Vec::with_capacity(pending.len());
+        let mut keep = Vec::new();
+        for p in pending {
+            let ids: Option<(Option<String>, TraceIds)> = match &p.attribution {
+                Attribution::Request(rid) => Some((
+                    Some(rid.clone()),
+                    match self.invocations.get(rid) {
+                        Some(inv) => inv.trace_ids(),
+                        // A request id the table never saw (a record naming
+                        // another id): ids derived from it still correlate.
+                        None => invocation::Invocation {
+                            request_id: rid.clone(),
+                            ..Default::default()
+                        }
+                        .trace_ids(),
+                    },
+                )),
+                Attribution::Phase(id) => match self.phases.iter().find(|ph| ph.id == *id) {
+                    Some(phase) => match self.phase_ids(phase) {
+                        Some(ids) => Some((None, ids)),
+                        None => {
+                            // Not yet known which invocation this phase delayed.
+                            keep.push(p);
+                            continue;
+                        }
+                    },
+                    None => None,
+                },
+                Attribution::None => None,
+            };
+            let mut r = map_log(LogInput {
+                source: p.source,
+                record: &p.record,
+                event_time: p.time,
+                observed: p.observed,
+                invocation: ids.as_ref().map(|(rid, ids)| (rid.as_deref(), *ids)),
+            });
+            if let Some((n, text)) = p.severity {
+                r.severity_number = n;
+                r.severity_text = text.to_owned();
+            }
+            r.event_name = p.event_name.to_owned();
+            r.attributes.extend(p.extra);
+            records.push(r);
+        }
+        self.pending_logs = keep;
+        self.stats.log_records += records.len() as u64;
+        records
+    }
+
+    /// Shutdown output: everything, including incomplete invocations.
+    pub fn take_final(&mut self) -> Output {
+        self.finish();
+        let incomplete = self.finish_incomplete();
+        let mut out = self.take();
+        if !incomplete.is_empty() {
+            match &mut out.traces {
+                Some(t) => t.resource_spans[0].scope_spans[0].spans.extend(incomplete),
+                None => {
+                    out.traces = Some(ExportTraceServiceRequest {
+                        resource_spans: vec![ResourceSpans {
+                            resource: Some(self.resource.clone()),
+                            scope_spans: vec![ScopeSpans {
+                                scope: Some(self.scope.clone()),
+                                spans: incomplete,
+                                schema_url: String::new(),
+                            }],
+                            schema_url: String::new(),
+                        }],
+                    })
+                }
+            }
+        }
+        out
+    }
+}
+
+fn phase_kind(type_name: &str) -> PhaseKind {
+    if type_name.starts_with("platform.restore") {
+        PhaseKind::Restore
+    } else {
+        PhaseKind::Init
+    }
+}
+
+/// The event type as a static string (log records' `event_name`).
+fn static_type_name(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::InitStart(_) => "platform.initStart",
+        EventKind::InitRuntimeDone(_) => "platform.initRuntimeDone",
+        EventKind::InitReport(_) => "platform.initReport",
+        EventKind::Start(_) => "platform.start",
+        EventKind::RuntimeDone(_) => "platform.runtimeDone",
+        EventKind::Report(_) => "platform.report",
+        EventKind::RestoreStart(_) => "platform.restoreStart",
+        EventKind::RestoreRuntimeDone(_) => "platform.restoreRuntimeDone",
+        EventKind::RestoreReport(_) => "platform.restoreReport",
+        EventKind::Extension(_) => "platform.extension",
+        EventKind::TelemetrySubscription(_) => "platform.telemetrySubscription",
+        EventKind::LogsDropped(_) => "platform.logsDropped",
+        EventKind::Function(_) => "function",
+        EventKind::ExtensionLog(_) => "extension",
+        EventKind::Unknown { .. } => "unknown",
     }
 }
