@@ -172,10 +172,18 @@ async fn main() {
     let _ = server
         .wait_until(|c| c.log_count() >= 7, Duration::from_secs(3))
         .await;
-    let logs: Vec<_> = server
-        .with_collector(|c| c.logs().iter().map(|l| l.log_record().clone()).collect())
+    let (logs, spans, metrics): (Vec<_>, Vec<_>, Vec<_>) = server
+        .with_collector(|c| {
+            (
+                c.logs().iter().map(|l| l.log_record().clone()).collect(),
+                c.spans().iter().map(|s| s.span().clone()).collect(),
+                c.metrics().iter().map(|m| m.metric().clone()).collect(),
+            )
+        })
         .await;
-    println!("\n== logs received ({}), by trace", logs.len());
+    print_traces(&spans);
+    print_metrics(&metrics);
+    println!("\n== logs ({}), by trace", logs.len());
     let mut by_trace: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for r in &logs {
         by_trace.entry(hex(&r.trace_id)).or_default().push(r);
@@ -201,6 +209,96 @@ async fn main() {
             };
             println!("  span {} [{sev:>7}] {body}", hex(&r.span_id));
         }
+    }
+}
+
+fn print_traces(spans: &[opentelemetry_proto::tonic::trace::v1::Span]) {
+    println!("\n== traces ({} spans)", spans.len());
+    let mut by_trace: BTreeMap<Vec<u8>, Vec<_>> = BTreeMap::new();
+    for s in spans {
+        by_trace.entry(s.trace_id.clone()).or_default().push(s);
+    }
+    for (trace, members) in by_trace {
+        println!("trace {}", hex(&trace));
+        let ids: Vec<&Vec<u8>> = members.iter().map(|s| &s.span_id).collect();
+        let mut roots: Vec<_> = members
+            .iter()
+            .filter(|s| !ids.contains(&&s.parent_span_id))
+            .collect();
+        roots.sort_by_key(|s| s.start_time_unix_nano);
+        for r in roots {
+            print_span(r, &members, 1);
+        }
+    }
+}
+
+fn print_span(
+    s: &opentelemetry_proto::tonic::trace::v1::Span,
+    all: &[&opentelemetry_proto::tonic::trace::v1::Span],
+    depth: usize,
+) {
+    let ms = (s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano)) as f64 / 1e6;
+    let status = match s.status.as_ref() {
+        Some(st) if st.code == 2 => format!(" ERROR({})", st.message),
+        _ => String::new(),
+    };
+    println!("{}{} {ms:.3} ms{status}", "  ".repeat(depth), s.name);
+    let mut children: Vec<_> = all
+        .iter()
+        .filter(|c| c.parent_span_id == s.span_id)
+        .collect();
+    children.sort_by_key(|c| c.start_time_unix_nano);
+    for c in children {
+        print_span(c, all, depth + 1);
+    }
+}
+
+fn print_metrics(metrics: &[opentelemetry_proto::tonic::metrics::v1::Metric]) {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+    println!("\n== metrics ({} points)", metrics.len());
+    let mut latest: BTreeMap<&str, String> = BTreeMap::new();
+    for m in metrics {
+        let v = match &m.data {
+            Some(Data::Sum(s)) => s
+                .data_points
+                .iter()
+                .map(|p| match p.value {
+                    Some(Value::AsInt(i)) => i.to_string(),
+                    Some(Value::AsDouble(d)) => d.to_string(),
+                    None => "-".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(Data::Gauge(g)) => g
+                .data_points
+                .iter()
+                .map(|p| match p.value {
+                    Some(Value::AsInt(i)) => i.to_string(),
+                    Some(Value::AsDouble(d)) => d.to_string(),
+                    None => "-".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(Data::Histogram(h)) => h
+                .data_points
+                .iter()
+                .map(|p| {
+                    format!(
+                        "count={} sum={:.4} min={:.4} max={:.4}",
+                        p.count,
+                        p.sum.unwrap_or(0.0),
+                        p.min.unwrap_or(0.0),
+                        p.max.unwrap_or(0.0)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => "?".into(),
+        };
+        latest.insert(&m.name, format!("{v} {}", m.unit));
+    }
+    for (name, v) in latest {
+        println!("  {name:<34} {v}");
     }
 }
 

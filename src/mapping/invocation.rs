@@ -181,12 +181,10 @@ impl InvocationTable {
                 }
             }
             self.order.push_back(request_id.to_owned());
-            let coldstart = std::mem::take(&mut self.pending_coldstart);
             self.map.insert(
                 request_id.to_owned(),
                 Invocation {
                     request_id: request_id.to_owned(),
-                    coldstart,
                     ..Invocation::default()
                 },
             );
@@ -204,11 +202,16 @@ impl InvocationTable {
     /// (a re-delivered batch), which is then ignored.
     pub fn on_start(&mut self, time: Option<UnixNanos>, start: Start) -> bool {
         let id = start.request_id.clone();
+        // The telemetry stream is ordered: the first platform.start after an
+        // init is the cold start (INVOKE may arrive before the init events).
+        let coldstart = self.pending_coldstart;
         let inv = self.entry(&id);
         if inv.start.is_some() {
             return false;
         }
         inv.start = Some((time, start));
+        inv.coldstart = coldstart;
+        self.pending_coldstart = false;
         self.current = Some(id);
         true
     }

@@ -737,12 +737,21 @@ impl Mapper {
             };
             let start = p.start.unwrap_or(0);
             let duration_ms = p.report.as_ref().and_then(|(_, r)| r.metrics.duration_ms);
+            // End: initRuntimeDone's time, else initReport's; when the phase
+            // has a start and a reported duration, never shorter than it (the
+            // platform may stamp start and done in the same millisecond).
+            let by_duration = duration_ms.map(|d| start + millis_f64_to_nanos(d));
             let end = p
                 .done
                 .as_ref()
                 .and_then(|(t, _)| *t)
                 .or_else(|| p.report.as_ref().and_then(|(t, _)| *t))
-                .unwrap_or(start + millis_f64_to_nanos(duration_ms.unwrap_or(0.0)));
+                .map(|t| match (p.start, by_duration) {
+                    (Some(_), Some(d)) => t.max(d),
+                    _ => t,
+                })
+                .or(by_duration)
+                .unwrap_or(start);
             let start = if p.start.is_some() {
                 start
             } else {
