@@ -152,13 +152,16 @@ fn parse_log4j(line: &str) -> Option<TextLine<'_>> {
     let rest = &rest[1..];
     let (time, rest) = rest.split_once(' ')?;
     let ts = parse_rfc3339(&format!("{date}T{time}"))?;
-    let (rid, rest) = rest.trim_start().split_once(' ')?;
-    if !is_request_id(rid) {
-        return None;
-    }
     let rest = rest.trim_start();
+    let (first, after) = rest.split_once(' ').unwrap_or((rest, ""));
+    // During init the request-id column is empty (two spaces before the level).
+    let (rid, rest) = if is_request_id(first) {
+        (Some(first), after.trim_start())
+    } else {
+        (None, rest)
+    };
     let (level, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-    with_level(level, Some(ts), Some(rid), msg.trim_start())
+    with_level(level, Some(ts), rid, msg.trim_start())
 }
 
 /// `TS LEVEL MSG` with any amount of spaces (Rust `tracing`, Go zerolog
@@ -177,7 +180,12 @@ fn parse_level_colon(line: &str) -> Option<TextLine<'_>> {
     if level.is_empty() || !level.bytes().all(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    with_level(level, None, None, rest.trim_start())
+    // `LEVEL:logger:message`: drop a logger name (no spaces) before a second colon.
+    let msg = match rest.split_once(':') {
+        Some((logger, msg)) if !logger.is_empty() && !logger.contains(' ') => msg,
+        _ => rest,
+    };
+    with_level(level, None, None, msg.trim_start())
 }
 
 #[cfg(test)]
@@ -252,7 +260,14 @@ mod tests {
         let l = parse_text("WARNING:root:careful");
         assert_eq!(
             (l.level, l.severity_number, l.message),
-            (Some("WARNING"), 13, "root:careful")
+            (Some("WARNING"), 13, "careful")
+        );
+        let l = parse_text("ERROR: disk full");
+        assert_eq!((l.severity_number, l.message), (17, "disk full"));
+        let l = parse_text("2025-03-04 10:15:30  INFO  OrderHandler - init");
+        assert_eq!(
+            (l.severity_number, l.request_id, l.message),
+            (9, None, "OrderHandler - init")
         );
     }
 

@@ -34,7 +34,7 @@ impl LogSource {
 }
 
 const LEVEL_KEYS: [&str; 3] = ["level", "levelname", "severity"];
-const MESSAGE_KEYS: [&str; 2] = ["message", "msg"];
+const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "event"];
 const TIME_KEYS: [&str; 2] = ["timestamp", "time"];
 const REQUEST_ID_KEYS: [&str; 3] = ["requestId", "AWSRequestId", "function_request_id"];
 
@@ -131,36 +131,86 @@ fn choose_time(own: Option<UnixNanos>, envelope: Option<UnixNanos>) -> Option<Un
     }
 }
 
+/// Numeric levels of pino / bunyan (10 trace … 60 fatal).
+fn numeric_level(n: f64) -> Option<i32> {
+    Some(match n as i64 {
+        10 => 1,
+        20 => 5,
+        30 => 9,
+        40 => 13,
+        50 => 17,
+        60 => 21,
+        _ => return None,
+    })
+}
+
+/// A JSON time: an RFC 3339 string, or epoch milliseconds / seconds.
+fn json_time(v: &Value) -> Option<UnixNanos> {
+    match v {
+        Value::String(s) => parse_rfc3339(s),
+        Value::Number(n) => {
+            // Integer epoch milliseconds (pino, bunyan) without float rounding.
+            if let Some(i) = n.as_u64() {
+                return Some(if i > 100_000_000_000 {
+                    i.checked_mul(1_000_000)?
+                } else {
+                    i.checked_mul(1_000_000_000)?
+                });
+            }
+            let f = n.as_f64()?;
+            if !(f.is_finite() && f > 0.0) {
+                None
+            } else if f > 1e11 {
+                Some((f * 1e6) as u64)
+            } else {
+                Some((f * 1e9) as u64)
+            }
+        }
+        _ => None,
+    }
+}
+
 fn apply_json(out: &mut OtlpLogRecord, map: &Map<String, Value>, own_time: &mut Option<UnixNanos>) {
-    if let Some((token, number)) = LEVEL_KEYS
-        .iter()
-        .find_map(|k| map.get(*k).and_then(Value::as_str))
-        .and_then(|t| level_number(t).map(|n| (t, n)))
-    {
-        out.severity_text = token.to_owned();
-        out.severity_number = number;
+    let level_key = LEVEL_KEYS.iter().copied().find(|k| map.contains_key(*k));
+    if let Some(k) = level_key {
+        match &map[k] {
+            Value::String(token) => {
+                out.severity_text = token.clone();
+                out.severity_number = level_number(token).unwrap_or(0);
+            }
+            Value::Number(n) => {
+                out.severity_text = n.to_string();
+                out.severity_number = n.as_f64().and_then(numeric_level).unwrap_or(0);
+            }
+            _ => {}
+        }
     }
-    if let Some(t) = TIME_KEYS
+    let time_key = TIME_KEYS
         .iter()
-        .find_map(|k| map.get(*k).and_then(Value::as_str))
-        .and_then(parse_rfc3339)
-    {
-        *own_time = Some(t);
+        .copied()
+        .find(|k| map.get(*k).and_then(json_time).is_some());
+    if let Some(k) = time_key {
+        *own_time = json_time(&map[k]);
     }
-    let message_key = MESSAGE_KEYS.iter().find(|k| map.contains_key(**k)).copied();
+    // `event` (structlog) counts as the message only when it is a string.
+    let message_key = MESSAGE_KEYS
+        .iter()
+        .copied()
+        .find(|k| map.get(*k).is_some_and(|v| *k != "event" || v.is_string()));
     out.body = Some(match message_key {
         Some(k) => json_to_any(&map[k]),
         None => json_to_any(&Value::Object(map.clone())),
     });
     if message_key.is_some() {
         for (k, v) in map {
-            let reserved = Some(k.as_str()) == message_key
-                || LEVEL_KEYS[..1].contains(&k.as_str())
-                || TIME_KEYS[..1].contains(&k.as_str())
-                || REQUEST_ID_KEYS[..2].contains(&k.as_str());
+            let k = k.as_str();
+            let reserved = Some(k) == message_key
+                || Some(k) == level_key
+                || Some(k) == time_key
+                || REQUEST_ID_KEYS[..2].contains(&k);
             if !reserved {
                 out.attributes
-                    .push(super::proto::kv(k.clone(), json_to_any(v)));
+                    .push(super::proto::kv(k.to_owned(), json_to_any(v)));
             }
         }
     }

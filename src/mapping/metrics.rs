@@ -237,6 +237,9 @@ struct Series {
 #[derive(Debug)]
 pub struct Metrics {
     temporality: Temporality,
+    /// First event time of any metric: the start of every cumulative series
+    /// (and of the first delta interval) in this execution environment.
+    env_start: Option<UnixNanos>,
     attributes: Vec<KeyValue>,
     series: Vec<Series>,
 }
@@ -245,12 +248,15 @@ impl Metrics {
     pub fn new(temporality: Temporality, faas_trigger: &str) -> Self {
         Metrics {
             temporality,
+            env_start: None,
             attributes: vec![kv_str("faas.trigger", faas_trigger)],
             series: vec![Series::default(); DEFINITIONS.len()],
         }
     }
 
     fn series(&mut self, id: MetricId, time: UnixNanos) -> &mut Series {
+        let start = *self.env_start.get_or_insert(time);
+        self.env_start = Some(start.min(time));
         let idx = DEFINITIONS.iter().position(|d| d.id == id).unwrap_or(0);
         let s = &mut self.series[idx];
         s.first_time.get_or_insert(time);
@@ -300,11 +306,14 @@ impl Metrics {
             AggregationTemporality::Cumulative
         } as i32;
         let mut metrics = Vec::new();
+        let env_start = self.env_start;
         for (def, s) in DEFINITIONS.iter().zip(self.series.iter_mut()) {
             if !s.dirty {
                 continue;
             }
-            let first = s.first_time.unwrap_or(s.latest_time);
+            let first = env_start
+                .unwrap_or(s.latest_time)
+                .min(s.first_time.unwrap_or(s.latest_time));
             let start = if delta {
                 s.last_point_time.unwrap_or(first)
             } else {

@@ -128,6 +128,8 @@ struct Phase {
     /// none came before shutdown): its own trace.
     standalone: bool,
     emitted: bool,
+    /// How many phases of this kind were placed in the same invocation before.
+    ordinal: u32,
 }
 
 impl Phase {
@@ -144,11 +146,13 @@ impl Phase {
 
     /// Key for derived ids of a standalone phase.
     fn key(&self) -> String {
-        match (&self.instance_id, self.start) {
-            (Some(i), _) => format!("{}:{i}", self.name()),
-            (None, Some(t)) => format!("{}@{t}", self.name()),
-            (None, None) => format!("{}#{}", self.name(), self.id),
-        }
+        format!(
+            "{}:{}@{}#{}",
+            self.name(),
+            self.instance_id.as_deref().unwrap_or(""),
+            self.start.unwrap_or(0),
+            self.id
+        )
     }
 }
 
@@ -180,6 +184,11 @@ pub struct Mapper {
     metrics: Metrics,
     /// Latest time seen in any event (ends incomplete spans at shutdown).
     latest: UnixNanos,
+    /// Invocations run concurrently (Lambda Managed Instances): a record
+    /// without a request id cannot be attributed to "the current" one.
+    concurrent: bool,
+    /// Phases already placed per invocation and kind (span-id ordinals).
+    phase_slots: std::collections::HashMap<String, u32>,
     pub stats: MapStats,
 }
 
@@ -200,6 +209,8 @@ impl Mapper {
             open_phase: None,
             pending_logs: Vec::new(),
             latest: 0,
+            concurrent: false,
+            phase_slots: std::collections::HashMap::new(),
             stats: MapStats::default(),
         }
     }
@@ -229,13 +240,21 @@ impl Mapper {
         self.latest = self.latest.max(t);
         let type_name = static_type_name(&ev.kind);
         match ev.kind {
-            EventKind::InitStart(s) => self.on_init_start(time, s),
-            EventKind::RestoreStart(s) => self.on_restore_start(time, s),
+            EventKind::InitStart(s) => self.on_init_start(time, observed, s),
+            EventKind::RestoreStart(s) => self.on_restore_start(time, observed, s),
             EventKind::InitRuntimeDone(d) | EventKind::RestoreRuntimeDone(d) => {
                 let kind = phase_kind(type_name);
                 if self.config.platform_log_lines {
                     let line = platform_lines::phase_done(type_name, &d);
                     self.queue_platform_line(line, time, observed, type_name);
+                }
+                if self
+                    .last_phase_mut(kind)
+                    .is_none_or(|p| p.done.is_some() || p.emitted)
+                {
+                    // A retried init without its own initStart (Lambda re-runs
+                    // a failed init inside the first invocation).
+                    self.open_retry_phase(kind, d.phase.clone(), d.initialization_type.clone());
                 }
                 if let Some(p) = self.last_phase_mut(kind) {
                     p.done.get_or_insert((time, d));
@@ -255,6 +274,12 @@ impl Mapper {
                     let line = platform_lines::phase_report(type_name, &r);
                     self.queue_platform_line(line, time, observed, type_name);
                 }
+                if self
+                    .last_phase_mut(kind)
+                    .is_none_or(|p| p.report.is_some() || p.emitted)
+                {
+                    self.open_retry_phase(kind, r.phase.clone(), r.initialization_type.clone());
+                }
                 if let Some(p) = self.last_phase_mut(kind) {
                     p.report.get_or_insert((time, r));
                 }
@@ -270,8 +295,14 @@ impl Mapper {
                     return;
                 }
                 self.open_phase = None;
-                for p in self.phases.iter_mut().filter(|p| !p.resolved()) {
-                    p.attached = Some(rid.clone());
+                let pending: Vec<u64> = self
+                    .phases
+                    .iter()
+                    .filter(|p| !p.resolved())
+                    .map(|p| p.id)
+                    .collect();
+                for id in pending {
+                    self.attach_phase(id, &rid);
                 }
                 if self.invocations.get(&rid).is_some_and(|i| i.coldstart) {
                     self.metrics.add(MetricId::Coldstarts, 1, t);
@@ -437,19 +468,32 @@ impl Mapper {
             attached: None,
             standalone: false,
             emitted: false,
+            ordinal: 0,
         });
         self.open_phase = Some(id);
         // Invariant: pushed just above.
         self.phases.last_mut().expect("phase just pushed")
     }
 
-    fn on_init_start(&mut self, time: Option<UnixNanos>, s: InitStart) {
+    fn on_init_start(&mut self, time: Option<UnixNanos>, observed: UnixNanos, s: InitStart) {
         let init_type = s.initialization_type.clone().unwrap_or_default();
         // Provisioned concurrency and managed instances initialise ahead of
         // traffic: no invocation waits for them, so no cold start.
         let ahead_of_traffic = init_type.eq_ignore_ascii_case("provisioned-concurrency")
-            || init_type.eq_ignore_ascii_case("lambda-managed-instances");
-        if !ahead_of_traffic {
+            || init_type.eq_ignore_ascii_case("lambda-managed-instances")
+            || init_type.eq_ignore_ascii_case("snap-start");
+        if init_type.eq_ignore_ascii_case("lambda-managed-instances") {
+            self.concurrent = true;
+        }
+        // A suppressed init (phase `invoke`) re-runs inside the invocation in
+        // progress: it belongs to that invocation.
+        let within = s
+            .phase
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case("invoke"))
+            .then(|| self.invocations.current_id().map(str::to_owned))
+            .flatten();
+        if !ahead_of_traffic && within.is_none() {
             self.invocations.mark_init();
         }
         if let Some(instance) = s.instance_id.as_deref() {
@@ -461,20 +505,27 @@ impl Mapper {
             .then(|| platform_lines::init_start(&s));
         let p = self.new_phase(PhaseKind::Init, time);
         p.standalone = ahead_of_traffic;
+        let id = p.id;
         p.initialization_type = s.initialization_type;
         p.phase = s.phase;
         p.runtime_version = s.runtime_version;
         p.runtime_version_arn = s.runtime_version_arn;
         p.instance_id = s.instance_id;
+        if let Some(rid) = within {
+            self.attach_phase(id, &rid);
+        }
         if let Some(line) = line {
-            self.queue_platform_line(line, time, time.unwrap_or(0), "platform.initStart");
+            self.queue_platform_line(line, time, observed, "platform.initStart");
         }
     }
 
-    fn on_restore_start(&mut self, time: Option<UnixNanos>, s: RestoreStart) {
+    fn on_restore_start(&mut self, time: Option<UnixNanos>, observed: UnixNanos, s: RestoreStart) {
         self.invocations.mark_init();
         if let Some(instance) = s.instance_id.as_deref() {
-            self.set_faas_instance(instance);
+            // Every environment restored from one snapshot shares the
+            // snapshot's identity: take the restored environment's instead.
+            self.set_resource_attr("faas.instance", instance);
+            self.set_resource_attr("service.instance.id", instance);
         }
         let line = self
             .config
@@ -486,7 +537,7 @@ impl Mapper {
         p.runtime_version_arn = s.runtime_version_arn;
         p.instance_id = s.instance_id;
         if let Some(line) = line {
-            self.queue_platform_line(line, time, time.unwrap_or(0), "platform.restoreStart");
+            self.queue_platform_line(line, time, observed, "platform.restoreStart");
         }
     }
 
@@ -499,10 +550,53 @@ impl Mapper {
             .iter()
             .any(|a| a.key == "faas.instance")
         {
-            self.resource
-                .attributes
-                .push(proto::kv_str("faas.instance", instance));
-            self.resource.attributes.sort_by(|a, b| a.key.cmp(&b.key));
+            self.set_resource_attr("faas.instance", instance);
+        }
+    }
+
+    fn set_resource_attr(&mut self, key: &str, value: &str) {
+        self.resource.attributes.retain(|a| a.key != key);
+        self.resource.attributes.push(proto::kv_str(key, value));
+        self.resource.attributes.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+
+    /// A phase seen only from its done/report events: it ran inside the
+    /// invocation in progress (or, before any, on its own).
+    fn open_retry_phase(
+        &mut self,
+        kind: PhaseKind,
+        phase: Option<String>,
+        init_type: Option<String>,
+    ) {
+        let within = self.invocations.current_id().map(str::to_owned);
+        let p = self.new_phase(kind, None);
+        p.standalone = within.is_none();
+        p.phase = phase;
+        p.initialization_type = init_type;
+        let id = p.id;
+        self.open_phase = None;
+        if let Some(rid) = within {
+            self.attach_phase(id, &rid);
+        }
+    }
+
+    /// Places phase `id` in invocation `rid`'s trace.
+    fn attach_phase(&mut self, id: u64, rid: &str) {
+        let Some(kind) = self.phases.iter().find(|p| p.id == id).map(|p| p.kind) else {
+            return;
+        };
+        if self.phase_slots.len() > 1024 {
+            self.phase_slots.clear();
+        }
+        let slot = self
+            .phase_slots
+            .entry(format!("{rid}/{kind:?}"))
+            .or_insert(0);
+        let ordinal = *slot;
+        *slot += 1;
+        if let Some(p) = self.phases.iter_mut().find(|p| p.id == id) {
+            p.attached = Some(rid.to_owned());
+            p.ordinal = ordinal;
         }
     }
 
@@ -515,8 +609,8 @@ impl Mapper {
             return Attribution::Phase(p);
         }
         match self.invocations.current_id() {
-            Some(id) => Attribution::Request(id.to_owned()),
-            None => Attribution::None,
+            Some(id) if !self.concurrent => Attribution::Request(id.to_owned()),
+            _ => Attribution::None,
         }
     }
 
@@ -571,9 +665,16 @@ impl Mapper {
         if let Some(rid) = &phase.attached {
             let inv = self.invocations.get(rid)?;
             let ids = inv.trace_ids();
+            // The first phase placed in an invocation has the plain role; a
+            // later one (a retried init) gets its ordinal appended.
+            let role = if phase.ordinal == 0 {
+                phase.name().to_owned()
+            } else {
+                format!("{}#{}", phase.name(), phase.ordinal)
+            };
             return Some(TraceIds {
                 trace_id: ids.trace_id,
-                span_id: derived_span_id(rid, phase.name()),
+                span_id: derived_span_id(rid, &role),
                 parent_span_id: Some(ids.span_id),
                 sampled: ids.sampled,
                 from_xray: ids.from_xray,
@@ -681,7 +782,12 @@ impl Mapper {
                 let invoked_arn = inv
                     .invoke
                     .as_ref()
-                    .and_then(|i| i.invoked_function_arn.as_deref());
+                    .and_then(|i| i.invoked_function_arn.as_deref())
+                    .or_else(|| {
+                        inv.start
+                            .as_ref()
+                            .and_then(|(_, s)| s.function_arn.as_deref())
+                    });
                 spans.push(traces::invocation_span(traces::InvocationSpan {
                     name: &name,
                     request_id: &rid,

@@ -34,7 +34,11 @@ pub fn status_of(status: Option<&str>, error_type: Option<&str>) -> (Status, Opt
         .unwrap_or_else(|| s.to_ascii_lowercase());
     (
         Status {
-            message: format!("{s}: {error_type}"),
+            message: if error_type.eq_ignore_ascii_case(s) {
+                s.to_owned()
+            } else {
+                format!("{s}: {error_type}")
+            },
             code: StatusCode::Error as i32,
         },
         Some(kv_str("error.type", error_type)),
@@ -247,7 +251,7 @@ mod tests {
         assert_eq!(s.code, StatusCode::Error as i32);
         assert_eq!(attr.unwrap().key, "error.type");
         let (s, attr) = status_of(Some("timeout"), None);
-        assert_eq!(s.message, "timeout: timeout");
+        assert_eq!(s.message, "timeout");
         assert!(
             matches!(attr.unwrap().value.unwrap().value, Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(v)) if v == "timeout")
         );
