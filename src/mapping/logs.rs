@@ -208,9 +208,36 @@ fn apply_json(out: &mut OtlpLogRecord, map: &Map<String, Value>, own_time: &mut 
                 || Some(k) == level_key
                 || Some(k) == time_key
                 || REQUEST_ID_KEYS[..2].contains(&k);
-            if !reserved {
-                out.attributes
-                    .push(super::proto::kv(k.to_owned(), json_to_any(v)));
+            if reserved {
+                continue;
+            }
+            // The runtimes' error fields (Node.js, Python JSON format) under
+            // the semantic-convention exception attributes.
+            match (k, v) {
+                ("errorType", Value::String(t)) => out
+                    .attributes
+                    .push(super::proto::kv_str("exception.type", t.clone())),
+                ("errorMessage", Value::String(m)) => out
+                    .attributes
+                    .push(super::proto::kv_str("exception.message", m.clone())),
+                ("stackTrace", Value::Array(lines)) => {
+                    // Python's frames end with a newline already; Node's do not.
+                    let text: Vec<&str> = lines
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|l| l.trim_end_matches('\n'))
+                        .collect();
+                    out.attributes.push(super::proto::kv_str(
+                        "exception.stacktrace",
+                        text.join("\n"),
+                    ));
+                }
+                ("stackTrace", Value::String(t)) => out
+                    .attributes
+                    .push(super::proto::kv_str("exception.stacktrace", t.clone())),
+                _ => out
+                    .attributes
+                    .push(super::proto::kv(k.to_owned(), json_to_any(v))),
             }
         }
     }
