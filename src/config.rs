@@ -145,6 +145,12 @@ pub struct Config {
     pub faas_trigger: String,
     /// Emit platform events as CloudWatch-style log lines.
     pub platform_log_lines: bool,
+    pub flush_policy: crate::export::flush::FlushPolicy,
+    pub adaptive: crate::export::flush::AdaptiveTuning,
+    /// Longest time a flush may add to an invocation (also bounded by its deadline).
+    pub flush_timeout: Duration,
+    /// Byte cap of the outbox of undelivered requests.
+    pub outbox_max_bytes: usize,
 }
 
 impl Config {
@@ -189,6 +195,7 @@ impl Config {
             ));
         }
         let (log_level, log_json) = parse_log(env)?;
+        let (flush_policy, adaptive) = crate::export::flush::from_env(env)?;
         Ok(Config {
             lambda,
             telemetry,
@@ -211,6 +218,22 @@ impl Config {
             export: ExportSettings::from_env(env)?,
             faas_trigger: parse_trigger(env)?,
             platform_log_lines: bool_var(env, &format!("{PREFIX}PLATFORM_LOG_LINES"), false)?,
+            flush_policy,
+            adaptive,
+            flush_timeout: Duration::from_millis(u64::from(int_setting(
+                env,
+                "FLUSH_TIMEOUT_MS",
+                1000,
+                10,
+                900_000,
+            )?)),
+            outbox_max_bytes: int_setting(
+                env,
+                "OUTBOX_MAX_BYTES",
+                4 * 1024 * 1024,
+                64 * 1024,
+                256 * 1024 * 1024,
+            )? as usize,
         })
     }
 }

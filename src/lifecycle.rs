@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{Config, Env};
-use crate::export::Exporters;
+use crate::export::flush::{Decision, FlushPolicy, FlushState};
+use crate::export::Exporter;
 use crate::lambda::extensions_api::{ExtensionsApi, InvokeEvent, NextEvent, ShutdownEvent};
 use crate::lambda::telemetry_api::{self, Subscription};
 use crate::lambda::{new_client, ApiClient};
@@ -158,12 +159,18 @@ pub async fn run(env: &dyn Env) -> i32 {
     // report will come: waiting for them would only delay the function.
     let platform_events = subscribed && config.telemetry.types.platform;
 
-    let exporters = Exporters::new(&config.export);
+    let exporter = Arc::new(Exporter::new(&config.export, config.outbox_max_bytes));
+    let mut policy = config.flush_policy;
+    if lmi && !matches!(policy, FlushPolicy::Periodic(_)) {
+        // No INVOKE events on Managed Instances: flush on a timer.
+        policy = FlushPolicy::Periodic(Duration::from_millis(1000));
+    }
     let lifecycle = Lifecycle {
         api,
         id,
         shared,
-        exporters,
+        exporter,
+        flush: std::sync::Mutex::new(FlushState::new(policy, config.adaptive)),
         config,
         platform_events,
         lmi,
@@ -202,7 +209,8 @@ struct Lifecycle {
     api: ExtensionsApi,
     id: String,
     shared: Arc<Shared>,
-    exporters: Exporters,
+    exporter: Arc<Exporter>,
+    flush: std::sync::Mutex<FlushState>,
     config: Config,
     /// Platform events are subscribed and will be delivered.
     platform_events: bool,
@@ -211,9 +219,39 @@ struct Lifecycle {
 }
 
 impl Lifecycle {
+    fn flush_state(&self) -> std::sync::MutexGuard<'_, FlushState> {
+        self.flush.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn event_loop(self) -> i32 {
+        let period = match self.flush_state().policy() {
+            FlushPolicy::Periodic(p) => Some(p),
+            _ => None,
+        };
+        let mut ticker = period.map(|p| {
+            let mut t = tokio::time::interval_at(Instant::now() + p, p);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
         loop {
-            match self.api.next(&self.id).await {
+            let next = self.api.next(&self.id);
+            tokio::pin!(next);
+            let event = loop {
+                match ticker.as_mut() {
+                    Some(t) => tokio::select! {
+                        ev = &mut next => break ev,
+                        _ = t.tick() => {
+                            // Timers only tick while the sandbox runs: this is
+                            // periodic mode's flush between lifecycle events.
+                            self.flush_state().on_timer_flush(std::time::Instant::now());
+                            let deadline = Instant::now() + self.config.flush_timeout;
+                            self.map_and_flush(deadline).await;
+                        }
+                    },
+                    None => break (&mut next).await,
+                }
+            };
+            match event {
                 Ok(NextEvent::Invoke(inv)) => self.on_invoke(inv).await,
                 Ok(NextEvent::Shutdown(sd)) => {
                     self.on_shutdown(sd).await;
@@ -227,8 +265,11 @@ impl Lifecycle {
                         .exit_error(&self.id, "Extension.UnknownReason", &msg)
                         .await;
                     // Last chance to deliver what was received.
-                    let deadline = Instant::now() + Duration::from_millis(500);
-                    self.flush(deadline).await;
+                    let output = self.shared.lock().mapper.take_final();
+                    self.exporter.enqueue(output);
+                    self.exporter
+                        .shutdown(Instant::now() + Duration::from_millis(500))
+                        .await;
                     return 1;
                 }
             }
@@ -246,17 +287,53 @@ impl Lifecycle {
                 xray_header: inv.tracing.and_then(|t| t.value),
             },
         );
-        if self.platform_events && !self.lmi {
-            let wait_until = (Instant::now() + self.config.invoke_wait).min(invocation_deadline);
-            let seen = self
-                .shared
-                .wait_until(wait_until, |st| st.mapper.runtime_done_seen(&request_id))
-                .await;
-            if !seen {
-                tracing::debug!(%request_id, "runtimeDone not received before the wait ended");
+        let decision = self.flush_state().on_invoke(std::time::Instant::now());
+        match decision {
+            Decision::EndOfInvocation => {
+                if self.platform_events && !self.lmi {
+                    let wait_until =
+                        (Instant::now() + self.config.invoke_wait).min(invocation_deadline);
+                    let seen = self
+                        .shared
+                        .wait_until(wait_until, |st| st.mapper.runtime_done_seen(&request_id))
+                        .await;
+                    if !seen {
+                        tracing::debug!(%request_id, "runtimeDone not received before the wait ended");
+                    }
+                }
+                let deadline =
+                    (Instant::now() + self.config.flush_timeout).min(invocation_deadline);
+                self.map_and_flush(deadline).await;
             }
+            Decision::Background => {
+                // Export what is pending while the function runs; `/next`
+                // is called at once. A freeze mid-export leaves the data in
+                // the outbox, retried at the next flush point.
+                self.map_for_export();
+                let exporter = self.exporter.clone();
+                let deadline =
+                    (Instant::now() + self.config.flush_timeout).min(invocation_deadline);
+                tokio::spawn(async move {
+                    exporter.flush(deadline).await;
+                });
+            }
+            Decision::Skip => {}
         }
-        self.flush(invocation_deadline).await;
+    }
+
+    /// Moves everything mapped so far into the outbox.
+    fn map_for_export(&self) {
+        let (output, resource) = {
+            let mut st = self.shared.lock();
+            (st.mapper.take(), st.mapper.resource().clone())
+        };
+        self.exporter.set_resource(&resource);
+        self.exporter.enqueue(output);
+    }
+
+    async fn map_and_flush(&self, deadline: Instant) {
+        self.map_for_export();
+        self.exporter.flush(deadline).await;
     }
 
     async fn on_shutdown(&self, sd: ShutdownEvent) {
@@ -269,8 +346,14 @@ impl Lifecycle {
                 })
                 .await;
         }
-        let output = self.shared.lock().mapper.take_final();
-        self.export(output, deadline).await;
+        let (output, resource) = {
+            let mut st = self.shared.lock();
+            (st.mapper.take_final(), st.mapper.resource().clone())
+        };
+        self.exporter.set_resource(&resource);
+        self.exporter.enqueue(output);
+        let report = self.exporter.shutdown(deadline).await;
+        let dropped: u64 = self.exporter.drops().values().sum();
         let st = self.shared.lock();
         tracing::info!(
             reason = sd.shutdown_reason.as_deref().unwrap_or("unknown"),
@@ -282,26 +365,9 @@ impl Lifecycle {
             spans = st.mapper.stats.spans,
             reports = st.mapper.stats.reports,
             awaiting_report = st.mapper.invocations.awaiting_report().len(),
+            final_requests_sent = report.sent,
+            dropped_items = dropped,
             "shutting down"
         );
-    }
-
-    async fn flush(&self, deadline: Instant) {
-        let output = self.shared.take_output();
-        self.export(output, deadline).await;
-    }
-
-    async fn export(&self, output: crate::mapping::Output, deadline: Instant) {
-        if output.is_empty() {
-            return;
-        }
-        let report = self.exporters.flush(output, deadline).await;
-        if report.failed > 0 {
-            tracing::warn!(
-                failed = report.failed,
-                "export failed, data dropped: {}",
-                report.errors.join("; ")
-            );
-        }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::lambda::events::ParsedBatch;
-use crate::mapping::{Mapper, Output};
+use crate::mapping::Mapper;
 use crate::time::UnixNanos;
 
 /// Receiver counters (exported as the bridge's own metrics in a later step).
@@ -83,10 +83,5 @@ impl Shared {
                 _ = tokio::time::sleep_until(deadline) => return done(&self.lock()),
             }
         }
-    }
-
-    /// Takes everything mapped so far.
-    pub fn take_output(&self) -> Output {
-        self.lock().mapper.take()
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::logs::v1::{
@@ -26,7 +27,7 @@ use prost::Message;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use super::settings::{Protocol, Signal, SignalSettings};
+use super::settings::{Compression, Protocol, Signal, SignalSettings};
 
 /// How an export attempt ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,19 +46,44 @@ pub enum Outcome {
 /// Sends requests for one signal.
 pub struct SignalExporter {
     pub settings: SignalSettings,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: OnceCell<Result<HttpClient, String>>,
     grpc: OnceCell<Result<tonic::transport::Channel, String>>,
+}
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+fn http_client(settings: &SignalSettings) -> Result<HttpClient, String> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.enforce_http(false);
+    // TLS is set up only for https endpoints (reading certificate files and
+    // building the root store is not free).
+    let tls = if settings.endpoint.starts_with("https://") {
+        super::tls::client_config(&settings.tls).map_err(|e| e.to_string())?
+    } else {
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new()).build(https))
 }
 
 impl SignalExporter {
     /// Builds nothing expensive: connections are made on first use.
     pub fn new(settings: SignalSettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
         SignalExporter {
             settings,
-            http: Client::builder(TokioExecutor::new()).build(connector),
+            http: OnceCell::new(),
             grpc: OnceCell::new(),
         }
     }
@@ -89,11 +115,10 @@ impl SignalExporter {
 
     async fn send_http(&self, body: Bytes) -> Outcome {
         let s = &self.settings;
-        if s.endpoint.starts_with("https://") {
-            return Outcome::Permanent {
-                reason: "https endpoints need TLS, which this build does not include yet".into(),
-            };
-        }
+        let client = match self.http.get_or_init(|| async { http_client(s) }).await {
+            Ok(c) => c,
+            Err(e) => return Outcome::Permanent { reason: e.clone() },
+        };
         let (content_type, body) = match s.protocol {
             Protocol::HttpJson => match to_json(s.signal, &body) {
                 Ok(json) => ("application/json", Bytes::from(json)),
@@ -102,6 +127,15 @@ impl SignalExporter {
             _ => ("application/x-protobuf", body),
         };
         let mut req = hyper::Request::post(&s.endpoint).header("content-type", content_type);
+        let body = if s.compression == Compression::Gzip {
+            req = req.header("content-encoding", "gzip");
+            match gzip(&body) {
+                Ok(b) => b,
+                Err(e) => return Outcome::Permanent { reason: e },
+            }
+        } else {
+            body
+        };
         for (k, v) in &s.headers {
             req = req.header(k.as_str(), v.as_str());
         }
@@ -113,7 +147,7 @@ impl SignalExporter {
                 }
             }
         };
-        let resp = match self.http.request(req).await {
+        let resp = match client.request(req).await {
             Ok(r) => r,
             Err(e) => {
                 return Outcome::Retryable {
@@ -149,15 +183,17 @@ impl SignalExporter {
     async fn channel(&self) -> Result<tonic::transport::Channel, String> {
         self.grpc
             .get_or_init(|| async {
-                let endpoint =
+                let mut endpoint =
                     tonic::transport::Endpoint::from_shared(self.settings.endpoint.clone())
                         .map_err(|e| format!("invalid gRPC endpoint: {e}"))?
                         .connect_timeout(Duration::from_secs(5))
                         .tcp_nodelay(true);
                 if self.settings.endpoint.starts_with("https://") {
-                    return Err(
-                        "https endpoints need TLS, which this build does not include yet".into(),
-                    );
+                    let tls =
+                        super::tls::tonic_config(&self.settings.tls).map_err(|e| e.to_string())?;
+                    endpoint = endpoint
+                        .tls_config(tls)
+                        .map_err(|e| format!("TLS setup failed: {e}"))?;
                 }
                 Ok(endpoint.connect_lazy())
             })
@@ -171,6 +207,9 @@ impl SignalExporter {
             Err(reason) => return Outcome::Permanent { reason },
         };
         let mut grpc = tonic::client::Grpc::new(channel);
+        if self.settings.compression == Compression::Gzip {
+            grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        }
         if let Err(e) = grpc.ready().await {
             return Outcome::Retryable {
                 reason: format!("gRPC channel not ready: {e}"),
@@ -289,6 +328,19 @@ pub fn to_json(signal: Signal, body: &[u8]) -> Result<Vec<u8>, String> {
             .and_then(|m| serde_json::to_vec(&m).map_err(|e| e.to_string())),
     };
     r.map_err(|e| format!("cannot encode as OTLP/JSON: {e}"))
+}
+
+fn gzip(body: &[u8]) -> Result<Bytes, String> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body)
+        .map_err(|e| format!("gzip failed: {e}"))?;
+    enc.finish()
+        .map(Bytes::from)
+        .map_err(|e| format!("gzip failed: {e}"))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

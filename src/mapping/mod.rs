@@ -215,6 +215,11 @@ impl Mapper {
         }
     }
 
+    /// The resource everything is exported with.
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
     /// An INVOKE event from the Extensions API.
     pub fn on_invoke(&mut self, request_id: &str, info: InvokeInfo) {
         self.invocations.on_invoke(request_id, info);
