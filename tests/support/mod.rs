@@ -4,4 +4,5 @@
 //! the Lambda platform (Extensions API, Telemetry API, freeze/thaw, shutdown).
 
 pub mod emulator;
+pub mod fault_collector;
 pub mod rotel;
