@@ -234,10 +234,13 @@ impl SignalExporter {
     }
 }
 
-/// OTLP/gRPC retry rules (specification "Failures").
+/// OTLP/gRPC retry rules (specification "Failures"): RESOURCE_EXHAUSTED is
+/// retryable only when the server says when (a `RetryInfo` detail), whose
+/// delay is honoured like HTTP's `Retry-After`.
 pub fn classify_grpc(status: &tonic::Status) -> Outcome {
     use tonic::Code;
     let reason = format!("gRPC {:?}: {}", status.code(), status.message());
+    let retry_after = retry_info(status.details());
     match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded
@@ -246,10 +249,62 @@ pub fn classify_grpc(status: &tonic::Status) -> Outcome {
         | Code::Unavailable
         | Code::DataLoss => Outcome::Retryable {
             reason,
-            retry_after: None,
+            retry_after,
+        },
+        Code::ResourceExhausted if retry_after.is_some() => Outcome::Retryable {
+            reason,
+            retry_after,
         },
         _ => Outcome::Permanent { reason },
     }
+}
+
+/// `google.rpc.Status` with its `details` (only what is needed here).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<ProtoAny>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+/// The `RetryInfo.retry_delay` in a status' details, capped at 600 s.
+fn retry_info(details: &[u8]) -> Option<Duration> {
+    let status = RpcStatus::decode(details).ok()?;
+    status
+        .details
+        .iter()
+        .filter(|a| a.type_url.ends_with("google.rpc.RetryInfo"))
+        .find_map(|a| RetryInfo::decode(a.value.as_slice()).ok()?.retry_delay)
+        .map(|d| {
+            Duration::from_secs(d.seconds.clamp(0, 600) as u64)
+                + Duration::from_nanos(d.nanos.clamp(0, 999_999_999) as u64)
+        })
 }
 
 /// `Retry-After`: delay in seconds (HTTP-dates are treated as absent).
@@ -434,6 +489,34 @@ mod tests {
                 "{code:?}"
             );
         }
+    }
+
+    #[test]
+    fn resource_exhausted_needs_retry_info() {
+        use tonic::{Code, Status};
+        let details = RpcStatus {
+            code: Code::ResourceExhausted as i32,
+            message: "slow down".into(),
+            details: vec![ProtoAny {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                value: RetryInfo {
+                    retry_delay: Some(ProtoDuration {
+                        seconds: 2,
+                        nanos: 500_000_000,
+                    }),
+                }
+                .encode_to_vec(),
+            }],
+        }
+        .encode_to_vec();
+        let with = Status::with_details(Code::ResourceExhausted, "slow down", details.into());
+        assert_eq!(
+            classify_grpc(&with),
+            Outcome::Retryable {
+                reason: "gRPC ResourceExhausted: slow down".into(),
+                retry_after: Some(Duration::from_millis(2500))
+            }
+        );
     }
 
     #[test]
