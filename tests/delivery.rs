@@ -454,3 +454,39 @@ async fn end_and_adaptive_are_visible_in_next_timing() {
             .unwrap();
     }
 }
+
+/// Lambda Managed Instances: no INVOKE events (the extension registers for
+/// SHUTDOWN only), so telemetry is flushed on a timer, and at SHUTDOWN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_flush_periodically() {
+    let collector = FaultCollector::start().await;
+    let emu = Emulator::start_extension(EmulatorOptions {
+        initialization_type: "lambda-managed-instances".into(),
+        freeze_between_invocations: false,
+        extra_env: env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint())]),
+        ..EmulatorOptions::default()
+    })
+    .await;
+    emu.init(vec![], Duration::from_secs(10))
+        .await
+        .expect("init");
+    assert_eq!(emu.registration().unwrap().events, ["SHUTDOWN"]);
+    let rid = new_request_id();
+    emu.invoke(InvokeSpec {
+        request_id: rid.clone(),
+        logs: vec![json!({"level": "INFO", "message": "lmi line", "requestId": rid})],
+        ..InvokeSpec::default()
+    })
+    .await
+    .unwrap();
+    // No lifecycle event comes: only the timer can have sent it.
+    collector
+        .wait_until("the periodic flush", Duration::from_secs(5), |c| {
+            c.log_records().iter().any(|r| body(r) == "lmi line")
+                && c.spans().iter().any(|s| s.kind == 2)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", emu.output()));
+    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+}

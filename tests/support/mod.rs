@@ -6,3 +6,4 @@
 pub mod emulator;
 pub mod fault_collector;
 pub mod rotel;
+pub mod tls;
