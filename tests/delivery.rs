@@ -490,3 +490,27 @@ async fn managed_instances_flush_periodically() {
     let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
     assert_eq!(out.exit_code, Some(0), "{}", emu.output());
 }
+
+/// `OTEL_SDK_DISABLED=true`: the extension registers and runs the lifecycle
+/// (Lambda requires it) but exports nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_disabled_exports_nothing() {
+    let collector = FaultCollector::start().await;
+    let emu = start(env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+        ("OTEL_SDK_DISABLED", "true"),
+    ]))
+    .await;
+    let rid = new_request_id();
+    emu.invoke(InvokeSpec {
+        request_id: rid.clone(),
+        logs: vec![line(&rid, "should not leave")],
+        ..InvokeSpec::default()
+    })
+    .await
+    .unwrap();
+    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    assert!(emu.calls().iter().any(|c| c.path.ends_with("/event/next")));
+    assert!(collector.requests().is_empty(), "{}", collector.summary());
+}
