@@ -151,6 +151,8 @@ pub struct Config {
     pub flush_timeout: Duration,
     /// Byte cap of the outbox of undelivered requests.
     pub outbox_max_bytes: usize,
+    /// The local OTLP receiver for the function's own telemetry.
+    pub receiver: crate::otlp_receiver::ReceiverConfig,
 }
 
 impl Config {
@@ -196,6 +198,9 @@ impl Config {
         }
         let (log_level, log_json) = parse_log(env)?;
         let (flush_policy, adaptive) = crate::export::flush::from_env(env)?;
+        let receiver = parse_receiver(env)?;
+        let mut export = ExportSettings::from_env(env)?;
+        check_export_loop(&receiver, &mut export)?;
         Ok(Config {
             lambda,
             telemetry,
@@ -215,7 +220,7 @@ impl Config {
                 0,
                 900_000,
             )?)),
-            export: ExportSettings::from_env(env)?,
+            export,
             faas_trigger: parse_trigger(env)?,
             platform_log_lines: bool_var(env, &format!("{PREFIX}PLATFORM_LOG_LINES"), false)?,
             flush_policy,
@@ -234,6 +239,7 @@ impl Config {
                 64 * 1024,
                 256 * 1024 * 1024,
             )? as usize,
+            receiver,
         })
     }
 }
@@ -304,6 +310,85 @@ fn parse_types(env: &dyn Env) -> Result<TelemetryTypes, ConfigError> {
         return Err(ConfigError::new(&var, &v, "at least one type is required"));
     }
     Ok(t)
+}
+
+fn parse_receiver(env: &dyn Env) -> Result<crate::otlp_receiver::ReceiverConfig, ConfigError> {
+    let addr = |name: &str, default: &str| -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let var = format!("{PREFIX}{name}");
+        let v = env.get(&var).unwrap_or_else(|| default.to_owned());
+        if v.trim().eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        v.trim().parse().map(Some).map_err(|_| {
+            ConfigError::new(&var, &v, "expected ip:port (e.g. 127.0.0.1:4318) or off")
+        })
+    };
+    Ok(crate::otlp_receiver::ReceiverConfig {
+        enabled: bool_var(env, &format!("{PREFIX}RECEIVER"), true)?,
+        grpc_addr: addr("RECEIVER_GRPC_ADDR", "127.0.0.1:4317")?,
+        http_addr: addr("RECEIVER_HTTP_ADDR", "127.0.0.1:4318")?,
+        enrich: bool_var(env, &format!("{PREFIX}RECEIVER_ENRICH"), true)?,
+        max_body_bytes: int_setting(
+            env,
+            "RECEIVER_MAX_BODY_BYTES",
+            4 * 1024 * 1024,
+            1024,
+            64 * 1024 * 1024,
+        )? as usize,
+    })
+}
+
+/// Lambda gives the function and the bridge the same environment: a
+/// function told `OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318` would
+/// also point the bridge at its own receiver. An explicitly configured
+/// endpoint that does is an error naming both variables; the default
+/// endpoint (nothing configured) only disables export, with a warning.
+fn check_export_loop(
+    receiver: &crate::otlp_receiver::ReceiverConfig,
+    export: &mut ExportSettings,
+) -> Result<(), ConfigError> {
+    if !receiver.enabled || export.disabled {
+        return Ok(());
+    }
+    let ports: Vec<(u16, &str)> = [
+        (receiver.grpc_addr, "RECEIVER_GRPC_ADDR"),
+        (receiver.http_addr, "RECEIVER_HTTP_ADDR"),
+    ]
+    .into_iter()
+    .filter_map(|(a, n)| a.filter(|a| a.port() != 0).map(|a| (a.port(), n)))
+    .collect();
+    for signal in crate::export::settings::Signal::ALL {
+        let Some(port) = export.local_port(signal) else {
+            continue;
+        };
+        let Some((_, receiver_var)) = ports.iter().find(|(p, _)| *p == port) else {
+            continue;
+        };
+        let settings = export.signal(signal);
+        match &settings.endpoint_var {
+            Some(var) => {
+                return Err(ConfigError::new(
+                    var,
+                    &settings.endpoint,
+                    format!(
+                        "points at the bridge's own OTLP receiver ({PREFIX}{receiver_var}), which would loop; \
+                         set {}ENDPOINT to your collector (the function keeps {var} pointing at the bridge), \
+                         or turn the receiver off with {PREFIX}RECEIVER=false",
+                        crate::export::settings::BRIDGE_EXPORTER_PREFIX
+                    ),
+                ))
+            }
+            None => {
+                tracing::warn!(
+                    "no OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT or {}ENDPOINT): exporting nothing",
+                    crate::export::settings::BRIDGE_EXPORTER_PREFIX
+                );
+                export.disabled = true;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_trigger(env: &dyn Env) -> Result<String, ConfigError> {
@@ -395,6 +480,55 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("reserved"), "{e}");
+    }
+
+    #[test]
+    fn export_loop_is_an_error_naming_both_variables() {
+        let e = Config::from_env(&env_of(&[
+            ("AWS_LAMBDA_RUNTIME_API", "x:1"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.var, "OTEL_EXPORTER_OTLP_ENDPOINT");
+        assert!(
+            e.reason.contains("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR"),
+            "{e}"
+        );
+        assert!(
+            e.reason
+                .contains("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT"),
+            "{e}"
+        );
+        // The usual set-up: the function points at the bridge, the bridge at the collector.
+        let c = Config::from_env(&env_of(&[
+            ("AWS_LAMBDA_RUNTIME_API", "x:1"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+            (
+                "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT",
+                "http://collector:4318",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.export.logs.endpoint, "http://collector:4318/v1/logs");
+        // gRPC to 127.0.0.1:4317 loops too; with the receiver off it does not.
+        assert!(Config::from_env(&env_of(&[
+            ("AWS_LAMBDA_RUNTIME_API", "x:1"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://127.0.0.1:4317"
+            ),
+        ]))
+        .is_err());
+        assert!(Config::from_env(&env_of(&[
+            ("AWS_LAMBDA_RUNTIME_API", "x:1"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER", "false"),
+        ]))
+        .is_ok());
+        // Nothing configured: the default endpoint is the receiver; export is off.
+        let c = Config::from_env(&env_of(&[("AWS_LAMBDA_RUNTIME_API", "x:1")])).unwrap();
+        assert!(c.export.disabled);
     }
 
     #[test]

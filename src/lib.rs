@@ -13,6 +13,8 @@
 //!   pure and deterministic, specified in `proto-mapping/MAPPING.md`.
 //! - [`export`] resolves the `OTEL_EXPORTER_OTLP_*` settings and sends OTLP
 //!   over gRPC or HTTP.
+//! - [`otlp_receiver`] accepts the function's own OTLP data on loopback and
+//!   queues it, as received, in the same outbox.
 //! - [`config`] reads every setting; [`time`] parses and formats timestamps.
 
 pub mod config;
@@ -20,6 +22,7 @@ pub mod export;
 pub mod lambda;
 pub mod lifecycle;
 pub mod mapping;
+pub mod otlp_receiver;
 pub mod pipeline;
 pub mod telemetry_receiver;
 pub mod time;

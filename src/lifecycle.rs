@@ -23,6 +23,7 @@ use crate::lambda::{new_client, ApiClient};
 use crate::mapping::invocation::InvokeInfo;
 use crate::mapping::resource::{self, ResourceInfo};
 use crate::mapping::{Mapper, MapperConfig};
+use crate::otlp_receiver::{self, Forwarder};
 use crate::pipeline::Shared;
 use crate::telemetry_receiver;
 
@@ -134,6 +135,14 @@ pub async fn run(env: &dyn Env) -> i32 {
     };
     let shared = Arc::new(Shared::new(Mapper::new(built.resource, mapper_config)));
 
+    // The function's own OTLP data: listeners bound before the first /next
+    // (a few microseconds), so exports during the function's init are taken.
+    let exporter = Arc::new(Exporter::new(&config.export, config.outbox_max_bytes));
+    let forwarder = Arc::new(Forwarder::new(exporter.clone(), config.receiver.enrich));
+    forwarder.set_lambda_resource(shared.lock().mapper.resource());
+    let (grpc_addr, http_addr) = otlp_receiver::start(&config.receiver, forwarder.clone()).await;
+    tracing::debug!(?grpc_addr, ?http_addr, "local OTLP receiver");
+
     let ip = listen_ip
         .await
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
@@ -159,7 +168,6 @@ pub async fn run(env: &dyn Env) -> i32 {
     // report will come: waiting for them would only delay the function.
     let platform_events = subscribed && config.telemetry.types.platform;
 
-    let exporter = Arc::new(Exporter::new(&config.export, config.outbox_max_bytes));
     let mut policy = config.flush_policy;
     if lmi && !matches!(policy, FlushPolicy::Periodic(_)) {
         // No INVOKE events on Managed Instances: flush on a timer.
@@ -170,6 +178,7 @@ pub async fn run(env: &dyn Env) -> i32 {
         id,
         shared,
         exporter,
+        forwarder,
         flush: std::sync::Mutex::new(FlushState::new(policy, config.adaptive)),
         config,
         platform_events,
@@ -210,6 +219,7 @@ struct Lifecycle {
     id: String,
     shared: Arc<Shared>,
     exporter: Arc<Exporter>,
+    forwarder: Arc<Forwarder>,
     flush: std::sync::Mutex<FlushState>,
     config: Config,
     /// Platform events are subscribed and will be delivered.
@@ -328,6 +338,7 @@ impl Lifecycle {
             (st.mapper.take(), st.mapper.resource().clone())
         };
         self.exporter.set_resource(&resource);
+        self.forwarder.set_lambda_resource(&resource);
         self.exporter.enqueue(output);
     }
 

@@ -330,6 +330,11 @@ impl Exporter {
         report
     }
 
+    /// Counts items that were refused before reaching the outbox.
+    pub fn count_drop(&self, signal: Signal, reason: DropReason, items: u64) {
+        self.outbox().count_drop(signal, reason, items);
+    }
+
     /// Total dropped items by (signal, reason).
     pub fn drops(&self) -> DropCounts {
         self.outbox().drops().clone()

@@ -86,6 +86,8 @@ pub struct SignalSettings {
     pub protocol: Protocol,
     /// HTTP: the full URL requests are POSTed to. gRPC: the server's base URL.
     pub endpoint: String,
+    /// The variable the endpoint came from (`None`: the default).
+    pub endpoint_var: Option<String>,
     pub headers: Vec<(String, String)>,
     pub compression: Compression,
     /// Total time for one export, retries included.
@@ -175,6 +177,23 @@ impl ExportSettings {
         })
     }
 
+    /// The port and whether the host is this machine, for loop detection.
+    pub fn local_port(&self, s: Signal) -> Option<u16> {
+        let uri: hyper::Uri = self.signal(s).endpoint.parse().ok()?;
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+        let local = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+        if !local {
+            return None;
+        }
+        uri.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            _ => Some(80),
+        })
+    }
+
     pub fn signal(&self, s: Signal) -> &SignalSettings {
         match s {
             Signal::Traces => &self.traces,
@@ -205,6 +224,7 @@ impl SignalSettings {
             None => false,
             Some((var, _, _)) => bool_var(env, &var, false)?,
         };
+        let endpoint_var = lookup(env, signal, "ENDPOINT").map(|(var, _, _)| var);
         let endpoint = match lookup(env, signal, "ENDPOINT") {
             None => match protocol {
                 Protocol::Grpc => "http://localhost:4317".to_owned(),
@@ -248,6 +268,7 @@ impl SignalSettings {
             signal,
             protocol,
             endpoint,
+            endpoint_var,
             headers,
             compression,
             timeout,

@@ -1844,6 +1844,10 @@ fn build_command(
         .env("AWS_DEFAULT_REGION", &opts.region)
         .env("AWS_LAMBDA_INITIALIZATION_TYPE", &opts.initialization_type)
         .env("TZ", ":UTC")
+        // Tests run in parallel: the function-side OTLP receiver takes free
+        // ports unless a test chooses them (extra_env comes after and wins).
+        .env("LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR", "127.0.0.1:0")
+        .env("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR", "127.0.0.1:0")
         .envs(opts.extra_env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .stdin(Stdio::null())

@@ -1,0 +1,558 @@
+//! The local OTLP receiver: the function's own OpenTelemetry data (SDK,
+//! Powertools, auto-instrumentation) sent to `127.0.0.1:4317` (gRPC) or
+//! `127.0.0.1:4318` (HTTP: `/v1/traces`, `/v1/metrics`, `/v1/logs`,
+//! protobuf or JSON, gzip) goes into the same outbox as the bridge's own
+//! data and leaves at the same flush points, so nothing the function sent
+//! is lost when the sandbox freezes.
+//!
+//! Requests are forwarded as received: decoded only to check them, count
+//! their items and optionally add the Lambda resource attributes the
+//! function did not set, then re-encoded as protobuf (the outbox's form).
+//! Answers are a collector's: success (an empty response), 400 for an
+//! undecodable body, 413 over the size limit, 415 for an unknown content
+//! type, 503 with `Retry-After` (gRPC UNAVAILABLE with `RetryInfo`) when the
+//! outbox has no room.
+//!
+//! Both listeners are bound before the first `/next` (binding costs a few
+//! microseconds), so exports made during the function's init are accepted.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+use crate::export::outbox::{DropReason, Origin};
+use crate::export::settings::Signal;
+use crate::export::{count_items, Exporter};
+
+/// Receiver settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiverConfig {
+    pub enabled: bool,
+    pub grpc_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    /// Add the bridge's `faas.*` / `cloud.*` resource attributes the function did not set.
+    pub enrich: bool,
+    /// Largest request accepted (after decompression).
+    pub max_body_bytes: usize,
+}
+
+/// What the receivers share: the exporter's outbox and the attributes to add.
+pub struct Forwarder {
+    exporter: Arc<Exporter>,
+    enrich: bool,
+    /// The bridge's `faas.*` and `cloud.*` resource attributes.
+    lambda_attributes: Mutex<Vec<KeyValue>>,
+    pub stats: Mutex<ReceiverStats>,
+}
+
+/// Counters of the local receiver.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReceiverStats {
+    pub requests: u64,
+    pub refused_full: u64,
+    pub bad_requests: u64,
+}
+
+/// Why a request was not accepted.
+#[derive(Debug)]
+enum Refusal {
+    Full,
+}
+
+impl Forwarder {
+    pub fn new(exporter: Arc<Exporter>, enrich: bool) -> Self {
+        Forwarder {
+            exporter,
+            enrich,
+            lambda_attributes: Mutex::new(Vec::new()),
+            stats: Mutex::new(ReceiverStats::default()),
+        }
+    }
+
+    /// Updates the attributes added to forwarded resources (called when the
+    /// bridge's resource changes, e.g. `faas.instance` after init).
+    pub fn set_lambda_resource(&self, resource: &Resource) {
+        let attrs: Vec<KeyValue> = resource
+            .attributes
+            .iter()
+            .filter(|a| a.key.starts_with("faas.") || a.key.starts_with("cloud."))
+            .cloned()
+            .collect();
+        *self
+            .lambda_attributes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = attrs;
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, ReceiverStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enrich(&self, resource: &mut Option<Resource>) {
+        if !self.enrich {
+            return;
+        }
+        let add = self
+            .lambda_attributes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let r = resource.get_or_insert_with(Resource::default);
+        for kv in add.iter() {
+            if !r.attributes.iter().any(|a| a.key == kv.key) {
+                r.attributes.push(kv.clone());
+            }
+        }
+    }
+
+    fn accept(&self, signal: Signal, body: Bytes) -> Result<(), Refusal> {
+        let items = count_items(signal, &body);
+        self.stats().requests += 1;
+        if !self.exporter.has_room(body.len()) {
+            self.stats().refused_full += 1;
+            self.exporter
+                .count_drop(signal, DropReason::OutboxFull, items);
+            return Err(Refusal::Full);
+        }
+        self.exporter
+            .enqueue_raw(signal, body, items, Origin::Function);
+        Ok(())
+    }
+
+    fn forward_traces(&self, mut req: ExportTraceServiceRequest) -> Result<(), Refusal> {
+        for rs in &mut req.resource_spans {
+            self.enrich(&mut rs.resource);
+        }
+        self.accept(Signal::Traces, Bytes::from(req.encode_to_vec()))
+    }
+
+    fn forward_metrics(&self, mut req: ExportMetricsServiceRequest) -> Result<(), Refusal> {
+        for rm in &mut req.resource_metrics {
+            self.enrich(&mut rm.resource);
+        }
+        self.accept(Signal::Metrics, Bytes::from(req.encode_to_vec()))
+    }
+
+    fn forward_logs(&self, mut req: ExportLogsServiceRequest) -> Result<(), Refusal> {
+        for rl in &mut req.resource_logs {
+            self.enrich(&mut rl.resource);
+        }
+        self.accept(Signal::Logs, Bytes::from(req.encode_to_vec()))
+    }
+}
+
+// ---- HTTP ------------------------------------------------------------------
+
+#[derive(Clone)]
+struct HttpState {
+    forwarder: Arc<Forwarder>,
+    max: usize,
+}
+
+/// The OTLP/HTTP router.
+pub fn http_router(forwarder: Arc<Forwarder>, max_body_bytes: usize) -> Router {
+    let state = HttpState {
+        forwarder,
+        max: max_body_bytes,
+    };
+    Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/v1/metrics", post(metrics))
+        .route("/v1/logs", post(logs))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+fn content(headers: &HeaderMap) -> Option<Encoding> {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/x-protobuf")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        "application/x-protobuf" | "application/protobuf" | "application/octet-stream" => {
+            Some(Encoding::Protobuf)
+        }
+        "application/json" => Some(Encoding::Json),
+        _ => None,
+    }
+}
+
+/// An OTLP/HTTP error answer: a `google.rpc.Status` message in the request's encoding.
+fn http_error(
+    status: StatusCode,
+    enc: Encoding,
+    message: &str,
+    retry_after: Option<u64>,
+) -> Response {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+    }
+    let code = match status {
+        StatusCode::SERVICE_UNAVAILABLE => 14,
+        StatusCode::PAYLOAD_TOO_LARGE => 8,
+        _ => 3,
+    };
+    let mut resp = match enc {
+        Encoding::Json => (
+            status,
+            [("content-type", "application/json")],
+            serde_json::json!({"code": code, "message": message}).to_string(),
+        )
+            .into_response(),
+        Encoding::Protobuf => (
+            status,
+            [("content-type", "application/x-protobuf")],
+            RpcStatus {
+                code,
+                message: message.to_owned(),
+            }
+            .encode_to_vec(),
+        )
+            .into_response(),
+    };
+    if let Some(s) = retry_after {
+        if let Ok(v) = s.to_string().parse() {
+            resp.headers_mut().insert("retry-after", v);
+        }
+    }
+    resp
+}
+
+fn success<M: Message + serde::Serialize + Default>(enc: Encoding) -> Response {
+    let m = M::default();
+    match enc {
+        Encoding::Json => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{}".to_string(),
+        )
+            .into_response(),
+        Encoding::Protobuf => (
+            StatusCode::OK,
+            [("content-type", "application/x-protobuf")],
+            m.encode_to_vec(),
+        )
+            .into_response(),
+    }
+}
+
+/// Reads the body: gunzip when asked, bounded by `max` after decompression.
+fn body_bytes(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, (StatusCode, String)> {
+    let encoding = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "identity" | "" => Ok(body),
+        "gzip" => {
+            let mut out = Vec::with_capacity(body.len() * 4);
+            let mut dec = flate2::read::GzDecoder::new(&body[..]).take(max as u64 + 1);
+            dec.read_to_end(&mut out)
+                .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
+            if out.len() > max {
+                return Err((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("decompressed body exceeds {max} bytes"),
+                ));
+            }
+            Ok(Bytes::from(out))
+        }
+        other => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content-encoding {other:?}"),
+        )),
+    }
+}
+
+fn decode<M: Message + Default + serde::de::DeserializeOwned>(
+    enc: Encoding,
+    body: &[u8],
+) -> Result<M, String> {
+    match enc {
+        Encoding::Protobuf => M::decode(body).map_err(|e| e.to_string()),
+        Encoding::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
+    }
+}
+
+async fn handle<M, R>(
+    st: &HttpState,
+    headers: &HeaderMap,
+    body: Bytes,
+    forward: impl Fn(&Forwarder, M) -> Result<(), Refusal>,
+) -> Response
+where
+    M: Message + Default + serde::de::DeserializeOwned,
+    R: Message + Default + serde::Serialize,
+{
+    let Some(enc) = content(headers) else {
+        st.forwarder.stats().bad_requests += 1;
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Encoding::Json,
+            "content-type must be application/x-protobuf or application/json",
+            None,
+        );
+    };
+    let body = match body_bytes(headers, body, st.max) {
+        Ok(b) => b,
+        Err((status, msg)) => {
+            st.forwarder.stats().bad_requests += 1;
+            return http_error(status, enc, &msg, None);
+        }
+    };
+    let req: M = match decode(enc, &body) {
+        Ok(r) => r,
+        Err(e) => {
+            st.forwarder.stats().bad_requests += 1;
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                enc,
+                &format!("undecodable OTLP request: {e}"),
+                None,
+            );
+        }
+    };
+    match forward(&st.forwarder, req) {
+        Ok(()) => success::<R>(enc),
+        Err(Refusal::Full) => http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            enc,
+            "the bridge's outbox is full; retry later",
+            Some(1),
+        ),
+    }
+}
+
+async fn traces(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    handle::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
+        &st,
+        &headers,
+        body,
+        Forwarder::forward_traces,
+    )
+    .await
+}
+
+async fn metrics(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    handle::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
+        &st,
+        &headers,
+        body,
+        Forwarder::forward_metrics,
+    )
+    .await
+}
+
+async fn logs(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    handle::<ExportLogsServiceRequest, ExportLogsServiceResponse>(
+        &st,
+        &headers,
+        body,
+        Forwarder::forward_logs,
+    )
+    .await
+}
+
+// ---- gRPC ------------------------------------------------------------------
+
+#[derive(Clone)]
+struct Grpc(Arc<Forwarder>);
+
+/// UNAVAILABLE with a one-second `RetryInfo`, as a collector signals throttling.
+fn unavailable() -> tonic::Status {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+        #[prost(message, repeated, tag = "3")]
+        details: Vec<ProtoAny>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct ProtoAny {
+        #[prost(string, tag = "1")]
+        type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        value: Vec<u8>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        retry_delay: Option<ProtoDuration>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct ProtoDuration {
+        #[prost(int64, tag = "1")]
+        seconds: i64,
+        #[prost(int32, tag = "2")]
+        nanos: i32,
+    }
+    let message = "the bridge's outbox is full; retry later";
+    let details = RpcStatus {
+        code: tonic::Code::Unavailable as i32,
+        message: message.into(),
+        details: vec![ProtoAny {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+            value: RetryInfo {
+                retry_delay: Some(ProtoDuration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+            }
+            .encode_to_vec(),
+        }],
+    }
+    .encode_to_vec();
+    tonic::Status::with_details(tonic::Code::Unavailable, message, details.into())
+}
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0
+            .forward_traces(req.into_inner())
+            .map_err(|_| unavailable())?;
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0
+            .forward_metrics(req.into_inner())
+            .map_err(|_| unavailable())?;
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Grpc {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0
+            .forward_logs(req.into_inner())
+            .map_err(|_| unavailable())?;
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+/// Binds and serves the configured listeners. A listener that cannot bind
+/// (the port is taken, e.g. by another extension) is reported and skipped:
+/// the function's telemetry pipeline must never break the bridge's own.
+pub async fn start(
+    cfg: &ReceiverConfig,
+    forwarder: Arc<Forwarder>,
+) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    if !cfg.enabled {
+        return (None, None);
+    }
+    let mut bound = (None, None);
+    if let Some(addr) = cfg.grpc_addr {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                bound.0 = listener.local_addr().ok();
+                let grpc = Grpc(forwarder.clone());
+                let max = cfg.max_body_bytes;
+                let gzip = tonic::codec::CompressionEncoding::Gzip;
+                tokio::spawn(async move {
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                    let result = tonic::transport::Server::builder()
+                        .add_service(
+                            TraceServiceServer::new(grpc.clone())
+                                .max_decoding_message_size(max)
+                                .accept_compressed(gzip),
+                        )
+                        .add_service(
+                            MetricsServiceServer::new(grpc.clone())
+                                .max_decoding_message_size(max)
+                                .accept_compressed(gzip),
+                        )
+                        .add_service(
+                            LogsServiceServer::new(grpc)
+                                .max_decoding_message_size(max)
+                                .accept_compressed(gzip),
+                        )
+                        .serve_with_incoming(incoming)
+                        .await;
+                    if let Err(e) = result {
+                        tracing::error!("local OTLP/gRPC receiver stopped: {e}");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(
+                "local OTLP/gRPC receiver not started: cannot listen on {addr} (LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR): {e}"
+            ),
+        }
+    }
+    if let Some(addr) = cfg.http_addr {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                bound.1 = listener.local_addr().ok();
+                let router = http_router(forwarder, cfg.max_body_bytes);
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, router).await {
+                        tracing::error!("local OTLP/HTTP receiver stopped: {e}");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(
+                "local OTLP/HTTP receiver not started: cannot listen on {addr} (LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR): {e}"
+            ),
+        }
+    }
+    bound
+}
