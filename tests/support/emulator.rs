@@ -567,9 +567,16 @@ impl Emulator {
 
     /// Waits until the child has exited; returns [`Emulator::exit_status`].
     pub async fn wait_for_exit(&self, timeout: Duration) -> Result<i32, String> {
-        self.shared
+        let code = self
+            .shared
             .wait_for("the extension to exit", timeout, |st| st.exit)
-            .await
+            .await?;
+        // Everything it wrote before exiting is read before this returns.
+        let _ = self
+            .shared
+            .wait_for("the output to be read", REAP_TIMEOUT, |st| (st.output_closed >= 2).then_some(()))
+            .await;
+        Ok(code)
     }
 
     /// Waits until the child's output contains `needle`.
@@ -827,6 +834,8 @@ struct PlatformState {
     /// `initDurationMs`/`restoreDurationMs` for the first report.
     cold_start_metric: Option<(&'static str, f64)>,
     output: String,
+    /// Output streams (stdout, stderr) that reached end of file.
+    output_closed: u32,
     exit: Option<i32>,
     exited_at: Option<Duration>,
 }
@@ -1889,7 +1898,10 @@ async fn collect_output(shared: Arc<Shared>, stream: impl AsyncRead + Unpin, ech
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                shared.update(|st| st.output_closed += 1);
+                return;
+            }
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end_matches(['\n', '\r']);
