@@ -153,6 +153,8 @@ pub struct Config {
     pub outbox_max_bytes: usize,
     /// The local OTLP receiver for the function's own telemetry.
     pub receiver: crate::otlp_receiver::ReceiverConfig,
+    /// Which id invocation spans take.
+    pub span_id_mode: crate::mapping::invocation::SpanIdMode,
 }
 
 impl Config {
@@ -240,6 +242,7 @@ impl Config {
                 256 * 1024 * 1024,
             )? as usize,
             receiver,
+            span_id_mode: parse_span_id_mode(env)?,
         })
     }
 }
@@ -389,6 +392,25 @@ fn check_export_loop(
         }
     }
     Ok(())
+}
+
+fn parse_span_id_mode(
+    env: &dyn Env,
+) -> Result<crate::mapping::invocation::SpanIdMode, ConfigError> {
+    use crate::mapping::invocation::SpanIdMode;
+    let var = format!("{PREFIX}INVOCATION_SPAN_ID");
+    match env.get(&var) {
+        None => Ok(SpanIdMode::Telemetry),
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "telemetry" => Ok(SpanIdMode::Telemetry),
+            "xray-parent" => Ok(SpanIdMode::XrayParent),
+            _ => Err(ConfigError::new(
+                &var,
+                &v,
+                "expected telemetry or xray-parent",
+            )),
+        },
+    }
 }
 
 fn parse_trigger(env: &dyn Env) -> Result<String, ConfigError> {

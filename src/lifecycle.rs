@@ -132,6 +132,7 @@ pub async fn run(env: &dyn Env) -> i32 {
             .function_version
             .clone()
             .or_else(|| config.lambda.function_version.clone()),
+        span_id_mode: config.span_id_mode,
     };
     let shared = Arc::new(Shared::new(Mapper::new(built.resource, mapper_config)));
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use lambda_otel_bridge::export::settings::Temporality;
 use lambda_otel_bridge::lambda::events::parse_event;
-use lambda_otel_bridge::mapping::invocation::InvokeInfo;
+use lambda_otel_bridge::mapping::invocation::{InvokeInfo, SpanIdMode};
 use lambda_otel_bridge::mapping::resource::{build, ResourceInfo};
 use lambda_otel_bridge::mapping::{Mapper, MapperConfig, Output};
 use lambda_otel_bridge::time::parse_rfc3339;
@@ -118,6 +118,11 @@ fn load_case(name: &str) -> Result<Case, String> {
         // As the lifecycle does: from the register response (= the resource inputs).
         function_name: resource.function_name.clone(),
         function_version: resource.function_version.clone(),
+        span_id_mode: match opt_str(&c, "invocation_span_id").as_deref() {
+            None | Some("telemetry") => SpanIdMode::Telemetry,
+            Some("xray-parent") => SpanIdMode::XrayParent,
+            Some(other) => return Err(format!("config.invocation_span_id {other:?} is not known")),
+        },
     };
     let steps = input
         .get("steps")

@@ -53,6 +53,22 @@ pub struct Invocation {
     pub span_emitted: bool,
     /// The report's child spans went out.
     pub report_spans_emitted: bool,
+    /// Use the X-Ray `Parent` as the invocation span's own id (see
+    /// [`SpanIdMode::XrayParent`]).
+    pub parent_as_span: bool,
+}
+
+/// Which id the invocation span takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SpanIdMode {
+    /// `tracing.spanId` of the platform events (AWS's mapping guidance), with
+    /// the X-Ray `Parent` as its parent.
+    #[default]
+    Telemetry,
+    /// The X-Ray `Parent` itself, with no parent: the function's own spans,
+    /// whose X-Ray propagator makes `Parent` their parent, then nest inside
+    /// the invocation span.
+    XrayParent,
 }
 
 impl Invocation {
@@ -80,6 +96,13 @@ impl Invocation {
             .find_map(|t| t.span_id.as_deref().and_then(parse_span_id))
             .unwrap_or_else(|| derived_span_id(&self.request_id, "invocation"));
         match xray.trace_id {
+            Some(trace_id) if self.parent_as_span && xray.parent_span_id.is_some() => TraceIds {
+                trace_id,
+                span_id: xray.parent_span_id.unwrap_or(span_id),
+                parent_span_id: None,
+                sampled: xray.sampled.unwrap_or(true),
+                from_xray: true,
+            },
             Some(trace_id) => TraceIds {
                 trace_id,
                 span_id,
@@ -111,9 +134,18 @@ pub struct InvocationTable {
     /// Set by an init phase; consumed by the next invocation to start.
     pending_coldstart: bool,
     evicted: u64,
+    /// How invocation span ids are chosen.
+    pub span_id_mode: SpanIdMode,
 }
 
 impl InvocationTable {
+    pub fn new(span_id_mode: SpanIdMode) -> Self {
+        InvocationTable {
+            span_id_mode,
+            ..InvocationTable::default()
+        }
+    }
+
     pub fn get(&self, request_id: &str) -> Option<&Invocation> {
         self.map.get(request_id)
     }
@@ -185,6 +217,7 @@ impl InvocationTable {
                 request_id.to_owned(),
                 Invocation {
                     request_id: request_id.to_owned(),
+                    parent_as_span: self.span_id_mode == SpanIdMode::XrayParent,
                     ..Invocation::default()
                 },
             );
@@ -344,6 +377,28 @@ mod tests {
         assert!(!ids.from_xray);
         assert_eq!(ids.trace_id, derived_trace_id("b"));
         assert_eq!(ids.parent_span_id, None);
+    }
+
+    #[test]
+    fn xray_parent_mode_takes_the_parent_as_span_id() {
+        let mut t = InvocationTable::new(SpanIdMode::XrayParent);
+        let tracing = TraceContext {
+            span_id: Some("1f2e3d4c5b6a7980".into()),
+            kind: None,
+            value: Some(
+                "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1".into(),
+            ),
+        };
+        t.on_start(None, start("a", Some(tracing)));
+        let ids = t.get("a").unwrap().trace_ids();
+        assert_eq!(to_hex(&ids.span_id), "9a8b7c6d5e4f3a2b");
+        assert_eq!(ids.parent_span_id, None);
+        // Without a Parent the mode changes nothing.
+        t.on_invoke("b", InvokeInfo::default());
+        assert_eq!(
+            t.get("b").unwrap().trace_ids().span_id,
+            derived_span_id("b", "invocation")
+        );
     }
 
     #[test]

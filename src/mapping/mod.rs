@@ -57,6 +57,8 @@ pub struct MapperConfig {
     pub function_name: Option<String>,
     /// Function version, for `cloud.resource_id` when `platform.start` has none.
     pub function_version: Option<String>,
+    /// Which id invocation spans take.
+    pub span_id_mode: invocation::SpanIdMode,
 }
 
 impl Default for MapperConfig {
@@ -67,6 +69,7 @@ impl Default for MapperConfig {
             platform_log_lines: false,
             function_name: None,
             function_version: None,
+            span_id_mode: invocation::SpanIdMode::Telemetry,
         }
     }
 }
@@ -194,6 +197,7 @@ pub struct Mapper {
 
 impl Mapper {
     pub fn new(resource: Resource, config: MapperConfig) -> Self {
+        let span_id_mode = config.span_id_mode;
         Mapper {
             metrics: Metrics::new(config.temporality, &config.faas_trigger),
             config,
@@ -203,7 +207,7 @@ impl Mapper {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 ..InstrumentationScope::default()
             },
-            invocations: InvocationTable::default(),
+            invocations: InvocationTable::new(span_id_mode),
             phases: Vec::new(),
             next_phase_id: 0,
             open_phase: None,

@@ -574,7 +574,9 @@ impl Emulator {
         // Everything it wrote before exiting is read before this returns.
         let _ = self
             .shared
-            .wait_for("the output to be read", REAP_TIMEOUT, |st| (st.output_closed >= 2).then_some(()))
+            .wait_for("the output to be read", REAP_TIMEOUT, |st| {
+                (st.output_closed >= 2).then_some(())
+            })
             .await;
         Ok(code)
     }
