@@ -1,0 +1,194 @@
+//! Whole-process benchmark: the release binary under the emulated Lambda
+//! platform, exporting to a loopback collector. Prints figures; asserts
+//! nothing about speed (these machines are shared and noisy).
+//!
+//! ```sh
+//! cargo bench --bench process            # all sections
+//! BENCH_QUICK=1 cargo bench --bench process   # fewer repetitions
+//! ```
+//!
+//! Sections: spawn → first `/next` (median of N starts, with the local OTLP
+//! receiver on and off); RSS after init and peak after a workload; CPU
+//! seconds per 1,000 invocations with 50 log lines each; post-runtime time
+//! per invocation (runtimeDone delivered → `/next`) p50/p99 in `end` and
+//! `adaptive` mode; binary size.
+
+#[path = "../tests/support/emulator.rs"]
+mod emulator;
+#[path = "../tests/support/fault_collector.rs"]
+#[allow(dead_code)]
+mod fault_collector;
+
+use std::time::Duration;
+
+use emulator::{extension_binary, new_request_id, Emulator, EmulatorOptions, InvokeSpec};
+use fault_collector::FaultCollector;
+use serde_json::json;
+
+fn quick() -> bool {
+    std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// utime + stime in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is [0]; utime is field 14 overall → [11], stime [12].
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY-free: sysconf via libc.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz.max(1.0)
+}
+
+async fn start(env: Vec<(String, String)>) -> Emulator {
+    Emulator::start(
+        &extension_binary(),
+        "lambda-otel-bridge",
+        EmulatorOptions {
+            freeze_between_invocations: true,
+            extra_env: env,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await
+}
+
+fn lines(rid: &str, n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| json!(format!("[INFO]\t2025-03-04T10:15:30.610Z\t{rid}\tprocessing item {i} of the batch")))
+        .collect()
+}
+
+async fn startup(collector: &FaultCollector) {
+    let runs = if quick() { 5 } else { 15 };
+    println!("\n## spawn → first /next ({runs} starts each)");
+    for (label, receiver) in [("receiver on", "true"), ("receiver off", "false")] {
+        let mut times = Vec::new();
+        let mut rss_after_init = Vec::new();
+        for _ in 0..runs {
+            let emu = start(vec![
+                ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(), collector.http_endpoint()),
+                ("LAMBDA_OTEL_BRIDGE_RECEIVER".into(), receiver.into()),
+            ])
+            .await;
+            let init = emu.init(vec![], Duration::from_secs(10)).await.expect("init");
+            times.push(ms(init.first_next_at));
+            rss_after_init.push(rss(emu.pid()).0 as f64 / 1024.0);
+            emu.shutdown("spindown", Duration::from_secs(2)).await;
+        }
+        times.sort_by(f64::total_cmp);
+        rss_after_init.sort_by(f64::total_cmp);
+        println!(
+            "{label:>13}: median {:.2} ms, p90 {:.2} ms, min {:.2} ms | RSS after init median {:.1} MiB",
+            percentile(&times, 0.5),
+            percentile(&times, 0.9),
+            times[0],
+            percentile(&rss_after_init, 0.5)
+        );
+    }
+}
+
+async fn workload(collector: &FaultCollector, policy: &str, invocations: usize, lines_per: usize) {
+    let emu = start(vec![
+        ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(), collector.http_endpoint()),
+        ("LAMBDA_OTEL_BRIDGE_FLUSH".into(), policy.into()),
+    ])
+    .await;
+    emu.init(vec![], Duration::from_secs(10)).await.expect("init");
+    let pid = emu.pid();
+    let (rss_init, _) = rss(pid);
+    let cpu0 = cpu_seconds(pid);
+    let mut post = Vec::new();
+    let mut early = 0;
+    for _ in 0..invocations {
+        let rid = new_request_id();
+        let o = emu
+            .invoke(InvokeSpec {
+                request_id: rid.clone(),
+                logs: lines(&rid, lines_per),
+                handler_duration: Duration::from_millis(5),
+                ..InvokeSpec::default()
+            })
+            .await
+            .expect("invoke");
+        // /next before runtimeDone was delivered (background flush) counts as 0.
+        if let Some(done) = o.runtime_done_delivered_at {
+            post.push(ms(o.next_called_at.saturating_sub(done)));
+            if o.next_called_at < done {
+                early += 1;
+            }
+        }
+    }
+    // Read while frozen: the counters are stable.
+    let cpu = cpu_seconds(pid) - cpu0;
+    let (rss_now, peak) = rss(pid);
+    emu.shutdown("spindown", Duration::from_secs(2)).await;
+    post.sort_by(f64::total_cmp);
+    println!(
+        "{policy:>9}: {invocations} invocations x {lines_per} lines | /next before runtimeDone in {early} | post-runtime p50 {:.3} ms p99 {:.3} ms max {:.3} ms | CPU {:.3} s per 1000 invocations | RSS after init {:.1} MiB, at end {:.1} MiB, peak {:.1} MiB",
+        percentile(&post, 0.5),
+        percentile(&post, 0.99),
+        post.last().copied().unwrap_or(f64::NAN),
+        cpu * 1000.0 / invocations as f64,
+        rss_init as f64 / 1024.0,
+        rss_now as f64 / 1024.0,
+        peak as f64 / 1024.0,
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let binary = extension_binary();
+        println!("# lambda-otel-bridge whole-process benchmark");
+        println!("binary: {}", binary.display());
+        if let Ok(meta) = std::fs::metadata(&binary) {
+            println!("binary size: {:.2} MiB", meta.len() as f64 / 1_048_576.0);
+        }
+        println!("machine: {} CPUs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+        let collector = FaultCollector::start().await;
+        startup(&collector).await;
+        let n = if quick() { 50 } else { 200 };
+        println!("\n## workload (emulated sandbox frozen between invocations, loopback collector)");
+        for policy in ["end", "adaptive"] {
+            workload(&collector, policy, n, 50).await;
+        }
+        println!(
+            "\ncollector received {} requests, {} log records",
+            collector.requests().len(),
+            collector.log_records().len()
+        );
+    });
+}
