@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench process            # all sections
 //! BENCH_QUICK=1 cargo bench --bench process   # fewer repetitions
+//! BENCH_ONLY=startup cargo bench --bench process
 //! ```
 //!
 //! Sections: spawn → first `/next` (median of N starts, with the local OTLP
@@ -61,8 +62,14 @@ fn cpu_seconds(pid: u32) -> f64 {
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
     // Fields after the command: state is [0]; utime is field 14 overall → [11], stime [12].
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
     // SAFETY-free: sysconf via libc.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks / hz.max(1.0)
@@ -83,23 +90,33 @@ async fn start(env: Vec<(String, String)>) -> Emulator {
 
 fn lines(rid: &str, n: usize) -> Vec<serde_json::Value> {
     (0..n)
-        .map(|i| json!(format!("[INFO]\t2025-03-04T10:15:30.610Z\t{rid}\tprocessing item {i} of the batch")))
+        .map(|i| {
+            json!(format!(
+                "[INFO]\t2025-03-04T10:15:30.610Z\t{rid}\tprocessing item {i} of the batch"
+            ))
+        })
         .collect()
 }
 
 async fn startup(collector: &FaultCollector) {
-    let runs = if quick() { 5 } else { 15 };
+    let runs = if quick() { 5 } else { 25 };
     println!("\n## spawn → first /next ({runs} starts each)");
     for (label, receiver) in [("receiver on", "true"), ("receiver off", "false")] {
         let mut times = Vec::new();
         let mut rss_after_init = Vec::new();
         for _ in 0..runs {
             let emu = start(vec![
-                ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(), collector.http_endpoint()),
+                (
+                    "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(),
+                    collector.http_endpoint(),
+                ),
                 ("LAMBDA_OTEL_BRIDGE_RECEIVER".into(), receiver.into()),
             ])
             .await;
-            let init = emu.init(vec![], Duration::from_secs(10)).await.expect("init");
+            let init = emu
+                .init(vec![], Duration::from_secs(10))
+                .await
+                .expect("init");
             times.push(ms(init.first_next_at));
             rss_after_init.push(rss(emu.pid()).0 as f64 / 1024.0);
             emu.shutdown("spindown", Duration::from_secs(2)).await;
@@ -118,11 +135,16 @@ async fn startup(collector: &FaultCollector) {
 
 async fn workload(collector: &FaultCollector, policy: &str, invocations: usize, lines_per: usize) {
     let emu = start(vec![
-        ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(), collector.http_endpoint()),
+        (
+            "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(),
+            collector.http_endpoint(),
+        ),
         ("LAMBDA_OTEL_BRIDGE_FLUSH".into(), policy.into()),
     ])
     .await;
-    emu.init(vec![], Duration::from_secs(10)).await.expect("init");
+    emu.init(vec![], Duration::from_secs(10))
+        .await
+        .expect("init");
     let pid = emu.pid();
     let (rss_init, _) = rss(pid);
     let cpu0 = cpu_seconds(pid);
@@ -177,9 +199,20 @@ fn main() {
         if let Ok(meta) = std::fs::metadata(&binary) {
             println!("binary size: {:.2} MiB", meta.len() as f64 / 1_048_576.0);
         }
-        println!("machine: {} CPUs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+        println!(
+            "machine: {} CPUs",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
+        );
         let collector = FaultCollector::start().await;
-        startup(&collector).await;
+        let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+        if only.is_empty() || only == "startup" {
+            startup(&collector).await;
+        }
+        if only == "startup" {
+            return;
+        }
         let n = if quick() { 50 } else { 200 };
         println!("\n## workload (emulated sandbox frozen between invocations, loopback collector)");
         for policy in ["end", "adaptive"] {

@@ -141,7 +141,9 @@ pub async fn run(env: &dyn Env) -> i32 {
     let exporter = Arc::new(Exporter::new(&config.export, config.outbox_max_bytes));
     let forwarder = Arc::new(Forwarder::new(exporter.clone(), config.receiver.enrich));
     forwarder.set_lambda_resource(shared.lock().mapper.resource());
-    let (grpc_addr, http_addr) = otlp_receiver::start(&config.receiver, forwarder.clone()).await;
+    let (receiver_go, go) = tokio::sync::watch::channel(false);
+    let (grpc_addr, http_addr) =
+        otlp_receiver::start(&config.receiver, forwarder.clone(), go).await;
     tracing::debug!(?grpc_addr, ?http_addr, "local OTLP receiver");
 
     let ip = listen_ip
@@ -185,6 +187,8 @@ pub async fn run(env: &dyn Env) -> i32 {
         platform_events,
         lmi,
     };
+    // Serving starts while the first /next is pending.
+    let _ = receiver_go.send(true);
     lifecycle.event_loop().await
 }
 

@@ -493,9 +493,15 @@ impl LogsService for Grpc {
 /// Binds and serves the configured listeners. A listener that cannot bind
 /// (the port is taken, e.g. by another extension) is reported and skipped:
 /// the function's telemetry pipeline must never break the bridge's own.
+///
+/// The sockets are bound at once (connections queue in the kernel's
+/// backlog); serving starts when `go` turns true, which the lifecycle does
+/// as it makes its first `/next` call, so setting up the servers costs the
+/// extension's init nothing.
 pub async fn start(
     cfg: &ReceiverConfig,
     forwarder: Arc<Forwarder>,
+    go: tokio::sync::watch::Receiver<bool>,
 ) -> (Option<SocketAddr>, Option<SocketAddr>) {
     if !cfg.enabled {
         return (None, None);
@@ -507,8 +513,10 @@ pub async fn start(
                 bound.0 = listener.local_addr().ok();
                 let grpc = Grpc(forwarder.clone());
                 let max = cfg.max_body_bytes;
-                let gzip = tonic::codec::CompressionEncoding::Gzip;
+                                let gzip = tonic::codec::CompressionEncoding::Gzip;
+                let mut go = go.clone();
                 tokio::spawn(async move {
+                    let _ = go.wait_for(|v| *v).await;
                     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
                     let result = tonic::transport::Server::builder()
                         .add_service(
@@ -542,8 +550,11 @@ pub async fn start(
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 bound.1 = listener.local_addr().ok();
-                let router = http_router(forwarder, cfg.max_body_bytes);
+                                let max = cfg.max_body_bytes;
+                let mut go = go.clone();
                 tokio::spawn(async move {
+                    let _ = go.wait_for(|v| *v).await;
+                    let router = http_router(forwarder, max);
                     if let Err(e) = axum::serve(listener, router).await {
                         tracing::error!("local OTLP/HTTP receiver stopped: {e}");
                     }
