@@ -1,0 +1,168 @@
+//! Micro-benchmarks (criterion): decoding Telemetry API batches, mapping
+//! log lines of each runtime format and platform events to OTLP, X-Ray
+//! header parsing, and OTLP protobuf encoding.
+//!
+//! ```sh
+//! cargo bench --bench mapping
+//! ```
+//! Throughput is reported per element (events or log lines per second).
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use prost::Message;
+use std::hint::black_box;
+
+use lambda_otel_bridge::lambda::events::parse_batch;
+use lambda_otel_bridge::mapping::invocation::InvokeInfo;
+use lambda_otel_bridge::mapping::resource::{build, ResourceInfo};
+use lambda_otel_bridge::mapping::{Mapper, MapperConfig};
+use lambda_otel_bridge::time::parse_rfc3339;
+
+const RID: &str = "8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11";
+const TRACE: &str = "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
+
+fn line(format: &str, i: usize) -> serde_json::Value {
+    let ts = "2025-03-04T10:15:30.610Z";
+    match format {
+        "python" => format!("[INFO]\t{ts}\t{RID}\tprocessed order {i} for customer 42\n").into(),
+        "nodejs" => format!("{ts}\t{RID}\tINFO\tprocessed order {i} for customer 42").into(),
+        "dotnet" => format!("{ts}\t{RID}\tinfo\tprocessed order {i} for customer 42").into(),
+        "java" => format!("[INFO] processed order {i} for customer 42").into(),
+        "ruby" => {
+            format!("I, [2025-03-04T10:15:30.689856 #8]  INFO {RID} -- : processed order {i}")
+                .into()
+        }
+        "plain" => format!("processed order {i} for customer 42").into(),
+        "json" => {
+            serde_json::json!({"timestamp": ts, "level": "INFO", "message": format!("processed order {i}"), "requestId": RID, "customer": 42})
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn batch(format: &str, n: usize) -> Vec<u8> {
+    let mut events = vec![
+        serde_json::json!({"time": "2025-03-04T10:15:30.420Z", "type": "platform.start",
+        "record": {"requestId": RID, "version": "$LATEST", "tracing": {"spanId": "1f2e3d4c5b6a7980", "type": "X-Amzn-Trace-Id", "value": TRACE}}}),
+    ];
+    for i in 0..n {
+        events.push(serde_json::json!({"time": "2025-03-04T10:15:30.611Z", "type": "function", "record": line(format, i)}));
+    }
+    serde_json::to_vec(&events).unwrap()
+}
+
+fn mapper() -> Mapper {
+    let resource = build(&ResourceInfo {
+        function_name: Some("orders-api".into()),
+        function_version: Some("$LATEST".into()),
+        region: Some("eu-west-1".into()),
+        account_id: Some("123456789012".into()),
+        memory_mb: Some(512),
+        instance_id: "bench".into(),
+        ..Default::default()
+    })
+    .resource;
+    let mut m = Mapper::new(resource, MapperConfig::default());
+    m.on_invoke(
+        RID,
+        InvokeInfo {
+            deadline_ms: 0,
+            invoked_function_arn: Some(
+                "arn:aws:lambda:eu-west-1:123456789012:function:orders-api".into(),
+            ),
+            xray_header: Some(TRACE.into()),
+        },
+    );
+    m
+}
+
+fn log_lines(c: &mut Criterion) {
+    const N: usize = 1000;
+    let mut g = c.benchmark_group("log lines: decode batch + map to OTLP");
+    g.throughput(Throughput::Elements(N as u64));
+    for format in [
+        "python", "nodejs", "dotnet", "java", "ruby", "plain", "json",
+    ] {
+        let body = batch(format, N);
+        g.bench_function(format, |b| {
+            b.iter_batched(
+                mapper,
+                |mut m| {
+                    let parsed = parse_batch(black_box(&body)).unwrap();
+                    for ev in parsed.events {
+                        m.ingest(ev, 1);
+                    }
+                    black_box(m.take())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn platform_events(c: &mut Criterion) {
+    const N: usize = 200;
+    let mut events = Vec::new();
+    for i in 0..N {
+        let rid = format!("{RID}-{i}");
+        let tracing = serde_json::json!({"spanId": "1f2e3d4c5b6a7980", "type": "X-Amzn-Trace-Id", "value": TRACE});
+        events.push(serde_json::json!({"time": "2025-03-04T10:15:30.420Z", "type": "platform.start", "record": {"requestId": rid, "tracing": tracing}}));
+        events.push(serde_json::json!({"time": "2025-03-04T10:15:30.981Z", "type": "platform.runtimeDone", "record": {"requestId": rid, "status": "success",
+            "spans": [{"name": "responseLatency", "start": "2025-03-04T10:15:30.420Z", "durationMs": 548.311},
+                      {"name": "responseDuration", "start": "2025-03-04T10:15:30.968Z", "durationMs": 0.412},
+                      {"name": "runtimeOverhead", "start": "2025-03-04T10:15:30.969Z", "durationMs": 11.204}],
+            "metrics": {"durationMs": 560.94, "producedBytes": 187}}}));
+        events.push(serde_json::json!({"time": "2025-03-04T10:15:31.002Z", "type": "platform.report", "record": {"requestId": rid, "status": "success",
+            "metrics": {"durationMs": 581.66, "billedDurationMs": 582, "memorySizeMB": 512, "maxMemoryUsedMB": 97},
+            "spans": [{"name": "extensionOverhead", "start": "2025-03-04T10:15:30.981Z", "durationMs": 20.71}]}}));
+    }
+    let body = serde_json::to_vec(&events).unwrap();
+    let mut g = c.benchmark_group("platform events: decode + map (start, runtimeDone, report)");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.bench_function("invocations", |b| {
+        b.iter_batched(
+            mapper,
+            |mut m| {
+                let parsed = parse_batch(black_box(&body)).unwrap();
+                for ev in parsed.events {
+                    m.ingest(ev, 1);
+                }
+                black_box(m.take())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn xray_and_time(c: &mut Criterion) {
+    c.bench_function("X-Ray header parse", |b| {
+        b.iter(|| {
+            black_box(lambda_otel_bridge::mapping::xray::parse_header(black_box(
+                TRACE,
+            )))
+        })
+    });
+    c.bench_function("RFC 3339 parse", |b| {
+        b.iter(|| black_box(parse_rfc3339(black_box("2025-03-04T10:15:30.610Z"))))
+    });
+}
+
+fn encoding(c: &mut Criterion) {
+    let body = batch("python", 1000);
+    let mut m = mapper();
+    for ev in parse_batch(&body).unwrap().events {
+        m.ingest(ev, 1);
+    }
+    let logs = m.take().logs.unwrap();
+    let mut g = c.benchmark_group("OTLP encoding of 1000 log records");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("protobuf", |b| b.iter(|| black_box(logs.encode_to_vec())));
+    g.bench_function("json", |b| {
+        b.iter(|| black_box(serde_json::to_vec(&logs).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, log_lines, platform_events, xray_and_time, encoding);
+criterion_main!(benches);
