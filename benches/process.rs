@@ -17,7 +17,6 @@
 #[path = "../tests/support/emulator.rs"]
 mod emulator;
 #[path = "../tests/support/fault_collector.rs"]
-#[allow(dead_code)]
 mod fault_collector;
 
 use std::time::Duration;
