@@ -404,10 +404,17 @@ fn record_of<T: for<'de> Deserialize<'de>>(type_name: &str, record: &str) -> Res
 }
 
 fn log_record(type_name: &str, record: &str) -> Result<LogRecord, EventError> {
-    let value: Value = serde_json::from_str(record).map_err(|e| EventError::Record {
+    let bad = |e: serde_json::Error| EventError::Record {
         type_name: type_name.to_owned(),
         reason: e.to_string(),
-    })?;
+    };
+    // Text format, the common case: decode the string directly.
+    if record.starts_with('"') {
+        return serde_json::from_str::<String>(record)
+            .map(LogRecord::Text)
+            .map_err(bad);
+    }
+    let value: Value = serde_json::from_str(record).map_err(bad)?;
     Ok(match value {
         Value::String(s) => LogRecord::Text(s),
         Value::Object(m) => LogRecord::Json(m),
@@ -485,12 +492,51 @@ fn required_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> 
 fn opt_str_ref<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<std::borrow::Cow<'de, str>>, D::Error> {
-    // Envelope times are short strings; a non-string reads as absent.
-    let v: Option<Value> = Option::deserialize(d)?;
-    Ok(match v {
-        Some(Value::String(s)) => Some(std::borrow::Cow::Owned(s)),
-        _ => None,
-    })
+    // Borrowed from the body when it has no escapes (the usual case); any
+    // non-string reads as absent.
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<std::borrow::Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a time string")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(std::borrow::Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(std::borrow::Cow::Owned(v.to_owned())))
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+            while s.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+            while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// Numbers as integer, float or numeric string; anything else reads as absent.

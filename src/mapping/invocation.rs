@@ -128,9 +128,9 @@ pub struct InvocationTable {
     order: VecDeque<String>,
     /// The invocation whose `platform.start` came last: log lines without a
     /// request id belong to it (the telemetry stream is ordered).
-    current: Option<String>,
+    current: Option<std::sync::Arc<str>>,
     /// The last INVOKE: the fallback when platform events are not subscribed.
-    invoked: Option<String>,
+    invoked: Option<std::sync::Arc<str>>,
     /// Set by an init phase; consumed by the next invocation to start.
     pending_coldstart: bool,
     evicted: u64,
@@ -159,6 +159,11 @@ impl InvocationTable {
     /// platform events the last INVOKE.
     pub fn current_id(&self) -> Option<&str> {
         self.current.as_deref().or(self.invoked.as_deref())
+    }
+
+    /// [`Self::current_id`] as a shared string (cheap to keep per log record).
+    pub fn current_shared(&self) -> Option<std::sync::Arc<str>> {
+        self.current.clone().or_else(|| self.invoked.clone())
     }
 
     /// Iterates invocations in the order they were first seen.
@@ -228,7 +233,7 @@ impl InvocationTable {
 
     pub fn on_invoke(&mut self, request_id: &str, info: InvokeInfo) {
         self.entry(request_id).invoke = Some(info);
-        self.invoked = Some(request_id.to_owned());
+        self.invoked = Some(request_id.into());
     }
 
     /// Records `platform.start`; false if this invocation already had one
@@ -245,7 +250,7 @@ impl InvocationTable {
         inv.start = Some((time, start));
         inv.coldstart = coldstart;
         self.pending_coldstart = false;
-        self.current = Some(id);
+        self.current = Some(id.as_str().into());
         true
     }
 

@@ -82,14 +82,29 @@ pub struct LogInput<'a> {
     pub invocation: Option<(Option<&'a str>, TraceIds)>,
 }
 
-/// Maps one record.
+/// Maps one record, with its invocation's ids when known.
 pub fn map_log(input: LogInput<'_>) -> OtlpLogRecord {
+    let (mut out, _) = map_log_body(input.source, input.record, input.event_time, input.observed);
+    if let Some((request_id, ids)) = input.invocation {
+        attach_invocation(&mut out, request_id, &ids);
+    }
+    out
+}
+
+/// Maps one record without trace context; also returns the request id the
+/// record names itself (text prefix or JSON key), parsed in the same pass.
+pub fn map_log_body(
+    source: LogSource,
+    record: &LogRecord,
+    event_time: Option<UnixNanos>,
+    observed: UnixNanos,
+) -> (OtlpLogRecord, Option<String>) {
     let mut out = OtlpLogRecord {
-        observed_time_unix_nano: input.observed,
+        observed_time_unix_nano: observed,
         ..OtlpLogRecord::default()
     };
     let mut own_time = None;
-    match input.record {
+    let own_rid = match record {
         LogRecord::Text(text) => {
             let line = parse_text(text);
             own_time = line.timestamp;
@@ -98,25 +113,38 @@ pub fn map_log(input: LogInput<'_>) -> OtlpLogRecord {
                 out.severity_number = line.severity_number;
             }
             match json_object(line.message) {
-                Some(map) => apply_json(&mut out, &map, &mut own_time),
-                None => out.body = Some(str_value(line.message)),
+                Some(map) => {
+                    apply_json(&mut out, &map, &mut own_time);
+                    line.request_id
+                        .map(str::to_owned)
+                        .or_else(|| json_request_id(&map))
+                }
+                None => {
+                    out.body = Some(str_value(line.message));
+                    line.request_id.map(str::to_owned)
+                }
             }
         }
-        LogRecord::Json(map) => apply_json(&mut out, map, &mut own_time),
-    }
-    out.time_unix_nano = choose_time(own_time, input.event_time).unwrap_or(input.observed);
-    out.attributes
-        .push(kv_str("aws.lambda.log.source", input.source.as_str()));
-    if let Some((request_id, ids)) = input.invocation {
-        if let Some(request_id) = request_id {
-            out.attributes
-                .push(kv_str("faas.invocation_id", request_id));
+        LogRecord::Json(map) => {
+            apply_json(&mut out, map, &mut own_time);
+            json_request_id(map)
         }
-        out.trace_id = ids.trace_id.to_vec();
-        out.span_id = ids.span_id.to_vec();
-        out.flags = u32::from(ids.sampled);
+    };
+    out.time_unix_nano = choose_time(own_time, event_time).unwrap_or(observed);
+    out.attributes
+        .push(kv_str("aws.lambda.log.source", source.as_str()));
+    (out, own_rid)
+}
+
+/// Adds the invocation's trace context and `faas.invocation_id`.
+pub fn attach_invocation(out: &mut OtlpLogRecord, request_id: Option<&str>, ids: &TraceIds) {
+    if let Some(request_id) = request_id {
+        out.attributes
+            .push(kv_str("faas.invocation_id", request_id));
     }
-    out
+    out.trace_id = ids.trace_id.to_vec();
+    out.span_id = ids.span_id.to_vec();
+    out.flags = u32::from(ids.sampled);
 }
 
 /// Prefers the record's own time, unless it is only second-precise and the

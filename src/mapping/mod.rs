@@ -38,7 +38,7 @@ use crate::lambda::events::{
 };
 use crate::time::{millis_f64_to_nanos, UnixNanos};
 use invocation::{InvocationTable, InvokeInfo, TraceIds};
-use logs::{map_log, record_request_id, LogInput, LogSource};
+use logs::{attach_invocation, map_log_body, LogSource};
 use metrics::{MetricId, Metrics};
 use xray::{derived_span_id, derived_trace_id};
 
@@ -88,7 +88,7 @@ pub struct MapStats {
 /// The invocation (or init/restore phase) a log record belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Attribution {
-    Request(String),
+    Request(std::sync::Arc<str>),
     Phase(u64),
     None,
 }
@@ -617,8 +617,8 @@ impl Mapper {
         if let Some(p) = self.open_phase {
             return Attribution::Phase(p);
         }
-        match self.invocations.current_id() {
-            Some(id) if !self.concurrent => Attribution::Request(id.to_owned()),
+        match self.invocations.current_shared() {
+            Some(id) if !self.concurrent => Attribution::Request(id),
             _ => Attribution::None,
         }
     }
@@ -630,10 +630,10 @@ impl Mapper {
         time: Option<UnixNanos>,
         observed: UnixNanos,
     ) {
-        let attribution = match record_request_id(&record) {
-            Some(rid) => Attribution::Request(rid),
-            None => self.default_attribution(),
-        };
+        // A request id named in the record itself wins; it is found when the
+        // record is mapped (one parse per record). This is the fallback, as
+        // of the record's place in the telemetry stream.
+        let attribution = self.default_attribution();
         self.pending_logs.push(PendingLog {
             source,
             record,
@@ -654,7 +654,7 @@ impl Mapper {
         event_name: &'static str,
     ) {
         let attribution = match line.request_id {
-            Some(rid) => Attribution::Request(rid),
+            Some(rid) => Attribution::Request(rid.into()),
             None => self.default_attribution(),
         };
         self.pending_logs.push(PendingLog {
@@ -972,41 +972,48 @@ impl Mapper {
         let pending = std::mem::take(&mut self.pending_logs);
         let mut records = Vec::with_capacity(pending.len());
         let mut keep = Vec::new();
+        // Consecutive records mostly belong to one invocation: remember its ids.
+        let mut last: Option<(std::sync::Arc<str>, TraceIds)> = None;
         for p in pending {
-            let ids: Option<(Option<String>, TraceIds)> = match &p.attribution {
-                Attribution::Request(rid) => Some((
-                    Some(rid.clone()),
-                    match self.invocations.get(rid) {
-                        Some(inv) => inv.trace_ids(),
-                        // A request id the table never saw (a record naming
-                        // another id): ids derived from it still correlate.
-                        None => invocation::Invocation {
-                            request_id: rid.clone(),
-                            ..Default::default()
+            let (mut r, own_rid) = map_log_body(p.source, &p.record, p.time, p.observed);
+            let attribution = match own_rid {
+                Some(rid) => Attribution::Request(rid.into()),
+                None => p.attribution.clone(),
+            };
+            match &attribution {
+                Attribution::Request(rid) => {
+                    let ids = match &last {
+                        Some((id, ids)) if id == rid => *ids,
+                        _ => {
+                            let ids = match self.invocations.get(rid) {
+                                Some(inv) => inv.trace_ids(),
+                                // A request id the table never saw (a record
+                                // naming another id): derived ids still correlate.
+                                None => invocation::Invocation {
+                                    request_id: rid.to_string(),
+                                    ..Default::default()
+                                }
+                                .trace_ids(),
+                            };
+                            last = Some((rid.clone(), ids));
+                            ids
                         }
-                        .trace_ids(),
-                    },
-                )),
+                    };
+                    attach_invocation(&mut r, Some(rid), &ids);
+                }
                 Attribution::Phase(id) => match self.phases.iter().find(|ph| ph.id == *id) {
                     Some(phase) => match self.phase_ids(phase) {
-                        Some(ids) => Some((None, ids)),
+                        Some(ids) => attach_invocation(&mut r, None, &ids),
                         None => {
                             // Not yet known which invocation this phase delayed.
                             keep.push(p);
                             continue;
                         }
                     },
-                    None => None,
+                    None => {}
                 },
-                Attribution::None => None,
-            };
-            let mut r = map_log(LogInput {
-                source: p.source,
-                record: &p.record,
-                event_time: p.time,
-                observed: p.observed,
-                invocation: ids.as_ref().map(|(rid, ids)| (rid.as_deref(), *ids)),
-            });
+                Attribution::None => {}
+            }
             if let Some((n, text)) = p.severity {
                 r.severity_number = n;
                 r.severity_text = text.to_owned();
