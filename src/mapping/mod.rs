@@ -1001,17 +1001,18 @@ impl Mapper {
                     };
                     attach_invocation(&mut r, Some(rid), &ids);
                 }
-                Attribution::Phase(id) => match self.phases.iter().find(|ph| ph.id == *id) {
-                    Some(phase) => match self.phase_ids(phase) {
-                        Some(ids) => attach_invocation(&mut r, None, &ids),
-                        None => {
-                            // Not yet known which invocation this phase delayed.
-                            keep.push(p);
-                            continue;
+                Attribution::Phase(id) => {
+                    if let Some(phase) = self.phases.iter().find(|ph| ph.id == *id) {
+                        match self.phase_ids(phase) {
+                            Some(ids) => attach_invocation(&mut r, None, &ids),
+                            None => {
+                                // Not yet known which invocation this phase delayed.
+                                keep.push(p);
+                                continue;
+                            }
                         }
-                    },
-                    None => {}
-                },
+                    }
+                }
                 Attribution::None => {}
             }
             if let Some((n, text)) = p.severity {
