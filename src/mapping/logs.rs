@@ -93,12 +93,13 @@ pub fn map_log(input: LogInput<'_>) -> OtlpLogRecord {
 
 /// Maps one record without trace context; also returns the request id the
 /// record names itself (text prefix or JSON key), parsed in the same pass.
-pub fn map_log_body(
+pub fn map_log_body<'r>(
     source: LogSource,
-    record: &LogRecord,
+    record: &'r LogRecord,
     event_time: Option<UnixNanos>,
     observed: UnixNanos,
-) -> (OtlpLogRecord, Option<String>) {
+) -> (OtlpLogRecord, Option<std::borrow::Cow<'r, str>>) {
+    use std::borrow::Cow;
     let mut out = OtlpLogRecord {
         observed_time_unix_nano: observed,
         ..OtlpLogRecord::default()
@@ -116,18 +117,22 @@ pub fn map_log_body(
                 Some(map) => {
                     apply_json(&mut out, &map, &mut own_time);
                     line.request_id
-                        .map(str::to_owned)
-                        .or_else(|| json_request_id(&map))
+                        .map(Cow::Borrowed)
+                        .or_else(|| json_request_id(&map).map(Cow::Owned))
                 }
                 None => {
                     out.body = Some(str_value(line.message));
-                    line.request_id.map(str::to_owned)
+                    line.request_id.map(Cow::Borrowed)
                 }
             }
         }
         LogRecord::Json(map) => {
             apply_json(&mut out, map, &mut own_time);
-            json_request_id(map)
+            REQUEST_ID_KEYS
+                .iter()
+                .find_map(|k| map.get(*k).and_then(Value::as_str))
+                .filter(|s| !s.is_empty())
+                .map(Cow::Borrowed)
         }
     };
     out.time_unix_nano = choose_time(own_time, event_time).unwrap_or(observed);

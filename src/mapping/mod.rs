@@ -976,9 +976,13 @@ impl Mapper {
         let mut last: Option<(std::sync::Arc<str>, TraceIds)> = None;
         for p in pending {
             let (mut r, own_rid) = map_log_body(p.source, &p.record, p.time, p.observed);
-            let attribution = match own_rid {
-                Some(rid) => Attribution::Request(rid.into()),
-                None => p.attribution.clone(),
+            let attribution = match (own_rid, &p.attribution) {
+                // Usually the record names the invocation it arrived in.
+                (Some(rid), Attribution::Request(current)) if **current == *rid => {
+                    p.attribution.clone()
+                }
+                (Some(rid), _) => Attribution::Request(rid.as_ref().into()),
+                (None, a) => a.clone(),
             };
             match &attribution {
                 Attribution::Request(rid) => {
