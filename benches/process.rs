@@ -55,6 +55,21 @@ fn rss(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Where the resident memory is (from /proc/PID/smaps_rollup), in KiB.
+fn smaps(pid: u32) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    ["Rss:", "Shared_Clean:", "Private_Clean:", "Private_Dirty:", "Anonymous:"]
+        .iter()
+        .filter_map(|k| {
+            text.lines()
+                .find(|l| l.starts_with(k))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .map(|v| format!("{} {v} KiB", k.trim_end_matches(':')))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// utime + stime in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -118,6 +133,9 @@ async fn startup(collector: &FaultCollector) {
                 .expect("init");
             times.push(ms(init.first_next_at));
             rss_after_init.push(rss(emu.pid()).0 as f64 / 1024.0);
+            if times.len() == 1 {
+                println!("{label:>13}: memory after init: {}", smaps(emu.pid()));
+            }
             emu.shutdown("spindown", Duration::from_secs(2)).await;
         }
         times.sort_by(f64::total_cmp);
