@@ -31,8 +31,9 @@ pub const SANDBOX_HOST: &str = "sandbox.localdomain";
 pub const PATH: &str = "/telemetry";
 
 /// The address to bind: what `sandbox.localdomain` resolves to (first from
-/// `/etc/hosts`, then the resolver, bounded to 300 ms), else `0.0.0.0` so
-/// that whatever address the platform uses reaches the listener.
+/// `/etc/hosts`, then the resolver, bounded to 25 ms so a slow resolver never
+/// delays init), else `0.0.0.0` so that whatever address the platform uses
+/// reaches the listener (Lambda delivers to the name in the subscription).
 pub async fn listen_ip() -> IpAddr {
     if let Some(ip) = std::fs::read_to_string("/etc/hosts")
         .ok()
@@ -41,7 +42,7 @@ pub async fn listen_ip() -> IpAddr {
         return ip;
     }
     let lookup = tokio::net::lookup_host((SANDBOX_HOST, 0));
-    match tokio::time::timeout(Duration::from_millis(300), lookup).await {
+    match tokio::time::timeout(Duration::from_millis(25), lookup).await {
         Ok(Ok(mut addrs)) => addrs
             .find(|a| a.is_ipv4())
             .map(|a| a.ip())
