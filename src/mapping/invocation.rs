@@ -136,6 +136,10 @@ pub struct InvocationTable {
     evicted: u64,
     /// How invocation span ids are chosen.
     pub span_id_mode: SpanIdMode,
+    /// Finished invocations' ids: late events are recognised, late log
+    /// lines still get the right trace.
+    retired: HashMap<String, TraceIds>,
+    retired_order: VecDeque<String>,
 }
 
 impl InvocationTable {
@@ -232,6 +236,10 @@ impl InvocationTable {
     }
 
     pub fn on_invoke(&mut self, request_id: &str, info: InvokeInfo) {
+        if self.is_retired(request_id) {
+            // Its telemetry overtook the INVOKE and is already out.
+            return;
+        }
         self.entry(request_id).invoke = Some(info);
         self.invoked = Some(request_id.into());
     }
@@ -281,17 +289,49 @@ impl InvocationTable {
     pub fn retire_completed(&mut self) {
         let current = self.current_id().map(str::to_owned);
         let map = &mut self.map;
+        let mut gone: Vec<(String, TraceIds)> = Vec::new();
         self.order.retain(|id| {
             let done = map.get(id).is_none_or(|inv| {
                 inv.report.is_some() && inv.span_emitted && inv.report_spans_emitted
             });
             if done && current.as_deref() != Some(id.as_str()) {
-                map.remove(id);
+                if let Some(inv) = map.remove(id) {
+                    gone.push((id.clone(), inv.trace_ids()));
+                }
                 false
             } else {
                 true
             }
         });
+        for (id, ids) in gone {
+            self.remember_retired(id, ids);
+        }
+    }
+
+    /// Remembers a finished invocation so that a late or re-delivered event
+    /// for it is recognised instead of starting it over (bounded).
+    fn remember_retired(&mut self, id: String, ids: TraceIds) {
+        if self.retired.insert(id.clone(), ids).is_none() {
+            self.retired_order.push_back(id);
+        }
+        while self.retired_order.len() > MAX_TRACKED {
+            if let Some(old) = self.retired_order.pop_front() {
+                self.retired.remove(&old);
+            }
+        }
+    }
+
+    /// Whether this invocation was completed and forgotten already.
+    pub fn is_retired(&self, request_id: &str) -> bool {
+        self.retired.contains_key(request_id)
+    }
+
+    /// The ids of an invocation, current or already finished.
+    pub fn ids_of(&self, request_id: &str) -> Option<TraceIds> {
+        match self.map.get(request_id) {
+            Some(inv) => Some(inv.trace_ids()),
+            None => self.retired.get(request_id).copied(),
+        }
     }
 
     /// Request ids of invocations that started but whose report has not arrived.

@@ -104,6 +104,8 @@ struct PendingLog {
     /// Severity set by the bridge (platform lines), else parsed from the record.
     severity: Option<(i32, &'static str)>,
     extra: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+    /// Flush points this record waited for its invocation's context.
+    held: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +192,10 @@ pub struct Mapper {
     /// Invocations run concurrently (Lambda Managed Instances): a record
     /// without a request id cannot be attributed to "the current" one.
     concurrent: bool,
+    /// Shutdown: whatever is known is final.
+    finishing: bool,
+    /// Platform events are flowing (a `platform.start` was seen).
+    seen_platform_start: bool,
     /// Phases already placed per invocation and kind (span-id ordinals).
     phase_slots: std::collections::HashMap<String, u32>,
     pub stats: MapStats,
@@ -214,6 +220,8 @@ impl Mapper {
             pending_logs: Vec::new(),
             latest: 0,
             concurrent: false,
+            finishing: false,
+            seen_platform_start: false,
             phase_slots: std::collections::HashMap::new(),
             stats: MapStats::default(),
         }
@@ -293,7 +301,17 @@ impl Mapper {
                     p.report.get_or_insert((time, r));
                 }
             }
+            EventKind::Start(s) if self.invocations.is_retired(&s.request_id) => {
+                self.stats.duplicate_events += 1;
+            }
+            EventKind::RuntimeDone(d) if self.invocations.is_retired(&d.request_id) => {
+                self.stats.duplicate_events += 1;
+            }
+            EventKind::Report(r) if self.invocations.is_retired(&r.request_id) => {
+                self.stats.duplicate_events += 1;
+            }
             EventKind::Start(s) => {
+                self.seen_platform_start = true;
                 let rid = s.request_id.clone();
                 let line = self
                     .config
@@ -415,6 +433,7 @@ impl Mapper {
                     observed,
                     attribution,
                     event_name: type_name,
+                    held: 0,
                     severity: Some((13, "WARN")),
                     extra: vec![
                         proto::kv_int(
@@ -643,6 +662,7 @@ impl Mapper {
             event_name: "",
             severity: None,
             extra: Vec::new(),
+            held: 0,
         });
     }
 
@@ -666,6 +686,7 @@ impl Mapper {
             event_name,
             severity: None,
             extra: Vec::new(),
+            held: 0,
         });
     }
 
@@ -705,6 +726,7 @@ impl Mapper {
     /// Shutdown: phases no invocation followed become standalone, and
     /// invocations that never ended get an incomplete span. Call `take` after.
     pub fn finish(&mut self) {
+        self.finishing = true;
         for p in self.phases.iter_mut().filter(|p| !p.resolved()) {
             p.standalone = true;
         }
@@ -761,7 +783,12 @@ impl Mapper {
             let done = inv.runtime_done.as_ref();
             let report = inv.report.as_ref();
             let mut emit_span = false;
-            if !inv.span_emitted && (done.is_some() || report.is_some()) {
+            // From the report alone only where no runtimeDone exists (Managed
+            // Instances), with the start known, or at shutdown: otherwise a
+            // report that overtook its start would end the span early.
+            let report_can_end =
+                report.is_some() && (self.concurrent || inv.start.is_some() || self.finishing);
+            if !inv.span_emitted && (done.is_some() || report_can_end) {
                 let (end_t, status, error_type, duration_ms) = match (done, report) {
                     (Some((t, d)), _) => (
                         *t,
@@ -984,13 +1011,33 @@ impl Mapper {
                 (Some(rid), _) => Attribution::Request(rid.as_ref().into()),
                 (None, a) => a.clone(),
             };
+            // A line of an invocation whose platform.start has not arrived
+            // (a re-ordered or re-delivered batch) waits for it, so it gets
+            // the X-Ray context that event brings; at most 3 flush points,
+            // and never at shutdown.
+            if let Attribution::Request(rid) = &attribution {
+                let waiting = self.seen_platform_start
+                    && !self.finishing
+                    && p.held < 3
+                    && self
+                        .invocations
+                        .get(rid)
+                        .is_none_or(|inv| inv.start.is_none() && inv.runtime_done.is_none())
+                    && !self.invocations.is_retired(rid);
+                if waiting {
+                    let mut p = p;
+                    p.held += 1;
+                    keep.push(p);
+                    continue;
+                }
+            }
             match &attribution {
                 Attribution::Request(rid) => {
                     let ids = match &last {
                         Some((id, ids)) if id == rid => *ids,
                         _ => {
-                            let ids = match self.invocations.get(rid) {
-                                Some(inv) => inv.trace_ids(),
+                            let ids = match self.invocations.ids_of(rid) {
+                                Some(ids) => ids,
                                 // A request id the table never saw (a record
                                 // naming another id): derived ids still correlate.
                                 None => invocation::Invocation {
