@@ -222,13 +222,6 @@ fn http_error(
     message: &str,
     retry_after: Option<u64>,
 ) -> Response {
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct RpcStatus {
-        #[prost(int32, tag = "1")]
-        code: i32,
-        #[prost(string, tag = "2")]
-        message: String,
-    }
     let code = match status {
         StatusCode::SERVICE_UNAVAILABLE => 14,
         StatusCode::PAYLOAD_TOO_LARGE => 8,
@@ -244,9 +237,10 @@ fn http_error(
         Encoding::Protobuf => (
             status,
             [("content-type", "application/x-protobuf")],
-            RpcStatus {
+            crate::export::rpc::RpcStatus {
                 code,
                 message: message.to_owned(),
+                details: Vec::new(),
             }
             .encode_to_vec(),
         )
@@ -404,50 +398,12 @@ struct Grpc(Arc<Forwarder>);
 
 /// UNAVAILABLE with a one-second `RetryInfo`, as a collector signals throttling.
 fn unavailable() -> tonic::Status {
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct RpcStatus {
-        #[prost(int32, tag = "1")]
-        code: i32,
-        #[prost(string, tag = "2")]
-        message: String,
-        #[prost(message, repeated, tag = "3")]
-        details: Vec<ProtoAny>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct ProtoAny {
-        #[prost(string, tag = "1")]
-        type_url: String,
-        #[prost(bytes = "vec", tag = "2")]
-        value: Vec<u8>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct RetryInfo {
-        #[prost(message, optional, tag = "1")]
-        retry_delay: Option<ProtoDuration>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct ProtoDuration {
-        #[prost(int64, tag = "1")]
-        seconds: i64,
-        #[prost(int32, tag = "2")]
-        nanos: i32,
-    }
     let message = "the bridge's outbox is full; retry later";
-    let details = RpcStatus {
-        code: tonic::Code::Unavailable as i32,
-        message: message.into(),
-        details: vec![ProtoAny {
-            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-            value: RetryInfo {
-                retry_delay: Some(ProtoDuration {
-                    seconds: 1,
-                    nanos: 0,
-                }),
-            }
-            .encode_to_vec(),
-        }],
-    }
-    .encode_to_vec();
+    let details = crate::export::rpc::status_with_retry(
+        tonic::Code::Unavailable as i32,
+        message,
+        std::time::Duration::from_secs(1),
+    );
     tonic::Status::with_details(tonic::Code::Unavailable, message, details.into())
 }
 

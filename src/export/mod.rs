@@ -14,6 +14,7 @@
 pub mod flush;
 pub mod otlp;
 pub mod outbox;
+pub mod rpc;
 pub mod settings;
 pub mod tls;
 
@@ -93,35 +94,38 @@ pub fn count_items(signal: Signal, body: &[u8]) -> u64 {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     match signal {
-        Signal::Traces => ExportTraceServiceRequest::decode(body)
-            .map(|r| {
-                r.resource_spans
-                    .iter()
-                    .flat_map(|rs| &rs.scope_spans)
-                    .map(|ss| ss.spans.len() as u64)
-                    .sum()
-            })
-            .unwrap_or(0),
-        Signal::Metrics => ExportMetricsServiceRequest::decode(body)
-            .map(|r| {
-                r.resource_metrics
-                    .iter()
-                    .flat_map(|rm| &rm.scope_metrics)
-                    .flat_map(|sm| &sm.metrics)
-                    .map(metric_points)
-                    .sum()
-            })
-            .unwrap_or(0),
-        Signal::Logs => ExportLogsServiceRequest::decode(body)
-            .map(|r| {
-                r.resource_logs
-                    .iter()
-                    .flat_map(|rl| &rl.scope_logs)
-                    .map(|sl| sl.log_records.len() as u64)
-                    .sum()
-            })
-            .unwrap_or(0),
+        Signal::Traces => ExportTraceServiceRequest::decode(body).map(|r| span_items(&r)),
+        Signal::Metrics => ExportMetricsServiceRequest::decode(body).map(|r| metric_items(&r)),
+        Signal::Logs => ExportLogsServiceRequest::decode(body).map(|r| log_items(&r)),
     }
+    .unwrap_or(0)
+}
+
+fn span_items(
+    r: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> u64 {
+    r.resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len() as u64)
+        .sum()
+}
+
+fn metric_items(r: &ExportMetricsServiceRequest) -> u64 {
+    r.resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(metric_points)
+        .sum()
+}
+
+fn log_items(r: &opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest) -> u64 {
+    r.resource_logs
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .map(|sl| sl.log_records.len() as u64)
+        .sum()
 }
 
 fn metric_points(m: &Metric) -> u64 {
@@ -187,32 +191,21 @@ impl Exporter {
         }
         let mut entries = Vec::new();
         if let Some(t) = output.traces {
-            let items = t
-                .resource_spans
-                .iter()
-                .flat_map(|rs| &rs.scope_spans)
-                .map(|ss| ss.spans.len() as u64)
-                .sum();
-            entries.push((Signal::Traces, Bytes::from(t.encode_to_vec()), items));
+            entries.push((
+                Signal::Traces,
+                Bytes::from(t.encode_to_vec()),
+                span_items(&t),
+            ));
         }
         if let Some(m) = output.metrics {
-            let items = m
-                .resource_metrics
-                .iter()
-                .flat_map(|rm| &rm.scope_metrics)
-                .flat_map(|sm| &sm.metrics)
-                .map(metric_points)
-                .sum();
-            entries.push((Signal::Metrics, Bytes::from(m.encode_to_vec()), items));
+            entries.push((
+                Signal::Metrics,
+                Bytes::from(m.encode_to_vec()),
+                metric_items(&m),
+            ));
         }
         if let Some(l) = output.logs {
-            let items = l
-                .resource_logs
-                .iter()
-                .flat_map(|rl| &rl.scope_logs)
-                .map(|sl| sl.log_records.len() as u64)
-                .sum();
-            entries.push((Signal::Logs, Bytes::from(l.encode_to_vec()), items));
+            entries.push((Signal::Logs, Bytes::from(l.encode_to_vec()), log_items(&l)));
         }
         for (signal, body, items) in entries {
             self.enqueue_raw(signal, body, items, Origin::Bridge);
@@ -537,13 +530,7 @@ impl Exporter {
                 }],
             }
         };
-        let items = req
-            .resource_metrics
-            .iter()
-            .flat_map(|rm| &rm.scope_metrics)
-            .flat_map(|sm| &sm.metrics)
-            .map(metric_points)
-            .sum();
+        let items = metric_items(&req);
         self.outbox().push(Entry {
             signal: Signal::Metrics,
             body: Bytes::from(req.encode_to_vec()),

@@ -259,42 +259,9 @@ pub fn classify_grpc(status: &tonic::Status) -> Outcome {
     }
 }
 
-/// `google.rpc.Status` with its `details` (only what is needed here).
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<ProtoAny>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<ProtoDuration>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
-
 /// The `RetryInfo.retry_delay` in a status' details, capped at 600 s.
 fn retry_info(details: &[u8]) -> Option<Duration> {
+    use super::rpc::{RetryInfo, RpcStatus};
     let status = RpcStatus::decode(details).ok()?;
     status
         .details
@@ -493,6 +460,7 @@ mod tests {
 
     #[test]
     fn resource_exhausted_needs_retry_info() {
+        use crate::export::rpc::{ProtoAny, ProtoDuration, RetryInfo, RpcStatus};
         use tonic::{Code, Status};
         let details = RpcStatus {
             code: Code::ResourceExhausted as i32,

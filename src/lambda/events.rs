@@ -49,6 +49,14 @@ impl EventKind {
     /// The Telemetry API `type` string of this event.
     pub fn type_name(&self) -> &str {
         match self {
+            EventKind::Unknown { type_name, .. } => type_name,
+            known => known.static_type_name(),
+        }
+    }
+
+    /// The `type` of a documented event; `"unknown"` for [`EventKind::Unknown`].
+    pub fn static_type_name(&self) -> &'static str {
+        match self {
             EventKind::InitStart(_) => "platform.initStart",
             EventKind::InitRuntimeDone(_) => "platform.initRuntimeDone",
             EventKind::InitReport(_) => "platform.initReport",
@@ -63,7 +71,7 @@ impl EventKind {
             EventKind::LogsDropped(_) => "platform.logsDropped",
             EventKind::Function(_) => "function",
             EventKind::ExtensionLog(_) => "extension",
-            EventKind::Unknown { type_name, .. } => type_name,
+            EventKind::Unknown { .. } => "unknown",
         }
     }
 }

@@ -255,7 +255,7 @@ impl Mapper {
         let time = ev.time;
         let t = time.unwrap_or(observed);
         self.latest = self.latest.max(t);
-        let type_name = static_type_name(&ev.kind);
+        let type_name = ev.kind.static_type_name();
         match ev.kind {
             EventKind::InitStart(s) => self.on_init_start(time, observed, s),
             EventKind::RestoreStart(s) => self.on_restore_start(time, observed, s),
@@ -1111,26 +1111,5 @@ fn phase_kind(type_name: &str) -> PhaseKind {
         PhaseKind::Restore
     } else {
         PhaseKind::Init
-    }
-}
-
-/// The event type as a static string (log records' `event_name`).
-fn static_type_name(kind: &EventKind) -> &'static str {
-    match kind {
-        EventKind::InitStart(_) => "platform.initStart",
-        EventKind::InitRuntimeDone(_) => "platform.initRuntimeDone",
-        EventKind::InitReport(_) => "platform.initReport",
-        EventKind::Start(_) => "platform.start",
-        EventKind::RuntimeDone(_) => "platform.runtimeDone",
-        EventKind::Report(_) => "platform.report",
-        EventKind::RestoreStart(_) => "platform.restoreStart",
-        EventKind::RestoreRuntimeDone(_) => "platform.restoreRuntimeDone",
-        EventKind::RestoreReport(_) => "platform.restoreReport",
-        EventKind::Extension(_) => "platform.extension",
-        EventKind::TelemetrySubscription(_) => "platform.telemetrySubscription",
-        EventKind::LogsDropped(_) => "platform.logsDropped",
-        EventKind::Function(_) => "function",
-        EventKind::ExtensionLog(_) => "extension",
-        EventKind::Unknown { .. } => "unknown",
     }
 }
