@@ -333,6 +333,9 @@ async fn full_outbox_is_answered_with_503_and_counted() {
     emu.invoke(InvokeSpec::default()).await.expect("invoke");
     let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
     assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    emu.wait_for_output("shutting down", Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let summary = emu
         .output()
         .lines()

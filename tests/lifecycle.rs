@@ -57,6 +57,25 @@ fn attr(r: &LogRecord, key: &str) -> Option<String> {
     })
 }
 
+/// Waits for the shutdown summary line (bounded), with diagnostics if it
+/// never shows.
+async fn summary_line(emu: &Emulator) {
+    if let Err(e) = emu
+        .wait_for_output("shutting down", Duration::from_secs(10))
+        .await
+    {
+        panic!(
+            "{e}\nexit status {:?}\noutput:\n{}\ncalls: {:?}",
+            emu.exit_status(),
+            emu.output(),
+            emu.calls()
+                .iter()
+                .map(|c| (&c.path, c.status))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -170,6 +189,7 @@ async fn lifecycle_end_to_end_with_freezes() {
     assert_eq!(out.exit_code, Some(0), "{}", emu.output());
     assert!(out.elapsed < Duration::from_millis(1500), "{out:?}");
     // The last invocation's report arrived during shutdown and was processed.
+    summary_line(&emu).await;
     assert!(emu.output().contains("reports=3"), "{}", emu.output());
     assert!(
         emu.output().contains("awaiting_report=0"),
@@ -358,6 +378,7 @@ async fn receiver_is_lenient_and_bounded() {
     emu.invoke(InvokeSpec::default()).await.expect("invoke");
     let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
     assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    summary_line(&emu).await;
     assert!(
         emu.output().contains("skipped_events=1"),
         "{}",
