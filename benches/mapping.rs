@@ -75,6 +75,14 @@ fn mapper() -> Mapper {
     m
 }
 
+/// Decodes one batch, feeds it to the mapper and maps it to OTLP.
+fn map_batch(mut m: Mapper, body: &[u8]) -> lambda_otel_bridge::mapping::Output {
+    for ev in parse_batch(black_box(body)).unwrap().events {
+        m.ingest(ev, 1);
+    }
+    m.take()
+}
+
 fn log_lines(c: &mut Criterion) {
     const N: usize = 1000;
     let mut g = c.benchmark_group("log lines: decode batch + map to OTLP");
@@ -86,13 +94,7 @@ fn log_lines(c: &mut Criterion) {
         g.bench_function(format, |b| {
             b.iter_batched(
                 mapper,
-                |mut m| {
-                    let parsed = parse_batch(black_box(&body)).unwrap();
-                    for ev in parsed.events {
-                        m.ingest(ev, 1);
-                    }
-                    black_box(m.take())
-                },
+                |m| black_box(map_batch(m, &body)),
                 BatchSize::SmallInput,
             )
         });
@@ -122,13 +124,7 @@ fn platform_events(c: &mut Criterion) {
     g.bench_function("invocations", |b| {
         b.iter_batched(
             mapper,
-            |mut m| {
-                let parsed = parse_batch(black_box(&body)).unwrap();
-                for ev in parsed.events {
-                    m.ingest(ev, 1);
-                }
-                black_box(m.take())
-            },
+            |m| black_box(map_batch(m, &body)),
             BatchSize::SmallInput,
         )
     });
@@ -150,11 +146,7 @@ fn xray_and_time(c: &mut Criterion) {
 
 fn encoding(c: &mut Criterion) {
     let body = batch("python", 1000);
-    let mut m = mapper();
-    for ev in parse_batch(&body).unwrap().events {
-        m.ingest(ev, 1);
-    }
-    let logs = m.take().logs.unwrap();
+    let logs = map_batch(mapper(), &body).logs.unwrap();
     let mut g = c.benchmark_group("OTLP encoding of 1000 log records");
     g.throughput(Throughput::Elements(1000));
     g.bench_function("protobuf", |b| b.iter(|| black_box(logs.encode_to_vec())));

@@ -253,32 +253,27 @@ fn print_span(
     }
 }
 
+fn numbers(points: &[opentelemetry_proto::tonic::metrics::v1::NumberDataPoint]) -> String {
+    use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+    points
+        .iter()
+        .map(|p| match p.value {
+            Some(Value::AsInt(i)) => i.to_string(),
+            Some(Value::AsDouble(d)) => d.to_string(),
+            None => "-".into(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn print_metrics(metrics: &[opentelemetry_proto::tonic::metrics::v1::Metric]) {
-    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     println!("\n== metrics ({} points)", metrics.len());
     let mut latest: BTreeMap<&str, String> = BTreeMap::new();
     for m in metrics {
         let v = match &m.data {
-            Some(Data::Sum(s)) => s
-                .data_points
-                .iter()
-                .map(|p| match p.value {
-                    Some(Value::AsInt(i)) => i.to_string(),
-                    Some(Value::AsDouble(d)) => d.to_string(),
-                    None => "-".into(),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            Some(Data::Gauge(g)) => g
-                .data_points
-                .iter()
-                .map(|p| match p.value {
-                    Some(Value::AsInt(i)) => i.to_string(),
-                    Some(Value::AsDouble(d)) => d.to_string(),
-                    None => "-".into(),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
+            Some(Data::Sum(s)) => numbers(&s.data_points),
+            Some(Data::Gauge(g)) => numbers(&g.data_points),
             Some(Data::Histogram(h)) => h
                 .data_points
                 .iter()

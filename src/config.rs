@@ -155,6 +155,8 @@ pub struct Config {
     pub receiver: crate::otlp_receiver::ReceiverConfig,
     /// Which id invocation spans take.
     pub span_id_mode: crate::mapping::invocation::SpanIdMode,
+    /// Valid but noteworthy settings, logged once logging is set up.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -202,7 +204,9 @@ impl Config {
         let (flush_policy, adaptive) = crate::export::flush::from_env(env)?;
         let receiver = parse_receiver(env)?;
         let mut export = ExportSettings::from_env(env)?;
-        check_export_loop(&receiver, &mut export)?;
+        let warnings: Vec<String> = check_export_loop(&receiver, &mut export)?
+            .into_iter()
+            .collect();
         Ok(Config {
             lambda,
             telemetry,
@@ -243,6 +247,7 @@ impl Config {
             )? as usize,
             receiver,
             span_id_mode: parse_span_id_mode(env)?,
+            warnings,
         })
     }
 }
@@ -349,9 +354,9 @@ fn parse_receiver(env: &dyn Env) -> Result<crate::otlp_receiver::ReceiverConfig,
 fn check_export_loop(
     receiver: &crate::otlp_receiver::ReceiverConfig,
     export: &mut ExportSettings,
-) -> Result<(), ConfigError> {
+) -> Result<Option<String>, ConfigError> {
     if !receiver.enabled || export.disabled {
-        return Ok(());
+        return Ok(None);
     }
     let ports: Vec<(u16, &str)> = [
         (receiver.grpc_addr, "RECEIVER_GRPC_ADDR"),
@@ -382,16 +387,15 @@ fn check_export_loop(
                 ))
             }
             None => {
-                tracing::warn!(
+                export.disabled = true;
+                return Ok(Some(format!(
                     "no OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT or {}ENDPOINT): exporting nothing",
                     crate::export::settings::BRIDGE_EXPORTER_PREFIX
-                );
-                export.disabled = true;
-                return Ok(());
+                )));
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn parse_span_id_mode(
@@ -551,6 +555,11 @@ mod tests {
         // Nothing configured: the default endpoint is the receiver; export is off.
         let c = Config::from_env(&env_of(&[("AWS_LAMBDA_RUNTIME_API", "x:1")])).unwrap();
         assert!(c.export.disabled);
+        assert!(
+            c.warnings[0].contains("no OTLP endpoint configured"),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

@@ -64,12 +64,11 @@ fn instance_id() -> String {
 }
 
 /// Runs the extension; returns the process exit code.
-pub async fn run(env: &dyn Env) -> i32 {
+pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigError>) -> i32 {
     let Some(runtime_api) = Config::runtime_api(env) else {
         tracing::error!("AWS_LAMBDA_RUNTIME_API is not set: not running as a Lambda extension");
         return 1;
     };
-    let config = Config::from_env(env);
     let name = executable_name();
     let lmi = config
         .as_ref()
@@ -101,6 +100,9 @@ pub async fn run(env: &dyn Env) -> i32 {
         }
     };
 
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let built = resource::build(&ResourceInfo {
         service_name: env.get("OTEL_SERVICE_NAME"),
         resource_attributes: env.get("OTEL_RESOURCE_ATTRIBUTES"),

@@ -8,10 +8,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-fn init_logging() {
+fn init_logging(config: &Result<Config, lambda_otel_bridge::config::ConfigError>) {
     // The level is read here (before full validation) so that configuration
     // errors themselves can be logged; an invalid value falls back to info.
-    let (level, json) = match Config::from_env(&ProcessEnv) {
+    let (level, json) = match config {
         Ok(c) => (c.log_level, c.log_json),
         Err(_) => (LogLevel::Info, false),
     };
@@ -41,7 +41,10 @@ fn init_logging() {
 }
 
 fn main() {
-    init_logging();
+    // Read once: the logging settings come from it, and the lifecycle
+    // reports its errors to Lambda after registering.
+    let config = Config::from_env(&ProcessEnv);
+    init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -52,6 +55,6 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let code = runtime.block_on(lifecycle::run(&ProcessEnv));
+    let code = runtime.block_on(lifecycle::run(&ProcessEnv, config));
     std::process::exit(code);
 }

@@ -38,26 +38,12 @@ const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "event"];
 const TIME_KEYS: [&str; 2] = ["timestamp", "time"];
 const REQUEST_ID_KEYS: [&str; 3] = ["requestId", "AWSRequestId", "function_request_id"];
 
-/// The request id a record names itself, if any.
-pub fn record_request_id(record: &LogRecord) -> Option<String> {
-    match record {
-        LogRecord::Json(map) => json_request_id(map),
-        LogRecord::Text(text) => {
-            let line = parse_text(text);
-            if let Some(rid) = line.request_id {
-                return Some(rid.to_owned());
-            }
-            json_object(line.message).and_then(|m| json_request_id(&m))
-        }
-    }
-}
-
-fn json_request_id(map: &Map<String, Value>) -> Option<String> {
+/// The request id a JSON record names itself, if any.
+fn json_request_id(map: &Map<String, Value>) -> Option<&str> {
     REQUEST_ID_KEYS
         .iter()
         .find_map(|k| map.get(*k).and_then(Value::as_str))
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 fn json_object(message: &str) -> Option<Map<String, Value>> {
@@ -118,7 +104,7 @@ pub fn map_log_body<'r>(
                     apply_json(&mut out, &map, &mut own_time);
                     line.request_id
                         .map(Cow::Borrowed)
-                        .or_else(|| json_request_id(&map).map(Cow::Owned))
+                        .or_else(|| json_request_id(&map).map(|r| Cow::Owned(r.to_owned())))
                 }
                 None => {
                     out.body = Some(str_value(line.message));
@@ -128,11 +114,7 @@ pub fn map_log_body<'r>(
         }
         LogRecord::Json(map) => {
             apply_json(&mut out, map, &mut own_time);
-            REQUEST_ID_KEYS
-                .iter()
-                .find_map(|k| map.get(*k).and_then(Value::as_str))
-                .filter(|s| !s.is_empty())
-                .map(Cow::Borrowed)
+            json_request_id(map).map(Cow::Borrowed)
         }
     };
     out.time_unix_nano = choose_time(own_time, event_time).unwrap_or(observed);
@@ -281,6 +263,12 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 
+    fn own_rid(rec: &LogRecord) -> Option<String> {
+        map_log_body(LogSource::Function, rec, None, 0)
+            .1
+            .map(|r| r.into_owned())
+    }
+
     fn body(r: &OtlpLogRecord) -> Option<&AV> {
         r.body.as_ref().and_then(|b| b.value.as_ref())
     }
@@ -302,7 +290,7 @@ mod tests {
                 .into(),
         );
         assert_eq!(
-            record_request_id(&rec).as_deref(),
+            own_rid(&rec).as_deref(),
             Some("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11")
         );
         let r = map_log(LogInput {
@@ -329,7 +317,7 @@ mod tests {
         )
         .unwrap();
         let rec = LogRecord::Json(map);
-        assert_eq!(record_request_id(&rec).as_deref(), Some("r1"));
+        assert_eq!(own_rid(&rec).as_deref(), Some("r1"));
         let r = map_log(LogInput {
             source: LogSource::Function,
             record: &rec,
@@ -353,7 +341,7 @@ mod tests {
     #[test]
     fn powertools_json_in_text_mode() {
         let rec = LogRecord::Text(r#"{"level":"ERROR","location":"handler:12","message":"failed","function_request_id":"r9","cold_start":true}"#.into());
-        assert_eq!(record_request_id(&rec).as_deref(), Some("r9"));
+        assert_eq!(own_rid(&rec).as_deref(), Some("r9"));
         let r = map_log(LogInput {
             source: LogSource::Function,
             record: &rec,
