@@ -155,6 +155,8 @@ pub struct Config {
     pub receiver: crate::otlp_receiver::ReceiverConfig,
     /// Which id invocation spans take.
     pub span_id_mode: crate::mapping::invocation::SpanIdMode,
+    /// Redaction of secrets in traces and logs (off unless configured).
+    pub redact: Option<std::sync::Arc<crate::redact::Redactor>>,
     /// Valid but noteworthy settings, logged once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -247,6 +249,7 @@ impl Config {
             )? as usize,
             receiver,
             span_id_mode: parse_span_id_mode(env)?,
+            redact: crate::redact::Redactor::from_env(env)?.map(std::sync::Arc::new),
             warnings,
         })
     }

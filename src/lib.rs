@@ -15,6 +15,8 @@
 //!   over gRPC or HTTP.
 //! - [`otlp_receiver`] accepts the function's own OTLP data on loopback and
 //!   queues it, as received, in the same outbox.
+//! - [`redact`] (optional) rewrites secrets in traces and logs before
+//!   they are queued.
 //! - [`config`] reads every setting; [`time`] parses and formats timestamps.
 
 pub mod config;
@@ -24,5 +26,6 @@ pub mod lifecycle;
 pub mod mapping;
 pub mod otlp_receiver;
 pub mod pipeline;
+pub mod redact;
 pub mod telemetry_receiver;
 pub mod time;

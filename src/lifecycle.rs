@@ -140,7 +140,9 @@ pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigErro
 
     // The function's own OTLP data: listeners bound before the first /next
     // (a few microseconds), so exports during the function's init are taken.
-    let exporter = Arc::new(Exporter::new(&config.export, config.outbox_max_bytes));
+    let exporter = Arc::new(
+        Exporter::new(&config.export, config.outbox_max_bytes).with_redactor(config.redact.clone()),
+    );
     let forwarder = Arc::new(Forwarder::new(exporter.clone(), config.receiver.enrich));
     forwarder.set_lambda_resource(shared.lock().mapper.resource());
     let (receiver_go, go) = tokio::sync::watch::channel(false);
@@ -364,13 +366,30 @@ impl Lifecycle {
                 })
                 .await;
         }
-        let (output, resource) = {
-            let mut st = self.shared.lock();
-            (st.mapper.take_final(), st.mapper.resource().clone())
-        };
-        self.exporter.set_resource(&resource);
-        self.exporter.enqueue(output);
+        // Telemetry still arrives after SHUTDOWN (the runtime's last lines,
+        // a late report): wait until the stream has been quiet for one
+        // buffering window, within the same bound.
+        let quiet = Duration::from_millis(u64::from(self.config.telemetry.timeout_ms) + 25);
+        let quiet_cap = (Instant::now() + self.config.shutdown_report_wait).min(deadline);
+        self.shared.wait_quiet(quiet, quiet_cap).await;
+        // Batches that land while the final flush runs get another round
+        // (a few at most, and never past the deadline).
+        let mut sent = 0;
+        for _ in 0..3 {
+            let batches = self.shared.lock().receiver.batches;
+            let (output, resource) = {
+                let mut st = self.shared.lock();
+                (st.mapper.take_final(), st.mapper.resource().clone())
+            };
+            self.exporter.set_resource(&resource);
+            self.exporter.enqueue(output);
+            sent += self.exporter.flush(deadline).await.sent;
+            if self.shared.lock().receiver.batches == batches || Instant::now() >= deadline {
+                break;
+            }
+        }
         let report = self.exporter.shutdown(deadline).await;
+        sent += report.sent;
         let dropped: u64 = self.exporter.drops().values().sum();
         let st = self.shared.lock();
         tracing::info!(
@@ -383,7 +402,7 @@ impl Lifecycle {
             spans = st.mapper.stats.spans,
             reports = st.mapper.stats.reports,
             awaiting_report = st.mapper.invocations.awaiting_report().len(),
-            final_requests_sent = report.sent,
+            final_requests_sent = sent,
             dropped_items = dropped,
             "shutting down"
         );

@@ -150,6 +150,7 @@ impl Forwarder {
         for rs in &mut req.resource_spans {
             self.enrich(&mut rs.resource);
         }
+        self.exporter.redact_traces(&mut req);
         self.accept(Signal::Traces, Bytes::from(req.encode_to_vec()))
     }
 
@@ -164,6 +165,7 @@ impl Forwarder {
         for rl in &mut req.resource_logs {
             self.enrich(&mut rl.resource);
         }
+        self.exporter.redact_logs(&mut req);
         self.accept(Signal::Logs, Bytes::from(req.encode_to_vec()))
     }
 }

@@ -26,6 +26,8 @@ pub struct ReceiverStats {
 pub struct State {
     pub mapper: Mapper,
     pub receiver: ReceiverStats,
+    /// When the last batch arrived.
+    pub last_batch_at: Option<Instant>,
 }
 
 pub struct Shared {
@@ -39,6 +41,7 @@ impl Shared {
             state: Mutex::new(State {
                 mapper,
                 receiver: ReceiverStats::default(),
+                last_batch_at: None,
             }),
             changed: Notify::new(),
         }
@@ -56,6 +59,7 @@ impl Shared {
         {
             let mut st = self.lock();
             st.receiver.batches += 1;
+            st.last_batch_at = Some(Instant::now());
             st.receiver.events += batch.events.len() as u64;
             st.receiver.skipped_events += batch.skipped.len() as u64;
             for ev in batch.events {
@@ -67,6 +71,21 @@ impl Shared {
 
     pub fn count_rejected_body(&self) {
         self.lock().receiver.rejected_bodies += 1;
+    }
+
+    /// Waits until no batch has arrived for `quiet`, or until `cap`.
+    pub async fn wait_quiet(&self, quiet: std::time::Duration, cap: Instant) {
+        loop {
+            let Some(last) = self.lock().last_batch_at else {
+                return;
+            };
+            let now = Instant::now();
+            let until = last + quiet;
+            if until <= now || cap <= now {
+                return;
+            }
+            tokio::time::sleep_until(until.min(cap)).await;
+        }
     }
 
     /// Waits until `done` holds or `deadline` passes; returns whether it holds.

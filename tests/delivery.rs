@@ -11,39 +11,13 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use serde_json::json;
+use support::common::{body, env, line, start_with};
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
 use support::rotel::{free_port, Rotel};
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 async fn start(extra: Vec<(String, String)>) -> Emulator {
-    let emu = Emulator::start_extension(EmulatorOptions {
-        freeze_between_invocations: true,
-        extra_env: extra,
-        ..EmulatorOptions::default()
-    })
-    .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
-    emu
-}
-
-fn line(rid: &str, text: &str) -> serde_json::Value {
-    json!(format!("[INFO]\t2025-03-04T10:15:30.610Z\t{rid}\t{text}"))
-}
-
-fn body(r: &opentelemetry_proto::tonic::logs::v1::LogRecord) -> String {
-    match r.body.as_ref().and_then(|b| b.value.as_ref()) {
-        Some(AV::StringValue(s)) => s.clone(),
-        other => format!("{other:?}"),
-    }
+    start_with(extra, true).await
 }
 
 /// Each protocol delivers traces, metrics and logs to rotel.

@@ -18,11 +18,13 @@ pub mod rpc;
 pub mod settings;
 pub mod tls;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
@@ -34,6 +36,7 @@ use tokio::time::Instant;
 
 use crate::mapping::proto::kv_str;
 use crate::mapping::Output;
+use crate::redact::Redactor;
 use otlp::{Outcome, SignalExporter};
 use outbox::{DropCounts, DropReason, Entry, Origin, Outbox};
 use settings::{ExportSettings, Signal};
@@ -70,6 +73,8 @@ pub struct Exporter {
     sending: tokio::sync::Mutex<()>,
     health: Mutex<Health>,
     self_metrics: Mutex<SelfMetrics>,
+    /// Rewrites secrets in traces and logs before they are queued.
+    redactor: Option<Arc<Redactor>>,
 }
 
 /// Counters behind the bridge's own metrics.
@@ -159,6 +164,27 @@ impl Exporter {
                 start: crate::time::now(),
                 ..SelfMetrics::default()
             }),
+            redactor: None,
+        }
+    }
+
+    /// Redacts every trace and log request queued from now on.
+    pub fn with_redactor(mut self, redactor: Option<Arc<Redactor>>) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Applies the redaction (if any) to a trace request.
+    pub fn redact_traces(&self, req: &mut ExportTraceServiceRequest) {
+        if let Some(r) = &self.redactor {
+            r.redact_traces(req);
+        }
+    }
+
+    /// Applies the redaction (if any) to a log request.
+    pub fn redact_logs(&self, req: &mut ExportLogsServiceRequest) {
+        if let Some(r) = &self.redactor {
+            r.redact_logs(req);
         }
     }
 
@@ -185,11 +211,17 @@ impl Exporter {
     }
 
     /// Queues mapped data.
-    pub fn enqueue(&self, output: Output) {
+    pub fn enqueue(&self, mut output: Output) {
         if self.disabled {
             return;
         }
         let mut entries = Vec::new();
+        if let Some(t) = output.traces.as_mut() {
+            self.redact_traces(t);
+        }
+        if let Some(l) = output.logs.as_mut() {
+            self.redact_logs(l);
+        }
         if let Some(t) = output.traces {
             entries.push((
                 Signal::Traces,

@@ -151,7 +151,11 @@ impl SignalExporter {
             Ok(r) => r,
             Err(e) => {
                 return Outcome::Retryable {
-                    reason: format!("connection failed: {}", error_chain(&e)),
+                    reason: format!(
+                        "connection to {} failed: {}",
+                        host_of(&s.endpoint),
+                        error_chain(&e)
+                    ),
                     retry_after: None,
                 }
             }
@@ -212,7 +216,11 @@ impl SignalExporter {
         }
         if let Err(e) = grpc.ready().await {
             return Outcome::Retryable {
-                reason: format!("gRPC channel not ready: {e}"),
+                reason: format!(
+                    "gRPC channel to {} not ready: {}",
+                    host_of(&self.settings.endpoint),
+                    error_chain(&e)
+                ),
                 retry_after: None,
             };
         }
@@ -229,7 +237,20 @@ impl SignalExporter {
         let path = hyper::http::uri::PathAndQuery::from_static(self.settings.signal.grpc_path());
         match grpc.unary(req, path, RawCodec).await {
             Ok(resp) => partial_success(self.settings.signal, Protocol::Grpc, resp.get_ref()),
-            Err(status) => classify_grpc(&status),
+            Err(status) => match classify_grpc(&status) {
+                Outcome::Retryable {
+                    reason,
+                    retry_after,
+                } if std::error::Error::source(&status).is_some() => Outcome::Retryable {
+                    reason: format!(
+                        "{reason} (to {}): {}",
+                        host_of(&self.settings.endpoint),
+                        error_chain(&status)
+                    ),
+                    retry_after,
+                },
+                other => other,
+            },
         }
     }
 }
@@ -254,6 +275,13 @@ pub fn classify_grpc(status: &tonic::Status) -> Outcome {
         Code::ResourceExhausted if retry_after.is_some() => Outcome::Retryable {
             reason,
             retry_after,
+        },
+        // Made up on this side from a broken connection (tonic's "transport
+        // error", with the cause attached), not answered by the server: the
+        // request may never have arrived, so it is sent again.
+        Code::Unknown if std::error::Error::source(status).is_some() => Outcome::Retryable {
+            reason,
+            retry_after: None,
         },
         _ => Outcome::Permanent { reason },
     }
@@ -365,6 +393,19 @@ fn gzip(body: &[u8]) -> Result<Bytes, String> {
         .map_err(|e| format!("gzip failed: {e}"))
 }
 
+/// `host:port` of an endpoint URL, for error messages (no user info, path
+/// or query: those may carry credentials).
+fn host_of(endpoint: &str) -> String {
+    match endpoint.parse::<hyper::Uri>() {
+        Ok(u) => match (u.host(), u.port_u16()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            _ => "the endpoint".to_owned(),
+        },
+        Err(_) => "the endpoint".to_owned(),
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -447,6 +488,7 @@ mod tests {
             Code::Unimplemented,
             Code::Internal,
             Code::ResourceExhausted,
+            Code::Unknown,
         ] {
             assert!(
                 matches!(
@@ -456,6 +498,34 @@ mod tests {
                 "{code:?}"
             );
         }
+    }
+
+    #[test]
+    fn errors_name_the_host_but_never_credentials() {
+        assert_eq!(
+            host_of("https://user:pw@collector.example:4318/v1/logs?key=k"),
+            "collector.example:4318"
+        );
+        assert_eq!(host_of("http://[::1]:4317"), "[::1]:4317");
+        assert_eq!(host_of("not a url"), "the endpoint");
+    }
+
+    #[test]
+    fn a_broken_connection_is_retryable_not_a_refusal() {
+        // What tonic makes of a connection closed mid-request: UNKNOWN with
+        // the transport error as its source (a server's UNKNOWN has none).
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset",
+        )));
+        assert_eq!(broken.code(), tonic::Code::Unknown);
+        assert!(matches!(
+            classify_grpc(&broken),
+            Outcome::Retryable {
+                retry_after: None,
+                ..
+            }
+        ));
     }
 
     #[test]

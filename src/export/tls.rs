@@ -22,6 +22,12 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| TlsError(format!("cannot read {}: {e}", path.display())))
 }
 
+fn shown(path: &Option<std::path::PathBuf>) -> String {
+    path.as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
 /// PEM bytes of the CA file and of the client identity, if configured.
 pub struct PemFiles {
     pub ca: Option<Vec<u8>>,
@@ -50,11 +56,17 @@ pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
         Some(ca) => {
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca)
                 .collect::<Result<_, _>>()
-                .map_err(|e| TlsError(format!("bad PEM in the CA certificate file: {e}")))?;
+                .map_err(|e| {
+                    TlsError(format!(
+                        "bad PEM in the CA certificate file {}: {e}",
+                        shown(&files.ca_certificate)
+                    ))
+                })?;
             if certs.is_empty() {
-                return Err(TlsError(
-                    "the CA certificate file holds no certificate".into(),
-                ));
+                return Err(TlsError(format!(
+                    "the CA certificate file {} holds no certificate",
+                    shown(&files.ca_certificate)
+                )));
             }
             for c in certs {
                 roots
@@ -73,9 +85,18 @@ pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
         Some((cert, key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
                 .collect::<Result<_, _>>()
-                .map_err(|e| TlsError(format!("bad PEM in the client certificate file: {e}")))?;
-            let key = PrivateKeyDer::from_pem_slice(&key)
-                .map_err(|e| TlsError(format!("bad PEM in the client key file: {e}")))?;
+                .map_err(|e| {
+                    TlsError(format!(
+                        "bad PEM in the client certificate file {}: {e}",
+                        shown(&files.client_certificate)
+                    ))
+                })?;
+            let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+                TlsError(format!(
+                    "bad PEM in the client key file {}: {e}",
+                    shown(&files.client_key)
+                ))
+            })?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| TlsError(format!("client certificate and key do not match: {e}")))
@@ -86,6 +107,9 @@ pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
 
 /// The tonic TLS configuration for the gRPC exporter.
 pub fn tonic_config(files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    // tonic parses the PEM only when it connects, with errors that do not
+    // say which file: check the files the same way as for HTTP first.
+    client_config(files)?;
     let pem = load(files)?;
     let mut cfg = tonic::transport::ClientTlsConfig::new();
     cfg = match pem.ca {

@@ -600,6 +600,20 @@ impl Emulator {
         }
     }
 
+    /// Forgets the recorded telemetry POSTs ([`Emulator::deliveries`]), delivered events
+    /// ([`Emulator::delivered_events`]), handed-out events and runtimeDone acknowledgements, so
+    /// that long soak runs keep the emulator's own memory flat. Call it between invocations.
+    /// The Runtime API calls ([`Emulator::calls`]; a pending `/next` still refers to its entry)
+    /// and the `/next` times (which [`Emulator::invoke`] counts) are kept.
+    pub fn clear_history(&self) {
+        self.shared.update(|st| {
+            st.deliveries.clear();
+            st.delivered_events.clear();
+            st.handed_out.clear();
+            st.runtime_done_acks.clear();
+        });
+    }
+
     /// Every Runtime API call the extension made, in arrival order.
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.shared.lock().calls.clone()
@@ -954,7 +968,9 @@ impl Shared {
                     self.changed.notify_waiters();
                     return Ok(value);
                 }
-                if let Some(code) = st.exit {
+                // Once the child has exited, fail, but only after all of its
+                // output has been read: it may still hold what is waited for.
+                if let (Some(code), true) = (st.exit, st.output_closed >= 2) {
                     return Err(format!(
                         "extension exited with status {code} while waiting for {what}\n{}",
                         output_tail(&st.output)

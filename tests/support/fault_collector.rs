@@ -99,6 +99,8 @@ pub enum Fault {
     /// 200 with `partial_success { rejected_<signal>: rejected, error_message: message }`.
     /// The request counts as accepted (its items show up in [`FaultCollector::spans`] etc.).
     PartialSuccess { rejected: i64, message: String },
+    /// Read the request, wait this long, then answer like [`Fault::Ok`] (a slow collector).
+    Slow(Duration),
     /// Read the request, never answer (until the collector is dropped or stopped).
     Hang,
     /// Read the request, then drop the connection without an answer (on gRPC: the whole HTTP/2
@@ -1038,7 +1040,13 @@ async fn handle_http(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
     }
     let signal = signal.expect("checked");
 
-    let fault = ctx.shared.next_fault();
+    let fault = match ctx.shared.next_fault() {
+        Fault::Slow(by) => {
+            tokio::time::sleep(by).await;
+            Fault::Ok
+        }
+        f => f,
+    };
     let decoded = decompress(content_encoding.as_deref(), &body)
         .and_then(|raw| Payload::decode(signal, json, &raw));
     match &decoded {
@@ -1070,7 +1078,7 @@ async fn handle_http(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
             ctx.wait_shutdown().await;
             return Err("connection closed by fault".into());
         }
-        Fault::Ok | Fault::PartialSuccess { .. } => {
+        Fault::Ok | Fault::Slow(_) | Fault::PartialSuccess { .. } => {
             let partial = match &fault {
                 Fault::PartialSuccess { rejected, message } => Some((*rejected, message.as_str())),
                 _ => None,
@@ -1252,7 +1260,13 @@ async fn handle_grpc(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
         return Ok(grpc_error(12, &msg, None));
     };
 
-    let fault = ctx.shared.next_fault();
+    let fault = match ctx.shared.next_fault() {
+        Fault::Slow(by) => {
+            tokio::time::sleep(by).await;
+            Fault::Ok
+        }
+        f => f,
+    };
     let decoded = grpc_message(content_encoding.as_deref(), &body)
         .and_then(|raw| Payload::decode(signal, false, &raw));
     match &decoded {
@@ -1272,7 +1286,7 @@ async fn handle_grpc(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
             ctx.wait_shutdown().await;
             return Err("connection closed by fault".into());
         }
-        Fault::Ok | Fault::PartialSuccess { .. } => {
+        Fault::Ok | Fault::Slow(_) | Fault::PartialSuccess { .. } => {
             let partial = match &fault {
                 Fault::PartialSuccess { rejected, message } => Some((*rejected, message.as_str())),
                 _ => None,

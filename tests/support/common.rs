@@ -1,0 +1,93 @@
+//! Small helpers shared by the black-box tests: environment pairs, a started
+//! emulator, Lambda-style log lines, log bodies and the shutdown summary.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use serde_json::{json, Value};
+
+use super::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeOutcome, InvokeSpec};
+
+/// `(name, value)` pairs for `EmulatorOptions::extra_env`.
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Starts the extension (sandbox frozen between invocations when `freeze`)
+/// and runs the init phase.
+pub async fn start_with(extra: Vec<(String, String)>, freeze: bool) -> Emulator {
+    let emu = Emulator::start_extension(EmulatorOptions {
+        freeze_between_invocations: freeze,
+        extra_env: extra,
+        ..EmulatorOptions::default()
+    })
+    .await;
+    emu.init(vec![], Duration::from_secs(10))
+        .await
+        .expect("init");
+    emu
+}
+
+/// A Python-runtime text log line of invocation `rid`.
+pub fn line(rid: &str, text: &str) -> Value {
+    json!(format!("[INFO]\t2025-03-04T10:15:30.610Z\t{rid}\t{text}"))
+}
+
+/// One invocation with one text log line; panics with the extension's
+/// output if the emulator reports a failure.
+pub async fn invoke_line(emu: &Emulator, text: &str) -> InvokeOutcome {
+    let rid = new_request_id();
+    emu.invoke(InvokeSpec {
+        request_id: rid.clone(),
+        logs: vec![line(&rid, text)],
+        ..InvokeSpec::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{text}: {e}\n{}", emu.output()))
+}
+
+/// A log record's body as text (a string body as it is).
+pub fn body(r: &LogRecord) -> String {
+    match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(AV::StringValue(s)) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Waits for the one-line shutdown summary and returns it.
+pub async fn summary_line(emu: &Emulator) -> String {
+    if let Err(e) = emu
+        .wait_for_output("shutting down", Duration::from_secs(10))
+        .await
+    {
+        panic!(
+            "{e}\nexit status {:?}\noutput:\n{}",
+            emu.exit_status(),
+            emu.output()
+        );
+    }
+    emu.output()
+        .lines()
+        .find(|l| l.contains("shutting down"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The number after `key=` in a summary line.
+pub fn summary_field(line: &str, key: &str) -> u64 {
+    let at = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("{key} in {line}"));
+    line[at + key.len() + 2..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {line}"))
+}
