@@ -1,6 +1,6 @@
 //! Micro-benchmarks (criterion): decoding Telemetry API batches, mapping
 //! log lines of each runtime format and platform events to OTLP, X-Ray
-//! header parsing, and OTLP protobuf encoding.
+//! header parsing, OTLP protobuf encoding, and redaction of mapped logs.
 //!
 //! ```sh
 //! cargo bench --bench mapping
@@ -156,5 +156,55 @@ fn encoding(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, log_lines, platform_events, xray_and_time, encoding);
+/// `LAMBDA_OTEL_BRIDGE_REDACT=default` over 1000 mapped log records: plain
+/// lines, JSON lines (with attributes), and lines of which one in ten holds
+/// a credential.
+fn redaction(c: &mut Criterion) {
+    use lambda_otel_bridge::redact::Redactor;
+    let env: std::collections::HashMap<String, String> =
+        [("LAMBDA_OTEL_BRIDGE_REDACT".to_owned(), "default".to_owned())].into();
+    let redactor = Redactor::from_env(&env).unwrap().unwrap();
+    let with_secrets: Vec<serde_json::Value> = (0..1000)
+        .map(|i| {
+            if i % 10 == 0 {
+                serde_json::json!({"time": "2025-03-04T10:15:30.611Z", "type": "function",
+                    "record": format!("[INFO]\t2025-03-04T10:15:30.610Z\t{RID}\tcalling with Authorization: Bearer abc{i}def456ghi")})
+            } else {
+                serde_json::json!({"time": "2025-03-04T10:15:30.611Z", "type": "function", "record": line("python", i)})
+            }
+        })
+        .collect();
+    let mut g = c.benchmark_group("redaction (default presets) of 1000 log records");
+    g.throughput(Throughput::Elements(1000));
+    for (name, body) in [
+        ("python", batch("python", 1000)),
+        ("json", batch("json", 1000)),
+        (
+            "python, 10% with a token",
+            serde_json::to_vec(&with_secrets).unwrap(),
+        ),
+    ] {
+        let logs = map_batch(mapper(), &body).logs.unwrap();
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || logs.clone(),
+                |mut l| {
+                    redactor.redact_logs(&mut l);
+                    black_box(l)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    log_lines,
+    platform_events,
+    xray_and_time,
+    encoding,
+    redaction
+);
 criterion_main!(benches);

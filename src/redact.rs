@@ -39,7 +39,8 @@ struct Preset {
     check: Option<fn(&str) -> bool>,
 }
 
-/// A cheap test that lets most strings skip a preset's regular expression.
+/// What a string must contain for a preset to have a chance (a superset:
+/// literals are compared with ASCII case ignored).
 #[derive(Clone, Copy)]
 enum Hint {
     /// No shortcut (user patterns).
@@ -52,30 +53,105 @@ enum Hint {
     Digits(usize),
 }
 
-impl Hint {
-    fn allows(self, s: &str) -> bool {
-        match self {
-            Hint::None => true,
-            Hint::Any(lits) => lits.iter().any(|l| s.contains(l)),
-            Hint::AnyCi(lits) => lits.iter().any(|l| contains_ignore_ascii_case(s, l)),
-            Hint::Digits(n) => s.bytes().filter(u8::is_ascii_digit).nth(n - 1).is_some(),
+/// The hints of all presets at once: one pass over a string gives the set
+/// of patterns worth running (a bit per pattern index below 64).
+struct Prefilter {
+    /// Literals by their first byte (lower-cased), with their pattern's bit.
+    by_first: Vec<Vec<(&'static [u8], u64)>>,
+    /// Minimum digit counts, with their pattern's bit.
+    digits: Vec<(usize, u64)>,
+    /// Patterns that are always run (no hint, or index 64 and above).
+    always: Vec<usize>,
+}
+
+impl Prefilter {
+    fn new(hints: &[Hint]) -> Prefilter {
+        let mut f = Prefilter {
+            by_first: vec![Vec::new(); 256],
+            digits: Vec::new(),
+            always: Vec::new(),
+        };
+        for (i, h) in hints.iter().enumerate() {
+            let bit = 1u64.checked_shl(i as u32).filter(|_| i < 64);
+            match (h, bit) {
+                (Hint::Any(lits) | Hint::AnyCi(lits), Some(bit)) => {
+                    for l in lits.iter() {
+                        let first = l.as_bytes()[0].to_ascii_lowercase();
+                        f.by_first[first as usize].push((l.as_bytes(), bit));
+                    }
+                }
+                (Hint::Digits(n), Some(bit)) => f.digits.push((*n, bit)),
+                _ => f.always.push(i),
+            }
         }
+        f
+    }
+
+    /// The bits of the patterns whose hint is present in `s`.
+    fn candidates(&self, s: &str) -> u64 {
+        let h = s.as_bytes();
+        let mut hits = 0u64;
+        for i in 0..h.len() {
+            for (lit, bit) in &self.by_first[h[i].to_ascii_lowercase() as usize] {
+                if hits & bit == 0
+                    && h.len() - i >= lit.len()
+                    && h[i..i + lit.len()].eq_ignore_ascii_case(lit)
+                {
+                    hits |= bit;
+                }
+            }
+        }
+        if !self.digits.is_empty() {
+            let n = h.iter().filter(|b| b.is_ascii_digit()).count();
+            for (min, bit) in &self.digits {
+                if n >= *min {
+                    hits |= bit;
+                }
+            }
+        }
+        hits
     }
 }
 
-/// Whether `needle` (lower-case ASCII) occurs in `hay`, ASCII case ignored.
-fn contains_ignore_ascii_case(hay: &str, needle: &str) -> bool {
-    let (h, n) = (hay.as_bytes(), needle.as_bytes());
-    let first = n[0];
-    let upper = first.to_ascii_uppercase();
-    h.len() >= n.len()
-        && (0..=h.len() - n.len())
-            .any(|i| (h[i] == first || h[i] == upper) && h[i..i + n.len()].eq_ignore_ascii_case(n))
-}
+/// Names of keys whose values are secrets (the `keys` preset): a key is
+/// secret when, ASCII case ignored, it ends with one of these and the name
+/// starts the key or follows `.`, `_` or `-` (`db.password`, `x-api-key`,
+/// `client_secret`, `Set-Cookie`).
+const SECRET_KEY_NAMES: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "accesskey",
+    "access_key",
+    "access-key",
+    "secretkey",
+    "secret_key",
+    "secret-key",
+    "privatekey",
+    "private_key",
+    "private-key",
+    "authorization",
+    "cookie",
+    "credential",
+    "credentials",
+];
 
-/// Names of keys whose values are secrets (the `keys` preset), matched
-/// against the last dot-separated segment of a key, case-insensitively.
-const SECRET_KEYS: &str = r"(?i)(?:^|[._-])(?:password|passwd|pwd|passphrase|secret|client[_-]?secret|api[_-]?key|apikey|x-api-key|access[_-]?key|secret[_-]?key|private[_-]?key|token|access[_-]?token|refresh[_-]?token|id[_-]?token|auth[_-]?token|session[_-]?token|authorization|proxy-authorization|cookie|set-cookie|credentials?)$";
+/// Whether `key` is named like a secret (see [`SECRET_KEY_NAMES`]).
+fn is_secret_key_name(key: &str) -> bool {
+    let k = key.as_bytes();
+    SECRET_KEY_NAMES.iter().any(|name| {
+        let n = name.as_bytes();
+        k.len() >= n.len()
+            && k[k.len() - n.len()..].eq_ignore_ascii_case(n)
+            && (k.len() == n.len() || matches!(k[k.len() - n.len() - 1], b'.' | b'_' | b'-'))
+    })
+}
 
 /// Value presets: common credential shapes.
 const PRESETS: &[Preset] = &[
@@ -190,14 +266,16 @@ struct ValuePattern {
     re: Regex,
     /// Index of the `secret` group, if the pattern has one.
     secret_group: Option<usize>,
-    hint: Hint,
     check: Option<fn(&str) -> bool>,
 }
 
 /// A compiled redaction configuration.
 pub struct Redactor {
     values: Vec<ValuePattern>,
-    /// Every key pattern in one alternation.
+    prefilter: Prefilter,
+    /// The `keys` preset.
+    builtin_keys: bool,
+    /// Every `LAMBDA_OTEL_BRIDGE_REDACT_KEYS` pattern in one alternation.
     keys: Option<Regex>,
     replacement: String,
     redactions: AtomicU64,
@@ -210,6 +288,7 @@ impl std::fmt::Debug for Redactor {
                 "values",
                 &self.values.iter().map(|v| &v.name).collect::<Vec<_>>(),
             )
+            .field("builtin_keys", &self.builtin_keys)
             .field("keys", &self.keys.is_some())
             .finish()
     }
@@ -273,19 +352,20 @@ impl Redactor {
         preset_list.dedup();
 
         let mut values = Vec::new();
+        let mut hints = Vec::new();
         let mut key_patterns = Vec::new();
+        let builtin_keys = preset_list.contains(&"keys");
         for name in &preset_list {
             if *name == "keys" {
-                key_patterns.push(SECRET_KEYS.to_owned());
                 continue;
             }
             let p = PRESETS.iter().find(|p| p.name == *name).expect("listed");
             let re = Regex::new(p.pattern).expect("built-in pattern compiles");
+            hints.push(p.hint);
             values.push(ValuePattern {
                 name: p.name.to_owned(),
                 secret_group: re.capture_names().position(|n| n == Some("secret")),
                 re,
-                hint: p.hint,
                 check: p.check,
             });
         }
@@ -293,11 +373,11 @@ impl Redactor {
         if let Some(v) = env.get(&patterns_var) {
             for (i, p) in pattern_list(&patterns_var, &v)?.into_iter().enumerate() {
                 let re = compile(&patterns_var, &p)?;
+                hints.push(Hint::None);
                 values.push(ValuePattern {
                     name: format!("pattern {}", i + 1),
                     secret_group: re.capture_names().position(|n| n == Some("secret")),
                     re,
-                    hint: Hint::None,
                     check: None,
                 });
             }
@@ -309,7 +389,7 @@ impl Redactor {
                 key_patterns.push(p);
             }
         }
-        if values.is_empty() && key_patterns.is_empty() {
+        if values.is_empty() && key_patterns.is_empty() && !builtin_keys {
             return Ok(None);
         }
         let replacement = env
@@ -323,6 +403,8 @@ impl Redactor {
         };
         Ok(Some(Redactor {
             values,
+            prefilter: Prefilter::new(&hints),
+            builtin_keys,
             keys,
             replacement,
             redactions: AtomicU64::new(0),
@@ -335,7 +417,8 @@ impl Redactor {
     }
 
     fn key_is_secret(&self, key: &str) -> bool {
-        self.keys.as_ref().is_some_and(|k| k.is_match(key))
+        (self.builtin_keys && is_secret_key_name(key))
+            || self.keys.as_ref().is_some_and(|k| k.is_match(key))
     }
 
     /// Redacts one string in place; true when it changed.
@@ -343,9 +426,14 @@ impl Redactor {
         if self.values.is_empty() {
             return false;
         }
+        let hits = self.prefilter.candidates(s);
+        if hits == 0 && self.prefilter.always.is_empty() {
+            return false;
+        }
         let mut changed = false;
-        for p in &self.values {
-            if !p.hint.allows(s) {
+        for (i, p) in self.values.iter().enumerate() {
+            let hinted = i < 64 && hits & (1u64 << i) != 0;
+            if !hinted && !self.prefilter.always.contains(&i) {
                 continue;
             }
             if let Some(out) = self.replace(p, s) {
@@ -691,6 +779,34 @@ mod tests {
             let err = Redactor::from_env(&env_of(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);
             assert!(err.reason.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn secret_key_names() {
+        for k in [
+            "password",
+            "DB_PASSWORD",
+            "db.password",
+            "x-api-key",
+            "Set-Cookie",
+            "http.request.header.proxy-authorization",
+            "client_secret",
+            "refresh_token",
+            "aws.secret_key",
+            "credentials",
+        ] {
+            assert!(is_secret_key_name(k), "{k}");
+        }
+        for k in [
+            "monkey",
+            "tokens_used",
+            "passwordless_login",
+            "secretary",
+            "faas.invocation_id",
+            "keyword",
+        ] {
+            assert!(!is_secret_key_name(k), "{k}");
         }
     }
 
