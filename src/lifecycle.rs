@@ -398,6 +398,7 @@ impl Lifecycle {
             events = st.receiver.events,
             skipped_events = st.receiver.skipped_events,
             rejected_bodies = st.receiver.rejected_bodies,
+            duplicate_batches = st.receiver.duplicate_batches,
             log_records = st.mapper.stats.log_records,
             spans = st.mapper.stats.spans,
             reports = st.mapper.stats.reports,

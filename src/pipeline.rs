@@ -21,13 +21,20 @@ pub struct ReceiverStats {
     pub events: u64,
     pub skipped_events: u64,
     pub rejected_bodies: u64,
+    /// Batches dropped as redeliveries of one already ingested.
+    pub duplicate_batches: u64,
 }
+
+/// How many recent batch digests are remembered to spot redeliveries.
+const RECENT_BATCHES: usize = 64;
 
 pub struct State {
     pub mapper: Mapper,
     pub receiver: ReceiverStats,
     /// When the last batch arrived.
     pub last_batch_at: Option<Instant>,
+    /// Digests of the last batch bodies (newest last).
+    recent: std::collections::VecDeque<u64>,
 }
 
 pub struct Shared {
@@ -42,6 +49,7 @@ impl Shared {
                 mapper,
                 receiver: ReceiverStats::default(),
                 last_batch_at: None,
+                recent: std::collections::VecDeque::with_capacity(RECENT_BATCHES),
             }),
             changed: Notify::new(),
         }
@@ -67,6 +75,27 @@ impl Shared {
             }
         }
         self.changed.notify_waiters();
+    }
+
+    /// Whether `body` repeats one of the last batches byte for byte: Lambda
+    /// sends a batch again when it got no 2xx in time, and events carry
+    /// millisecond times, so a repeated body is a redelivery. Remembers the
+    /// body otherwise.
+    pub fn is_redelivery(&self, body: &[u8]) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        let digest = h.finish();
+        let mut st = self.lock();
+        if st.recent.contains(&digest) {
+            st.receiver.duplicate_batches += 1;
+            return true;
+        }
+        if st.recent.len() == RECENT_BATCHES {
+            st.recent.pop_front();
+        }
+        st.recent.push_back(digest);
+        false
     }
 
     pub fn count_rejected_body(&self) {

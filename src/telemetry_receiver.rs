@@ -78,6 +78,10 @@ pub fn router(shared: Arc<Shared>, body_limit: usize) -> Router {
 async fn receive(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let observed = crate::time::now();
     match parse_batch(&body) {
+        Ok(batch) if !batch.events.is_empty() && shared.is_redelivery(&body) => {
+            tracing::debug!(bytes = body.len(), "dropped a redelivered telemetry batch");
+            StatusCode::OK.into_response()
+        }
         Ok(batch) => {
             if !batch.skipped.is_empty() {
                 tracing::debug!(skipped = batch.skipped.len(), first = %batch.skipped[0], "skipped telemetry events");

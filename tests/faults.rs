@@ -383,3 +383,41 @@ async fn shutdown_with_a_slow_collector_exits_before_the_deadline() {
         collector.summary()
     );
 }
+
+/// Lambda sends a batch again when it got no 2xx in time: the same body
+/// twice is ingested once (the repeat is answered 200 and counted), so no
+/// log line or span is exported twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_batches_are_not_exported_twice() {
+    let collector = FaultCollector::start().await;
+    let emu = start_with(
+        env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint())]),
+        false,
+    )
+    .await;
+    invoke_line(&emu, "an invocation first").await;
+    let rid = new_request_id();
+    let batch = serde_json::to_vec(&json!([
+        telemetry_event("function", line(&rid, "sent twice")),
+        telemetry_event("function", line(&rid, "also sent twice")),
+    ]))
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(emu.push_raw(batch.clone()).await, Ok(200));
+    }
+    // A different batch with the same lines at a later time is new data.
+    let again = serde_json::to_vec(&json!([telemetry_event(
+        "function",
+        line(&rid, "sent twice")
+    )]))
+    .unwrap();
+    assert_ne!(again, batch);
+    assert_eq!(emu.push_raw(again).await, Ok(200));
+    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+    assert!(out.exited_by_itself, "{out:?}");
+    let summary = summary_line(&emu).await;
+    assert_eq!(summary_field(&summary, "duplicate_batches"), 2, "{summary}");
+    let counts = body_counts(&collector);
+    assert_eq!(counts.get("also sent twice"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("sent twice"), Some(&2), "{counts:?}");
+}
