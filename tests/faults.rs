@@ -421,3 +421,77 @@ async fn redelivered_batches_are_not_exported_twice() {
     assert_eq!(counts.get("also sent twice"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("sent twice"), Some(&2), "{counts:?}");
 }
+
+/// Throttling: HTTP 429 with `Retry-After`, and gRPC RESOURCE_EXHAUSTED with
+/// a `RetryInfo`. The throttled requests stay queued, are not sent again
+/// before the delay, and arrive once, with nothing dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_honoured_and_nothing_is_lost() {
+    for protocol in ["http/protobuf", "grpc"] {
+        let collector = FaultCollector::start().await;
+        let endpoint = match protocol {
+            "grpc" => collector.grpc_endpoint().expect("gRPC listener"),
+            _ => collector.http_endpoint(),
+        };
+        let emu = start_with(
+            env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
+                ("LAMBDA_OTEL_BRIDGE_FLUSH_TIMEOUT_MS", "300"),
+            ]),
+            true,
+        )
+        .await;
+        let throttle = match protocol {
+            "grpc" => Fault::Grpc {
+                code: 8,
+                retry_after: Some(1),
+            },
+            _ => Fault::Status {
+                code: 429,
+                retry_after: Some(1),
+            },
+        };
+        collector.push_faults(vec![throttle; 3]);
+        let first = invoke_line(&emu, &format!("throttled {protocol}")).await;
+        assert!(
+            first.post_runtime.unwrap() < Duration::from_millis(1500),
+            "the 1 s delay does not fit the 300 ms budget: deferred, not awaited: {first:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        invoke_line(&emu, &format!("after the delay {protocol}")).await;
+        let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+        assert!(out.exited_by_itself, "{out:?}");
+        let summary = summary_line(&emu).await;
+        assert_eq!(summary_field(&summary, "dropped_items"), 0, "{summary}");
+        let counts = body_counts(&collector);
+        for text in [
+            format!("throttled {protocol}"),
+            format!("after the delay {protocol}"),
+        ] {
+            assert_eq!(
+                counts.get(&text),
+                Some(&1),
+                "{text}: {}",
+                collector.summary()
+            );
+        }
+        // No throttled signal was retried within its second.
+        let requests = collector.requests();
+        let throttled: Vec<_> = requests.iter().filter(|r| !r.accepted()).collect();
+        assert_eq!(throttled.len(), 3, "{}", collector.summary());
+        for r in throttled {
+            let retry = requests
+                .iter()
+                .find(|x| x.signal == r.signal && x.at > r.at)
+                .expect("retried");
+            assert!(
+                retry.at.duration_since(r.at) >= Duration::from_millis(950),
+                "{protocol}: {} retried after {:?}",
+                r.signal,
+                retry.at.duration_since(r.at)
+            );
+        }
+    }
+}
