@@ -168,7 +168,11 @@ pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigErro
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     telemetry_receiver::spawn(
         listener,
-        telemetry_receiver::router(shared.clone(), config.telemetry.body_limit()),
+        telemetry_receiver::router(
+            shared.clone(),
+            config.telemetry.body_limit(),
+            Some(exporter.clone()),
+        ),
     );
     let subscribed = subscribe(&client, &runtime_api, &id, &config, port).await;
     // Without a working subscription to platform events no runtimeDone or
@@ -180,6 +184,22 @@ pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigErro
         // No INVOKE events on Managed Instances: flush on a timer.
         policy = FlushPolicy::Periodic(Duration::from_millis(1000));
     }
+    shared.set_pressure_bytes(crate::export::max_request_bytes(config.outbox_max_bytes));
+    // Background exports are not on the function's path: they get the
+    // export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`), not the flush budget, so
+    // a request is not cut off (and sent again) just because it is slow.
+    let background_budget = [&config.export.traces, &config.export.logs]
+        .iter()
+        .map(|s| s.timeout)
+        .max()
+        .unwrap_or(config.flush_timeout)
+        .max(config.flush_timeout);
+    tokio::spawn(relieve_pressure(
+        shared.clone(),
+        exporter.clone(),
+        forwarder.clone(),
+        background_budget,
+    ));
     let lifecycle = Lifecycle {
         api,
         id,
@@ -219,6 +239,39 @@ async fn subscribe(
         Err(e) => {
             tracing::error!("Telemetry API subscription failed, no telemetry will arrive: {e}");
             false
+        }
+    }
+}
+
+/// Moves everything mapped so far (`last`: also what is incomplete) into
+/// the outbox.
+fn map_for_export(shared: &Shared, exporter: &Exporter, forwarder: &Forwarder, last: bool) {
+    let (output, resource) = shared.take(last);
+    exporter.set_resource(&resource);
+    forwarder.set_lambda_resource(&resource);
+    exporter.enqueue(output);
+}
+
+/// A burst of telemetry between flush points (up to 1 MiB per 25 ms at
+/// Lambda's limits) would otherwise pile up in the mapper and become one
+/// request too large for the outbox: past the pressure threshold, what is
+/// pending is mapped into the outbox at once (bounding memory) and exported
+/// in the background (one export at a time).
+async fn relieve_pressure(
+    shared: Arc<Shared>,
+    exporter: Arc<Exporter>,
+    forwarder: Arc<Forwarder>,
+    budget: Duration,
+) {
+    let mut export: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        shared.under_pressure().await;
+        map_for_export(&shared, &exporter, &forwarder, false);
+        if export.as_ref().is_none_or(|h| h.is_finished()) {
+            let exporter = exporter.clone();
+            export = Some(tokio::spawn(async move {
+                exporter.flush(Instant::now() + budget).await;
+            }));
         }
     }
 }
@@ -284,8 +337,7 @@ impl Lifecycle {
                         .exit_error(&self.id, "Extension.UnknownReason", &msg)
                         .await;
                     // Last chance to deliver what was received.
-                    let output = self.shared.lock().mapper.take_final();
-                    self.exporter.enqueue(output);
+                    map_for_export(&self.shared, &self.exporter, &self.forwarder, true);
                     self.exporter
                         .shutdown(Instant::now() + Duration::from_millis(500))
                         .await;
@@ -342,13 +394,7 @@ impl Lifecycle {
 
     /// Moves everything mapped so far into the outbox.
     fn map_for_export(&self) {
-        let (output, resource) = {
-            let mut st = self.shared.lock();
-            (st.mapper.take(), st.mapper.resource().clone())
-        };
-        self.exporter.set_resource(&resource);
-        self.forwarder.set_lambda_resource(&resource);
-        self.exporter.enqueue(output);
+        map_for_export(&self.shared, &self.exporter, &self.forwarder, false);
     }
 
     async fn map_and_flush(&self, deadline: Instant) {
@@ -377,12 +423,7 @@ impl Lifecycle {
         let mut sent = 0;
         for _ in 0..3 {
             let batches = self.shared.lock().receiver.batches;
-            let (output, resource) = {
-                let mut st = self.shared.lock();
-                (st.mapper.take_final(), st.mapper.resource().clone())
-            };
-            self.exporter.set_resource(&resource);
-            self.exporter.enqueue(output);
+            map_for_export(&self.shared, &self.exporter, &self.forwarder, true);
             sent += self.exporter.flush(deadline).await.sent;
             if self.shared.lock().receiver.batches == batches || Instant::now() >= deadline {
                 break;

@@ -134,15 +134,25 @@ impl Forwarder {
 
     fn accept(&self, signal: Signal, body: Bytes) -> Result<(), Refusal> {
         let items = count_items(signal, &body);
+        self.accept_parts(signal, vec![(body, items)])
+    }
+
+    /// Queues every part of one request, or none (a partial acceptance
+    /// would make the function's retry duplicate the accepted parts).
+    fn accept_parts(&self, signal: Signal, parts: Vec<(Bytes, u64)>) -> Result<(), Refusal> {
+        let bytes: usize = parts.iter().map(|(b, _)| b.len()).sum();
+        let items: u64 = parts.iter().map(|(_, n)| n).sum();
         self.stats().requests += 1;
-        if !self.exporter.has_room(body.len()) {
+        if !self.exporter.has_room(bytes) {
             self.stats().refused_full += 1;
             self.exporter
                 .count_drop(signal, DropReason::OutboxFull, items);
             return Err(Refusal::Full);
         }
-        self.exporter
-            .enqueue_raw(signal, body, items, Origin::Function);
+        for (body, items) in parts {
+            self.exporter
+                .enqueue_raw(signal, body, items, Origin::Function);
+        }
         Ok(())
     }
 
@@ -151,7 +161,8 @@ impl Forwarder {
             self.enrich(&mut rs.resource);
         }
         self.exporter.redact_traces(&mut req);
-        self.accept(Signal::Traces, Bytes::from(req.encode_to_vec()))
+        let parts = self.exporter.encode_traces(req);
+        self.accept_parts(Signal::Traces, parts)
     }
 
     fn forward_metrics(&self, mut req: ExportMetricsServiceRequest) -> Result<(), Refusal> {
@@ -166,7 +177,8 @@ impl Forwarder {
             self.enrich(&mut rl.resource);
         }
         self.exporter.redact_logs(&mut req);
-        self.accept(Signal::Logs, Bytes::from(req.encode_to_vec()))
+        let parts = self.exporter.encode_logs(req);
+        self.accept_parts(Signal::Logs, parts)
     }
 }
 

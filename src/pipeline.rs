@@ -5,6 +5,7 @@
 //! Everything runs on one current-thread runtime; the lock is only held for
 //! in-memory work, never across an `.await`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -33,6 +34,8 @@ pub struct State {
     pub receiver: ReceiverStats,
     /// When the last batch arrived.
     pub last_batch_at: Option<Instant>,
+    /// Telemetry bytes received since the mapper's output was last taken.
+    pub pending_bytes: usize,
     /// Digests of the last batch bodies (newest last).
     recent: std::collections::VecDeque<u64>,
 }
@@ -40,6 +43,9 @@ pub struct State {
 pub struct Shared {
     state: Mutex<State>,
     changed: Notify,
+    /// Signalled when `pending_bytes` reaches `pressure_bytes`.
+    pressure: Notify,
+    pressure_bytes: AtomicUsize,
 }
 
 impl Shared {
@@ -49,10 +55,43 @@ impl Shared {
                 mapper,
                 receiver: ReceiverStats::default(),
                 last_batch_at: None,
+                pending_bytes: 0,
                 recent: std::collections::VecDeque::with_capacity(RECENT_BATCHES),
             }),
             changed: Notify::new(),
+            pressure: Notify::new(),
+            pressure_bytes: AtomicUsize::new(usize::MAX),
         }
+    }
+
+    /// From how many received bytes on [`Shared::under_pressure`] fires.
+    pub fn set_pressure_bytes(&self, bytes: usize) {
+        self.pressure_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Waits until the telemetry received since the last take reaches the
+    /// pressure threshold (a burst between flush points).
+    pub async fn under_pressure(&self) {
+        self.pressure.notified().await;
+    }
+
+    /// Takes what the mapper has produced (`last`: also what is still
+    /// incomplete, at the end), with the resource it belongs to.
+    pub fn take(
+        &self,
+        last: bool,
+    ) -> (
+        crate::mapping::Output,
+        opentelemetry_proto::tonic::resource::v1::Resource,
+    ) {
+        let mut st = self.lock();
+        st.pending_bytes = 0;
+        let output = if last {
+            st.mapper.take_final()
+        } else {
+            st.mapper.take()
+        };
+        (output, st.mapper.resource().clone())
     }
 
     /// Locks the state. A panic while holding the lock cannot leave the
@@ -62,10 +101,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Feeds one decoded batch.
-    pub fn ingest(&self, batch: ParsedBatch, observed: UnixNanos) {
-        {
+    /// Feeds one decoded batch of `bytes` bytes.
+    pub fn ingest(&self, batch: ParsedBatch, observed: UnixNanos, bytes: usize) {
+        let pressure = {
             let mut st = self.lock();
+            st.pending_bytes += bytes;
             st.receiver.batches += 1;
             st.last_batch_at = Some(Instant::now());
             st.receiver.events += batch.events.len() as u64;
@@ -73,6 +113,10 @@ impl Shared {
             for ev in batch.events {
                 st.mapper.ingest(ev, observed);
             }
+            st.pending_bytes >= self.pressure_bytes.load(Ordering::Relaxed)
+        };
+        if pressure {
+            self.pressure.notify_one();
         }
         self.changed.notify_waiters();
     }

@@ -22,6 +22,7 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 
+use crate::export::Exporter;
 use crate::lambda::events::parse_batch;
 use crate::pipeline::Shared;
 
@@ -68,14 +69,36 @@ pub fn destination(port: u16) -> String {
     format!("http://{SANDBOX_HOST}:{port}{PATH}")
 }
 
-pub fn router(shared: Arc<Shared>, body_limit: usize) -> Router {
+/// Longest time one batch's answer is held back while the outbox drains.
+pub const BACKPRESSURE_MAX: std::time::Duration = std::time::Duration::from_millis(250);
+
+#[derive(Clone)]
+struct Receiver {
+    shared: Arc<Shared>,
+    exporter: Option<Arc<Exporter>>,
+}
+
+/// The listener's routes. With `exporter`, a batch that arrives while the
+/// outbox is backlogged behind a healthy collector is answered only once
+/// the outbox has drained below half (at most [`BACKPRESSURE_MAX`]): Lambda
+/// sends the next batch after the answer, so a burst waits in Lambda's
+/// buffer instead of overflowing the outbox. Against a failing collector
+/// nothing is held back (the function must not wait for it).
+pub fn router(shared: Arc<Shared>, body_limit: usize, exporter: Option<Arc<Exporter>>) -> Router {
     Router::new()
         .route(PATH, post(receive))
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(shared)
+        .with_state(Receiver { shared, exporter })
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
+    if let Some(exporter) = &rx.exporter {
+        let until = tokio::time::Instant::now() + BACKPRESSURE_MAX;
+        while exporter.backlogged() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    let shared = rx.shared;
     let observed = crate::time::now();
     match parse_batch(&body) {
         Ok(batch) if !batch.events.is_empty() && shared.is_redelivery(&body) => {
@@ -86,7 +109,7 @@ async fn receive(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             if !batch.skipped.is_empty() {
                 tracing::debug!(skipped = batch.skipped.len(), first = %batch.skipped[0], "skipped telemetry events");
             }
-            shared.ingest(batch, observed);
+            shared.ingest(batch, observed, body.len());
             StatusCode::OK.into_response()
         }
         Err(e) => {

@@ -16,6 +16,7 @@ pub mod otlp;
 pub mod outbox;
 pub mod rpc;
 pub mod settings;
+pub mod split;
 pub mod tls;
 
 use std::sync::{Arc, Mutex};
@@ -75,6 +76,15 @@ pub struct Exporter {
     self_metrics: Mutex<SelfMetrics>,
     /// Rewrites secrets in traces and logs before they are queued.
     redactor: Option<Arc<Redactor>>,
+    /// Trace and log requests above this many bytes are split.
+    max_request_bytes: usize,
+}
+
+/// Largest trace or log request queued as one entry: 1 MiB, or a quarter
+/// of a smaller outbox (so a burst never makes an entry the outbox cannot
+/// hold).
+pub fn max_request_bytes(outbox_bytes: usize) -> usize {
+    (outbox_bytes / 4).clamp(16 * 1024, 1024 * 1024)
 }
 
 /// Counters behind the bridge's own metrics.
@@ -165,7 +175,26 @@ impl Exporter {
                 ..SelfMetrics::default()
             }),
             redactor: None,
+            max_request_bytes: max_request_bytes(outbox_bytes),
         }
+    }
+
+    /// Encodes a trace request, split into parts of bounded size; each
+    /// part with its span count.
+    pub fn encode_traces(&self, req: ExportTraceServiceRequest) -> Vec<(Bytes, u64)> {
+        split::split_traces(req, self.max_request_bytes)
+            .into_iter()
+            .map(|p| (Bytes::from(p.encode_to_vec()), span_items(&p)))
+            .collect()
+    }
+
+    /// Encodes a log request, split into parts of bounded size; each part
+    /// with its record count.
+    pub fn encode_logs(&self, req: ExportLogsServiceRequest) -> Vec<(Bytes, u64)> {
+        split::split_logs(req, self.max_request_bytes)
+            .into_iter()
+            .map(|p| (Bytes::from(p.encode_to_vec()), log_items(&p)))
+            .collect()
     }
 
     /// Redacts every trace and log request queued from now on.
@@ -197,6 +226,21 @@ impl Exporter {
         self.outbox().bytes()
     }
 
+    /// Whether more than half the outbox is waiting while exports succeed:
+    /// the collector is healthy but slower than telemetry arrives.
+    pub fn backlogged(&self) -> bool {
+        let over = {
+            let o = self.outbox();
+            o.bytes() > o.cap() / 2
+        };
+        over && !self.disabled
+            && self
+                .health
+                .lock()
+                .map(|h| h.consecutive_failed_flushes == 0)
+                .unwrap_or(false)
+    }
+
     /// Whether a request of `len` bytes fits without dropping older data.
     pub fn has_room(&self, len: usize) -> bool {
         self.outbox().has_room(len)
@@ -215,19 +259,19 @@ impl Exporter {
         if self.disabled {
             return;
         }
-        let mut entries = Vec::new();
         if let Some(t) = output.traces.as_mut() {
             self.redact_traces(t);
         }
         if let Some(l) = output.logs.as_mut() {
             self.redact_logs(l);
         }
+        let mut entries = Vec::new();
         if let Some(t) = output.traces {
-            entries.push((
-                Signal::Traces,
-                Bytes::from(t.encode_to_vec()),
-                span_items(&t),
-            ));
+            entries.extend(
+                self.encode_traces(t)
+                    .into_iter()
+                    .map(|(b, n)| (Signal::Traces, b, n)),
+            );
         }
         if let Some(m) = output.metrics {
             entries.push((
@@ -237,7 +281,11 @@ impl Exporter {
             ));
         }
         if let Some(l) = output.logs {
-            entries.push((Signal::Logs, Bytes::from(l.encode_to_vec()), log_items(&l)));
+            entries.extend(
+                self.encode_logs(l)
+                    .into_iter()
+                    .map(|(b, n)| (Signal::Logs, b, n)),
+            );
         }
         for (signal, body, items) in entries {
             self.enqueue_raw(signal, body, items, Origin::Bridge);

@@ -379,6 +379,10 @@ pub fn percent_decode(s: &str) -> Option<String> {
     while i < b.len() {
         if b[i] == b'%' {
             let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            // Two hex digits: `from_str_radix` alone also takes a sign (`%+A`).
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -502,5 +506,16 @@ mod tests {
         }
         let s = ExportSettings::from_env(&env_of(&[("OTEL_SDK_DISABLED", "TRUE")])).unwrap();
         assert!(s.disabled);
+    }
+
+    #[test]
+    fn percent_decode_takes_exactly_two_hex_digits() {
+        assert_eq!(percent_decode("a%2Cb%3d").as_deref(), Some("a,b="));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        // Found by fuzz/fuzz_targets/settings.rs: a sign was taken as part of
+        // the escape (`%+C` decoded as form feed, `%+9` as a tab).
+        for bad in ["%+C", "%+9", "a%+41", "%-1", "% 1", "%1", "%", "%zz", "%C3"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
     }
 }
