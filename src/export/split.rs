@@ -9,8 +9,10 @@
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 /// Bytes a length-delimited field of `len` bytes takes (tag + length + data).
@@ -18,156 +20,169 @@ fn field_len(len: usize) -> usize {
     1 + prost::encoding::encoded_len_varint(len as u64) + len
 }
 
-/// Splits `req` into parts whose encoded size stays near `max_bytes`.
+/// One resource's scopes, each with its items (records or spans).
+struct Group<I> {
+    resource: Option<Resource>,
+    schema_url: String,
+    scopes: Vec<(Option<InstrumentationScope>, String, Vec<I>)>,
+}
+
+/// A request made of resource groups of scoped items.
+trait Grouped: Message + Default + Sized {
+    type Item: Message;
+    fn into_groups(self) -> Vec<Group<Self::Item>>;
+    /// Appends one resource group holding one scope's items.
+    fn push(
+        &mut self,
+        resource: &Option<Resource>,
+        schema_url: &str,
+        scope: &(Option<InstrumentationScope>, String),
+        items: Vec<Self::Item>,
+    );
+    fn is_empty(&self) -> bool;
+}
+
+impl Grouped for ExportLogsServiceRequest {
+    type Item = LogRecord;
+    fn into_groups(self) -> Vec<Group<LogRecord>> {
+        self.resource_logs
+            .into_iter()
+            .map(|rl| Group {
+                resource: rl.resource,
+                schema_url: rl.schema_url,
+                scopes: rl
+                    .scope_logs
+                    .into_iter()
+                    .map(|sl| (sl.scope, sl.schema_url, sl.log_records))
+                    .collect(),
+            })
+            .collect()
+    }
+    fn push(
+        &mut self,
+        resource: &Option<Resource>,
+        schema_url: &str,
+        scope: &(Option<InstrumentationScope>, String),
+        items: Vec<LogRecord>,
+    ) {
+        self.resource_logs.push(ResourceLogs {
+            resource: resource.clone(),
+            scope_logs: vec![ScopeLogs {
+                scope: scope.0.clone(),
+                log_records: items,
+                schema_url: scope.1.clone(),
+            }],
+            schema_url: schema_url.to_owned(),
+        });
+    }
+    fn is_empty(&self) -> bool {
+        self.resource_logs.is_empty()
+    }
+}
+
+impl Grouped for ExportTraceServiceRequest {
+    type Item = Span;
+    fn into_groups(self) -> Vec<Group<Span>> {
+        self.resource_spans
+            .into_iter()
+            .map(|rs| Group {
+                resource: rs.resource,
+                schema_url: rs.schema_url,
+                scopes: rs
+                    .scope_spans
+                    .into_iter()
+                    .map(|ss| (ss.scope, ss.schema_url, ss.spans))
+                    .collect(),
+            })
+            .collect()
+    }
+    fn push(
+        &mut self,
+        resource: &Option<Resource>,
+        schema_url: &str,
+        scope: &(Option<InstrumentationScope>, String),
+        items: Vec<Span>,
+    ) {
+        self.resource_spans.push(ResourceSpans {
+            resource: resource.clone(),
+            scope_spans: vec![ScopeSpans {
+                scope: scope.0.clone(),
+                spans: items,
+                schema_url: scope.1.clone(),
+            }],
+            schema_url: schema_url.to_owned(),
+        });
+    }
+    fn is_empty(&self) -> bool {
+        self.resource_spans.is_empty()
+    }
+}
+
+fn split<R: Grouped>(req: R, max_bytes: usize) -> Vec<R> {
+    if req.encoded_len() <= max_bytes {
+        return vec![req];
+    }
+    let mut parts = Vec::new();
+    let mut current = R::default();
+    let mut size = 0;
+    for group in req.into_groups() {
+        let resource_overhead = field_len(group.resource.as_ref().map_or(0, |r| r.encoded_len()));
+        for (scope, scope_schema, all) in group.scopes {
+            let scope_overhead = field_len(scope.as_ref().map_or(0, |s| s.encoded_len()));
+            // Wrapper tags and lengths of the resource and scope groups.
+            let overhead = resource_overhead + scope_overhead + 16;
+            let scope = (scope, scope_schema);
+            let mut items = Vec::new();
+            for item in all {
+                let len = field_len(item.encoded_len());
+                if size + len + overhead > max_bytes && (size > 0 || !items.is_empty()) {
+                    if !items.is_empty() {
+                        current.push(
+                            &group.resource,
+                            &group.schema_url,
+                            &scope,
+                            std::mem::take(&mut items),
+                        );
+                    }
+                    parts.push(std::mem::take(&mut current));
+                    size = 0;
+                }
+                size += len;
+                items.push(item);
+            }
+            if !items.is_empty() {
+                size += overhead;
+                current.push(&group.resource, &group.schema_url, &scope, items);
+            }
+        }
+    }
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+/// Splits a log request into parts whose encoded size stays within
+/// `max_bytes` (but for a single record larger than that).
 pub fn split_logs(
     req: ExportLogsServiceRequest,
     max_bytes: usize,
 ) -> Vec<ExportLogsServiceRequest> {
-    if req.encoded_len() <= max_bytes {
-        return vec![req];
-    }
-    let mut parts = Vec::new();
-    let mut current = ExportLogsServiceRequest::default();
-    let mut size = 0;
-    for rl in req.resource_logs {
-        let resource_overhead = field_len(rl.resource.as_ref().map_or(0, |r| r.encoded_len()));
-        for sl in rl.scope_logs {
-            let scope_overhead = field_len(sl.scope.as_ref().map_or(0, |s| s.encoded_len()));
-            let mut records = Vec::new();
-            let all = sl.log_records;
-            let sl = ScopeLogs {
-                log_records: Vec::new(),
-                ..sl
-            };
-            for record in all {
-                let len = field_len(record.encoded_len());
-                let overhead = resource_overhead + scope_overhead + 16;
-                if size + len + overhead > max_bytes && (size > 0 || !records.is_empty()) {
-                    push_logs(
-                        &mut current,
-                        &rl.resource,
-                        &rl.schema_url,
-                        &sl,
-                        std::mem::take(&mut records),
-                    );
-                    parts.push(std::mem::take(&mut current));
-                    size = 0;
-                }
-                size += len;
-                records.push(record);
-            }
-            if !records.is_empty() {
-                size += resource_overhead + scope_overhead + 16;
-                push_logs(&mut current, &rl.resource, &rl.schema_url, &sl, records);
-            }
-        }
-    }
-    if !current.resource_logs.is_empty() {
-        parts.push(current);
-    }
-    parts
+    split(req, max_bytes)
 }
 
-fn push_logs(
-    req: &mut ExportLogsServiceRequest,
-    resource: &Option<opentelemetry_proto::tonic::resource::v1::Resource>,
-    resource_schema: &str,
-    sl: &ScopeLogs,
-    records: Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>,
-) {
-    if records.is_empty() {
-        return;
-    }
-    req.resource_logs.push(ResourceLogs {
-        resource: resource.clone(),
-        scope_logs: vec![ScopeLogs {
-            scope: sl.scope.clone(),
-            log_records: records,
-            schema_url: sl.schema_url.clone(),
-        }],
-        schema_url: resource_schema.to_owned(),
-    });
-}
-
-/// Splits `req` into parts whose encoded size stays near `max_bytes`.
+/// Splits a trace request the same way.
 pub fn split_traces(
     req: ExportTraceServiceRequest,
     max_bytes: usize,
 ) -> Vec<ExportTraceServiceRequest> {
-    if req.encoded_len() <= max_bytes {
-        return vec![req];
-    }
-    let mut parts = Vec::new();
-    let mut current = ExportTraceServiceRequest::default();
-    let mut size = 0;
-    for rs in req.resource_spans {
-        let resource_overhead = field_len(rs.resource.as_ref().map_or(0, |r| r.encoded_len()));
-        for ss in rs.scope_spans {
-            let scope_overhead = field_len(ss.scope.as_ref().map_or(0, |s| s.encoded_len()));
-            let mut spans = Vec::new();
-            let all = ss.spans;
-            let ss = ScopeSpans {
-                spans: Vec::new(),
-                ..ss
-            };
-            for span in all {
-                let len = field_len(span.encoded_len());
-                let overhead = resource_overhead + scope_overhead + 16;
-                if size + len + overhead > max_bytes && (size > 0 || !spans.is_empty()) {
-                    push_spans(
-                        &mut current,
-                        &rs.resource,
-                        &rs.schema_url,
-                        &ss,
-                        std::mem::take(&mut spans),
-                    );
-                    parts.push(std::mem::take(&mut current));
-                    size = 0;
-                }
-                size += len;
-                spans.push(span);
-            }
-            if !spans.is_empty() {
-                size += resource_overhead + scope_overhead + 16;
-                push_spans(&mut current, &rs.resource, &rs.schema_url, &ss, spans);
-            }
-        }
-    }
-    if !current.resource_spans.is_empty() {
-        parts.push(current);
-    }
-    parts
-}
-
-fn push_spans(
-    req: &mut ExportTraceServiceRequest,
-    resource: &Option<opentelemetry_proto::tonic::resource::v1::Resource>,
-    resource_schema: &str,
-    ss: &ScopeSpans,
-    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
-) {
-    if spans.is_empty() {
-        return;
-    }
-    req.resource_spans.push(ResourceSpans {
-        resource: resource.clone(),
-        scope_spans: vec![ScopeSpans {
-            scope: ss.scope.clone(),
-            spans,
-            schema_url: ss.schema_url.clone(),
-        }],
-        schema_url: resource_schema.to_owned(),
-    });
+    split(req, max_bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mapping::proto::{kv, str_value};
-    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-    use opentelemetry_proto::tonic::logs::v1::LogRecord;
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::Span;
 
     fn logs(resources: usize, records: usize, body: usize) -> ExportLogsServiceRequest {
         ExportLogsServiceRequest {
