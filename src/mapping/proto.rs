@@ -54,6 +54,19 @@ pub fn kv_bool(key: impl Into<String>, v: bool) -> KeyValue {
 /// arrays, integers that fit `i64` ints, other numbers doubles; `null` is an
 /// empty value.
 pub fn json_to_any(v: &Value) -> AnyValue {
+    json_to_any_at(v, 0)
+}
+
+/// JSON nesting kept as structure; deeper values become their JSON text.
+/// Each level is three protobuf messages (value, list, pair), and protobuf
+/// decoders stop at 100 (prost, and so the OTLP/JSON conversion and many
+/// collectors): 16 levels stay well inside that.
+pub const MAX_JSON_DEPTH: usize = 16;
+
+fn json_to_any_at(v: &Value, depth: usize) -> AnyValue {
+    if depth >= MAX_JSON_DEPTH && matches!(v, Value::Array(_) | Value::Object(_)) {
+        return str_value(v.to_string());
+    }
     let value = match v {
         Value::Null => None,
         Value::Bool(b) => Some(any_value::Value::BoolValue(*b)),
@@ -63,14 +76,47 @@ pub fn json_to_any(v: &Value) -> AnyValue {
         }),
         Value::String(s) => Some(any_value::Value::StringValue(s.clone())),
         Value::Array(items) => Some(any_value::Value::ArrayValue(ArrayValue {
-            values: items.iter().map(json_to_any).collect(),
+            values: items.iter().map(|i| json_to_any_at(i, depth + 1)).collect(),
         })),
         Value::Object(map) => Some(any_value::Value::KvlistValue(KeyValueList {
             values: map
                 .iter()
-                .map(|(k, v)| kv(k.clone(), json_to_any(v)))
+                .map(|(k, v)| kv(k.clone(), json_to_any_at(v, depth + 1)))
                 .collect(),
         })),
     };
     AnyValue { value }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn deep_json_is_cut_to_text_and_stays_decodable() {
+        let mut v = serde_json::json!("leaf");
+        for i in 0..200 {
+            v = if i % 2 == 0 {
+                serde_json::json!({ "k": v })
+            } else {
+                serde_json::json!([v])
+            };
+        }
+        let any = json_to_any(&v);
+        let bytes = any.encode_to_vec();
+        let back = AnyValue::decode(bytes.as_slice()).expect("within the decoder's depth limit");
+        assert_eq!(back, any);
+        assert!(
+            format!("{any:?}").contains("leaf"),
+            "the deep part is kept as text"
+        );
+        // Shallow values keep their structure.
+        let shallow = json_to_any(&serde_json::json!({"a": {"b": [1, 2]}}));
+        assert!(matches!(
+            shallow.value,
+            Some(any_value::Value::KvlistValue(_))
+        ));
+        assert!(!format!("{shallow:?}").contains("StringValue"));
+    }
 }

@@ -65,11 +65,14 @@ pub fn build(info: &ResourceInfo) -> BuiltResource {
     }
 
     let mut attributes: Vec<KeyValue> = attrs.into_iter().map(|(k, v)| kv_str(k, v)).collect();
+    // A value the user set in OTEL_RESOURCE_ATTRIBUTES wins (keys are unique).
     if let Some(mb) = info.memory_mb {
-        attributes.push(kv_int(
-            "faas.max_memory",
-            (mb as i64).saturating_mul(1_048_576),
-        ));
+        if !attributes.iter().any(|a| a.key == "faas.max_memory") {
+            attributes.push(kv_int(
+                "faas.max_memory",
+                (mb as i64).saturating_mul(1_048_576),
+            ));
+        }
     }
     attributes.sort_by(|a, b| a.key.cmp(&b.key));
     BuiltResource {
@@ -113,6 +116,22 @@ mod tests {
             .find(|a| a.key == k)
             .and_then(|a| a.value.as_ref())
             .and_then(|v| v.value.as_ref())
+    }
+
+    #[test]
+    fn every_key_once_when_the_user_sets_a_detected_one() {
+        let r = build(&ResourceInfo {
+            memory_mb: Some(512),
+            resource_attributes: Some("faas.max_memory=1,cloud.region=x".into()),
+            region: Some("eu-west-1".into()),
+            instance_id: "env-1".into(),
+            ..Default::default()
+        })
+        .resource;
+        let mut keys: Vec<&str> = r.attributes.iter().map(|a| a.key.as_str()).collect();
+        let n = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "{keys:?}");
     }
 
     #[test]

@@ -1,0 +1,94 @@
+//! Helpers shared by the fuzz targets: checks on the OTLP requests the
+//! mapper produces, and the export-side encodings they go through.
+//!
+//! Only properties the bridge documents (proto-mapping/MAPPING.md, the doc
+//! comments in src/) or OTLP requires are asserted.
+
+use lambda_otel_bridge::export::count_items;
+use lambda_otel_bridge::export::otlp::to_json;
+use lambda_otel_bridge::export::settings::Signal;
+use lambda_otel_bridge::mapping::Output;
+use prost::Message;
+
+fn nonzero(b: &[u8]) -> bool {
+    b.iter().any(|&x| x != 0)
+}
+
+/// Checks one flush's output and runs it through the export encodings
+/// (protobuf, and the OTLP/JSON re-encoding used for `http/json`). Returns the
+/// protobuf bytes, for determinism checks.
+pub fn check_output(out: &Output) -> Vec<u8> {
+    let mut all = Vec::new();
+    if let Some(t) = &out.traces {
+        let mut n = 0u64;
+        for span in t
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            // OTLP: 16-byte trace id and 8-byte span id, neither all zeros.
+            assert_eq!(span.trace_id.len(), 16, "{span:?}");
+            assert!(nonzero(&span.trace_id), "{span:?}");
+            assert_eq!(span.span_id.len(), 8, "{span:?}");
+            assert!(nonzero(&span.span_id), "{span:?}");
+            assert!(
+                span.parent_span_id.is_empty() || span.parent_span_id.len() == 8,
+                "{span:?}"
+            );
+            // MAPPING.md: every span ends at or after its start.
+            assert!(
+                span.end_time_unix_nano >= span.start_time_unix_nano,
+                "{span:?}"
+            );
+            n += 1;
+        }
+        assert!(n > 0, "a traces request without spans");
+        let body = t.encode_to_vec();
+        assert_eq!(count_items(Signal::Traces, &body), n, "span count");
+        export_json(Signal::Traces, &body);
+        all.extend_from_slice(&body);
+    }
+    if let Some(m) = &out.metrics {
+        let body = m.encode_to_vec();
+        count_items(Signal::Metrics, &body);
+        export_json(Signal::Metrics, &body);
+        all.extend_from_slice(&body);
+    }
+    if let Some(l) = &out.logs {
+        let mut n = 0u64;
+        for rec in l
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+        {
+            // Trace context is either absent or complete and well-formed.
+            assert!(
+                rec.trace_id.is_empty() || rec.trace_id.len() == 16,
+                "{rec:?}"
+            );
+            assert!(rec.span_id.is_empty() || rec.span_id.len() == 8, "{rec:?}");
+            assert_eq!(rec.trace_id.is_empty(), rec.span_id.is_empty(), "{rec:?}");
+            n += 1;
+        }
+        assert!(n > 0, "a logs request without records");
+        let body = l.encode_to_vec();
+        let counted = count_items(Signal::Logs, &body);
+        assert_eq!(counted, n, "log record count");
+        export_json(Signal::Logs, &body);
+        all.extend_from_slice(&body);
+    }
+    all
+}
+
+/// The `http/json` export path: a request the bridge encoded must re-encode
+/// as OTLP/JSON (an error there is a permanent failure: the request is dropped).
+fn export_json(signal: Signal, body: &[u8]) {
+    if let Err(e) = to_json(signal, body) {
+        panic!(
+            "{signal:?} request of {} bytes cannot be exported as OTLP/JSON: {e}",
+            body.len()
+        );
+    }
+}
