@@ -2,7 +2,8 @@
 //! (`log_lines::parse_text`, `level_number`), the record → OTLP log mapping
 //! (`logs::map_log_body`) for the text form and, when the input is a JSON
 //! object, for the JSON form, and the same records through a `Mapper`
-//! inside an invocation (attribution, trace context, flush, encoding).
+//! inside an invocation (attribution, trace context, flush, encoding), and
+//! the redaction of what they map to (every preset).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,6 +14,7 @@ use lambda_otel_bridge::mapping::log_lines::{level_number, parse_text};
 use lambda_otel_bridge::mapping::logs::{map_log_body, LogSource};
 use lambda_otel_bridge::mapping::resource::{build, ResourceInfo};
 use lambda_otel_bridge::mapping::{Mapper, MapperConfig};
+use lambda_otel_bridge::redact::Redactor;
 use lambda_otel_bridge_fuzz::check_output;
 
 const RID: &str = "8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11";
@@ -105,9 +107,40 @@ fn through_mapper(records: &[LogRecord]) {
             OBSERVED,
         );
     }
-    check_output(&m.take());
-    check_output(&m.take_final());
+    for out in [m.take(), m.take_final()] {
+        check_output(&out);
+        if let Some(logs) = out.logs {
+            check_redaction(logs);
+        }
+    }
     assert_eq!(m.pending(), 0, "log records left after shutdown");
+}
+
+/// Redaction with every preset never panics, keeps every record, and is
+/// idempotent: a second pass finds nothing more to change.
+fn check_redaction(
+    mut logs: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+) {
+    static REDACTOR: std::sync::OnceLock<Redactor> = std::sync::OnceLock::new();
+    let r = REDACTOR.get_or_init(|| {
+        let env: std::collections::HashMap<String, String> =
+            [("LAMBDA_OTEL_BRIDGE_REDACT".to_owned(), "all".to_owned())].into();
+        Redactor::from_env(&env).unwrap().unwrap()
+    });
+    let records =
+        |l: &opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest| {
+            l.resource_logs
+                .iter()
+                .flat_map(|rl| &rl.scope_logs)
+                .map(|sl| sl.log_records.len())
+                .sum::<usize>()
+        };
+    let before = records(&logs);
+    r.redact_logs(&mut logs);
+    assert_eq!(records(&logs), before);
+    let once = logs.clone();
+    r.redact_logs(&mut logs);
+    assert_eq!(logs, once, "redaction is idempotent");
 }
 
 fuzz_target!(|data: &[u8]| {
