@@ -440,6 +440,7 @@ impl Lifecycle {
             skipped_events = st.receiver.skipped_events,
             rejected_bodies = st.receiver.rejected_bodies,
             duplicate_batches = st.receiver.duplicate_batches,
+            held_back = st.receiver.held_back,
             log_records = st.mapper.stats.log_records,
             spans = st.mapper.stats.spans,
             reports = st.mapper.stats.reports,

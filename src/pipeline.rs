@@ -24,6 +24,8 @@ pub struct ReceiverStats {
     pub rejected_bodies: u64,
     /// Batches dropped as redeliveries of one already ingested.
     pub duplicate_batches: u64,
+    /// Batches whose answer was held back while the outbox drained.
+    pub held_back: u64,
 }
 
 /// How many recent batch digests are remembered to spot redeliveries.
@@ -140,6 +142,10 @@ impl Shared {
         }
         st.recent.push_back(digest);
         false
+    }
+
+    pub fn count_held_back(&self) {
+        self.lock().receiver.held_back += 1;
     }
 
     pub fn count_rejected_body(&self) {

@@ -79,11 +79,12 @@ struct Receiver {
 }
 
 /// The listener's routes. With `exporter`, a batch that arrives while the
-/// outbox is backlogged behind a healthy collector is answered only once
-/// the outbox has drained below half (at most [`BACKPRESSURE_MAX`]): Lambda
-/// sends the next batch after the answer, so a burst waits in Lambda's
-/// buffer instead of overflowing the outbox. Against a failing collector
-/// nothing is held back (the function must not wait for it).
+/// outbox is backlogged behind a collector that is accepting
+/// ([`Exporter::backlogged`]) is answered only once the outbox has drained
+/// below half (at most [`BACKPRESSURE_MAX`]): Lambda sends the next batch
+/// after the answer, so a burst waits in Lambda's buffer instead of
+/// overflowing the outbox. Against a collector that fails or hangs nothing
+/// is held back (the function must not wait for it).
 pub fn router(shared: Arc<Shared>, body_limit: usize, exporter: Option<Arc<Exporter>>) -> Router {
     Router::new()
         .route(PATH, post(receive))
@@ -92,7 +93,8 @@ pub fn router(shared: Arc<Shared>, body_limit: usize, exporter: Option<Arc<Expor
 }
 
 async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
-    if let Some(exporter) = &rx.exporter {
+    if let Some(exporter) = rx.exporter.as_ref().filter(|e| e.backlogged()) {
+        rx.shared.count_held_back();
         let until = tokio::time::Instant::now() + BACKPRESSURE_MAX;
         while exporter.backlogged() && tokio::time::Instant::now() < until {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -495,3 +495,52 @@ async fn throttling_is_honoured_and_nothing_is_lost() {
         }
     }
 }
+
+/// A burst against a collector that hangs: the listener never holds its
+/// answers back (that is only for a collector that is accepting), every
+/// batch is answered 2xx, the invocation costs at most the flush budget, and
+/// what could not be sent is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_against_a_hanging_collector_is_not_held_back() {
+    let collector = FaultCollector::start().await;
+    collector.set_fault(Fault::Hang);
+    let emu = start_with(
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
+            ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
+            ("LAMBDA_OTEL_BRIDGE_FLUSH_TIMEOUT_MS", "300"),
+            ("LAMBDA_OTEL_BRIDGE_TELEMETRY_MAX_BYTES", "1048576"),
+            ("LAMBDA_OTEL_BRIDGE_TELEMETRY_MAX_ITEMS", "10000"),
+        ]),
+        false,
+    )
+    .await;
+    let rid = new_request_id();
+    let pad = "x".repeat(200);
+    let mut lines = 0u64;
+    for b in 0..12 {
+        let batch: Vec<_> = (0..3000)
+            .map(|i| telemetry_event("function", line(&rid, &format!("burst {b}-{i} {pad}"))))
+            .collect();
+        lines += batch.len() as u64;
+        assert_eq!(
+            emu.push_raw(serde_json::to_vec(&batch).unwrap()).await,
+            Ok(200)
+        );
+    }
+    let o = invoke_line(&emu, "after the burst").await;
+    assert!(
+        o.post_runtime.unwrap() < Duration::from_millis(2000),
+        "{o:?}"
+    );
+    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+    assert!(out.exited_by_itself, "{out:?}\n{}", emu.output());
+    let summary = summary_line(&emu).await;
+    assert_eq!(summary_field(&summary, "held_back"), 0, "{summary}");
+    assert!(
+        summary_field(&summary, "dropped_items") >= lines,
+        "every line of the burst is counted as dropped: {summary}"
+    );
+    assert!(collector.log_records().is_empty());
+}

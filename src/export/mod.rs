@@ -78,6 +78,8 @@ pub struct Exporter {
     redactor: Option<Arc<Redactor>>,
     /// Trace and log requests above this many bytes are split.
     max_request_bytes: usize,
+    /// When the collector last accepted a request.
+    last_accepted: Mutex<Option<Instant>>,
 }
 
 /// Largest trace or log request queued as one entry: 1 MiB, or a quarter
@@ -176,6 +178,7 @@ impl Exporter {
             }),
             redactor: None,
             max_request_bytes: max_request_bytes(outbox_bytes),
+            last_accepted: Mutex::new(None),
         }
     }
 
@@ -226,8 +229,10 @@ impl Exporter {
         self.outbox().bytes()
     }
 
-    /// Whether more than half the outbox is waiting while exports succeed:
-    /// the collector is healthy but slower than telemetry arrives.
+    /// Whether more than half the outbox is waiting while the collector is
+    /// accepting (a request accepted within the last second): healthy but
+    /// slower than telemetry arrives. A collector that fails or hangs never
+    /// counts as backlogged.
     pub fn backlogged(&self) -> bool {
         let over = {
             let o = self.outbox();
@@ -235,9 +240,9 @@ impl Exporter {
         };
         over && !self.disabled
             && self
-                .health
+                .last_accepted
                 .lock()
-                .map(|h| h.consecutive_failed_flushes == 0)
+                .map(|t| t.is_some_and(|t| t.elapsed() < Duration::from_secs(1)))
                 .unwrap_or(false)
     }
 
@@ -449,6 +454,8 @@ impl Exporter {
             match exporter.send(entry.body.clone(), deadline).await {
                 Outcome::Accepted { rejected, message } => {
                     report.sent += 1;
+                    *self.last_accepted.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now());
                     report.delivered_items += entry.items.saturating_sub(rejected);
                     if rejected > 0 {
                         self.outbox()
