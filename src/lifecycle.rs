@@ -246,6 +246,16 @@ async fn subscribe(
 /// Moves everything mapped so far (`last`: also what is incomplete) into
 /// the outbox.
 fn map_for_export(shared: &Shared, exporter: &Exporter, forwarder: &Forwarder, last: bool) {
+    let counts = {
+        let r = &shared.lock().receiver;
+        crate::export::ReceiverCounts {
+            skipped_events: r.skipped_events,
+            rejected_batches: r.rejected_bodies,
+            duplicate_batches: r.duplicate_batches,
+            held_back_batches: r.held_back,
+        }
+    };
+    exporter.set_receiver_counts(counts);
     let (output, resource) = shared.take(last);
     exporter.set_resource(&resource);
     forwarder.set_lambda_resource(&resource);

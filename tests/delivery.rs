@@ -11,7 +11,7 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use serde_json::json;
-use support::common::{body, env, line, start_with};
+use support::common::{body, counter, env, line, start_with};
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
 use support::rotel::{free_port, Rotel};
@@ -347,27 +347,11 @@ async fn retry_after_is_honoured_and_400_is_dropped_and_counted() {
     assert!(!collector.log_records().iter().any(|r| body(r) == "refused"));
 
     // The drop metric reached the collector.
-    let dropped = collector
-        .metrics()
-        .into_iter()
-        .filter(|m| m.name == "lambda_otel_bridge.dropped")
-        .flat_map(|m| match m.data {
-            Some(Data::Sum(s)) => s.data_points,
-            _ => Vec::new(),
-        })
-        .filter(|p| {
-            let has = |k: &str, v: &str| {
-                p.attributes
-                    .iter()
-                    .any(|a| a.key == k && matches!(a.value.as_ref().and_then(|v| v.value.as_ref()), Some(AV::StringValue(s)) if s == v))
-            };
-            has("signal", "logs") && has("reason", "refused")
-        })
-        .filter_map(|p| match p.value {
-            Some(number_data_point::Value::AsInt(v)) => Some(v),
-            _ => None,
-        })
-        .max();
+    let dropped = counter(
+        &collector,
+        "lambda_otel_bridge.dropped",
+        &[("signal", "logs"), ("reason", "refused")],
+    );
     assert_eq!(dropped, Some(1), "{}", collector.summary());
 }
 

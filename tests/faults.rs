@@ -11,7 +11,9 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::json;
-use support::common::{body, env, invoke_line, line, start_with, summary_field, summary_line};
+use support::common::{
+    body, counter, env, invoke_line, line, start_with, summary_field, summary_line,
+};
 use support::emulator::{http_request, new_request_id, telemetry_event, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
 use support::rotel::free_port;
@@ -417,6 +419,16 @@ async fn redelivered_batches_are_not_exported_twice() {
     assert!(out.exited_by_itself, "{out:?}");
     let summary = summary_line(&emu).await;
     assert_eq!(summary_field(&summary, "duplicate_batches"), 2, "{summary}");
+    assert_eq!(
+        counter(
+            &collector,
+            "lambda_otel_bridge.telemetry.batches",
+            &[("outcome", "duplicate")]
+        ),
+        Some(2),
+        "the bridge's own metric: {}",
+        collector.summary()
+    );
     let counts = body_counts(&collector);
     assert_eq!(counts.get("also sent twice"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("sent twice"), Some(&2), "{counts:?}");

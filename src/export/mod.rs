@@ -95,7 +95,19 @@ struct SelfMetrics {
     start: u64,
     resource: Resource,
     failures: [u64; 3],
-    last_reported: Option<(DropCounts, [u64; 3])>,
+    /// Telemetry API anomalies: skipped events, then rejected, redelivered
+    /// and held-back batches.
+    receiver: [u64; 4],
+    last_reported: Option<(DropCounts, [u64; 3], [u64; 4])>,
+}
+
+/// What the listener saw that was not plain data, for the bridge's own metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiverCounts {
+    pub skipped_events: u64,
+    pub rejected_batches: u64,
+    pub duplicate_batches: u64,
+    pub held_back_batches: u64,
 }
 
 fn signal_index(s: Signal) -> usize {
@@ -249,6 +261,19 @@ impl Exporter {
     /// Whether a request of `len` bytes fits without dropping older data.
     pub fn has_room(&self, len: usize) -> bool {
         self.outbox().has_room(len)
+    }
+
+    /// The listener's counters, reported with the bridge's own metrics.
+    pub fn set_receiver_counts(&self, c: ReceiverCounts) {
+        self.self_metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .receiver = [
+            c.skipped_events,
+            c.rejected_batches,
+            c.duplicate_batches,
+            c.held_back_batches,
+        ];
     }
 
     /// The resource of the bridge's own metrics (the mapper's).
@@ -524,8 +549,8 @@ impl Exporter {
         };
         let req = {
             let mut m = self.self_metrics.lock().unwrap_or_else(|p| p.into_inner());
-            let state = (drops.clone(), m.failures);
-            if drops.is_empty() && m.failures == [0; 3] {
+            let state = (drops.clone(), m.failures, m.receiver);
+            if drops.is_empty() && m.failures == [0; 3] && m.receiver == [0; 4] {
                 return;
             }
             if m.last_reported.as_ref() == Some(&state) {
@@ -587,6 +612,32 @@ impl Exporter {
                         dropped,
                     ),
                 );
+            }
+            let [skipped, rejected, duplicate, held_back] = m.receiver;
+            if skipped > 0 {
+                metrics.push(sum(
+                    "lambda_otel_bridge.telemetry.skipped",
+                    "{event}",
+                    "Telemetry API events that could not be decoded and were skipped.",
+                    vec![point(Vec::new(), skipped)],
+                ));
+            }
+            let batches: Vec<NumberDataPoint> = [
+                ("rejected", rejected),
+                ("duplicate", duplicate),
+                ("held_back", held_back),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(outcome, n)| point(vec![kv_str("outcome", outcome)], n))
+            .collect();
+            if !batches.is_empty() {
+                metrics.push(sum(
+                    "lambda_otel_bridge.telemetry.batches",
+                    "{batch}",
+                    "Telemetry API batches rejected (not a JSON array, 400), dropped as redeliveries, or answered late while the outbox drained.",
+                    batches,
+                ));
             }
             metrics.push(Metric {
                 name: "lambda_otel_bridge.outbox.bytes".into(),

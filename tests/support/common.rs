@@ -9,6 +9,9 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::{json, Value};
 
+use super::fault_collector::FaultCollector;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+
 use super::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeOutcome, InvokeSpec};
 
 /// `(name, value)` pairs for `EmulatorOptions::extra_env`.
@@ -90,4 +93,31 @@ pub fn summary_field(line: &str, key: &str) -> u64 {
         .collect::<String>()
         .parse()
         .unwrap_or_else(|_| panic!("{key} in {line}"))
+}
+
+/// The largest value the collector received for the counter `name` with
+/// these string attributes (cumulative sums: the latest total).
+pub fn counter(collector: &FaultCollector, name: &str, attrs: &[(&str, &str)]) -> Option<i64> {
+    collector
+        .metrics()
+        .into_iter()
+        .filter(|m| m.name == name)
+        .flat_map(|m| match m.data {
+            Some(Data::Sum(s)) => s.data_points,
+            _ => Vec::new(),
+        })
+        .filter(|p| {
+            attrs.iter().all(|(k, v)| {
+                p.attributes.iter().any(|a| {
+                    a.key == *k
+                        && matches!(a.value.as_ref().and_then(|v| v.value.as_ref()),
+                            Some(AV::StringValue(s)) if s == v)
+                })
+            })
+        })
+        .filter_map(|p| match p.value {
+            Some(number_data_point::Value::AsInt(v)) => Some(v),
+            _ => None,
+        })
+        .max()
 }
