@@ -103,17 +103,20 @@ pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigErro
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    // What Lambda said at registration, else its environment variables.
+    let function_name = registration
+        .function_name
+        .clone()
+        .or_else(|| config.lambda.function_name.clone());
+    let function_version = registration
+        .function_version
+        .clone()
+        .or_else(|| config.lambda.function_version.clone());
     let built = resource::build(&ResourceInfo {
         service_name: env.get("OTEL_SERVICE_NAME"),
         resource_attributes: env.get("OTEL_RESOURCE_ATTRIBUTES"),
-        function_name: registration
-            .function_name
-            .clone()
-            .or_else(|| config.lambda.function_name.clone()),
-        function_version: registration
-            .function_version
-            .clone()
-            .or_else(|| config.lambda.function_version.clone()),
+        function_name: function_name.clone(),
+        function_version: function_version.clone(),
         region: config.lambda.region.clone(),
         account_id: registration.account_id.clone(),
         memory_mb: config.lambda.memory_mb,
@@ -126,14 +129,8 @@ pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigErro
         temporality: config.export.temporality,
         faas_trigger: config.faas_trigger.clone(),
         platform_log_lines: config.platform_log_lines,
-        function_name: registration
-            .function_name
-            .clone()
-            .or_else(|| config.lambda.function_name.clone()),
-        function_version: registration
-            .function_version
-            .clone()
-            .or_else(|| config.lambda.function_version.clone()),
+        function_name,
+        function_version,
         span_id_mode: config.span_id_mode,
     };
     let shared = Arc::new(Shared::new(Mapper::new(built.resource, mapper_config)));

@@ -45,10 +45,9 @@ struct Preset {
 enum Hint {
     /// No shortcut (user patterns).
     None,
-    /// One of these literals occurs.
+    /// One of these literals occurs (ASCII case ignored: a hint may let
+    /// through more than its pattern matches, never less).
     Any(&'static [&'static str]),
-    /// One of these literals occurs, ASCII case ignored.
-    AnyCi(&'static [&'static str]),
     /// At least this many ASCII digits occur.
     Digits(usize),
 }
@@ -74,7 +73,7 @@ impl Prefilter {
         for (i, h) in hints.iter().enumerate() {
             let bit = 1u64.checked_shl(i as u32).filter(|_| i < 64);
             match (h, bit) {
-                (Hint::Any(lits) | Hint::AnyCi(lits), Some(bit)) => {
+                (Hint::Any(lits), Some(bit)) => {
                     for l in lits.iter() {
                         let first = l.as_bytes()[0].to_ascii_lowercase();
                         f.by_first[first as usize].push((l.as_bytes(), bit));
@@ -164,19 +163,19 @@ const PRESETS: &[Preset] = &[
     Preset {
         name: "aws-secret-access-key",
         pattern: r#"(?i)aws_?secret_?access_?key["']?\s*[:=]\s*["']?(?P<secret>[A-Za-z0-9/+=]{40})"#,
-        hint: Hint::AnyCi(&["secret"]),
+        hint: Hint::Any(&["secret"]),
         check: None,
     },
     Preset {
         name: "bearer",
         pattern: r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)",
-        hint: Hint::AnyCi(&["bearer"]),
+        hint: Hint::Any(&["bearer"]),
         check: Some(token_like),
     },
     Preset {
         name: "basic-auth",
         pattern: r"(?i)\bbasic\s+(?P<secret>[A-Za-z0-9+/]{8,}={0,2})",
-        hint: Hint::AnyCi(&["basic"]),
+        hint: Hint::Any(&["basic"]),
         check: Some(basic_credentials),
     },
     Preset {
@@ -188,7 +187,7 @@ const PRESETS: &[Preset] = &[
     Preset {
         name: "key-value",
         pattern: r#"(?i)\b(?:password|passwd|pwd|passphrase|secret|client_secret|api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|auth[_-]?token|token)["']?\s*[:=]\s*["']?(?P<secret>[^\s"',;&]+)"#,
-        hint: Hint::AnyCi(&["pass", "pwd", "secret", "key", "token"]),
+        hint: Hint::Any(&["pass", "pwd", "secret", "key", "token"]),
         check: None,
     },
     Preset {

@@ -27,6 +27,14 @@ fn body_counts(collector: &FaultCollector) -> HashMap<String, usize> {
     counts
 }
 
+/// The collector's endpoint for an `OTEL_EXPORTER_OTLP_PROTOCOL` value.
+fn endpoint_for(collector: &FaultCollector, protocol: &str) -> String {
+    match protocol {
+        "grpc" => collector.grpc_endpoint().expect("gRPC listener"),
+        _ => collector.http_endpoint(),
+    }
+}
+
 /// The collector cycles through every failure mode (connection closed after
 /// the request, 503 without Retry-After, 502, a hang past the export timeout,
 /// gRPC UNAVAILABLE) with successes in between. No invocation waits more than
@@ -36,10 +44,7 @@ fn body_counts(collector: &FaultCollector) -> HashMap<String, usize> {
 async fn flapping_collector_delivers_everything_once_within_budget() {
     for protocol in ["http/protobuf", "grpc"] {
         let collector = FaultCollector::start().await;
-        let endpoint = match protocol {
-            "grpc" => collector.grpc_endpoint().expect("gRPC listener"),
-            _ => collector.http_endpoint(),
-        };
+        let endpoint = endpoint_for(&collector, protocol);
         let emu = start_with(
             env(&[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
@@ -441,10 +446,7 @@ async fn redelivered_batches_are_not_exported_twice() {
 async fn throttling_is_honoured_and_nothing_is_lost() {
     for protocol in ["http/protobuf", "grpc"] {
         let collector = FaultCollector::start().await;
-        let endpoint = match protocol {
-            "grpc" => collector.grpc_endpoint().expect("gRPC listener"),
-            _ => collector.http_endpoint(),
-        };
+        let endpoint = endpoint_for(&collector, protocol);
         let emu = start_with(
             env(&[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),

@@ -10,6 +10,7 @@ use mock_collector::{MockServer, Protocol, ServerHandle};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::json;
+use support::common::{start_with, summary_line};
 use support::emulator::{
     extension_binary, new_request_id, telemetry_event, unshare_available, Emulator,
     EmulatorOptions, InvokeSpec,
@@ -55,25 +56,6 @@ fn attr(r: &LogRecord, key: &str) -> Option<String> {
             other => Some(format!("{other:?}")),
         }
     })
-}
-
-/// Waits for the shutdown summary line (bounded), with diagnostics if it
-/// never shows.
-async fn summary_line(emu: &Emulator) {
-    if let Err(e) = emu
-        .wait_for_output("shutting down", Duration::from_secs(10))
-        .await
-    {
-        panic!(
-            "{e}\nexit status {:?}\noutput:\n{}\ncalls: {:?}",
-            emu.exit_status(),
-            emu.output(),
-            emu.calls()
-                .iter()
-                .map(|c| (&c.path, c.status))
-                .collect::<Vec<_>>()
-        );
-    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -301,15 +283,7 @@ async fn lifecycle_end_to_end_with_freezes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_is_lenient_and_bounded() {
     let server = collector().await;
-    let emu = Emulator::start_extension(EmulatorOptions {
-        freeze_between_invocations: false,
-        extra_env: otlp_env(format!("http://{}", server.addr())),
-        ..EmulatorOptions::default()
-    })
-    .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
+    let emu = start_with(otlp_env(format!("http://{}", server.addr())), false).await;
     emu.wait_delivered(Duration::from_secs(5))
         .await
         .expect("init telemetry delivered");

@@ -9,30 +9,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
-use serde_json::json;
-use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
+use support::common::{invoke_line, start_with};
+use support::emulator::Emulator;
 use support::fault_collector::FaultCollector;
 use support::tls::{make_pki, TlsProxy};
 
 async fn run_one(env: Vec<(String, String)>, text: &str) -> Emulator {
-    let emu = Emulator::start_extension(EmulatorOptions {
-        extra_env: env,
-        ..EmulatorOptions::default()
-    })
-    .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
-    let rid = new_request_id();
-    emu.invoke(InvokeSpec {
-        request_id: rid.clone(),
-        logs: vec![json!(format!(
-            "[INFO]\t2025-03-04T10:15:30.610Z\t{rid}\t{text}"
-        ))],
-        ..InvokeSpec::default()
-    })
-    .await
-    .unwrap();
+    let emu = start_with(env, true).await;
+    invoke_line(&emu, text).await;
     let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
     assert_eq!(out.exit_code, Some(0), "{}", emu.output());
     emu

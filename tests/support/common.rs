@@ -70,9 +70,13 @@ pub async fn summary_line(emu: &Emulator) -> String {
         .await
     {
         panic!(
-            "{e}\nexit status {:?}\noutput:\n{}",
+            "{e}\nexit status {:?}\noutput:\n{}\ncalls: {:?}",
             emu.exit_status(),
-            emu.output()
+            emu.output(),
+            emu.calls()
+                .iter()
+                .map(|c| (&c.path, c.status))
+                .collect::<Vec<_>>()
         );
     }
     emu.output()
