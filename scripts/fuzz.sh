@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(telemetry_batch log_line xray_header settings)
+all_targets=(telemetry_batch log_line xray_header settings otlp_request)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 secs="${FUZZ_SECONDS:-20}"
 
@@ -109,6 +109,32 @@ for env in [
     "@0=127.0.0.1:9001\n@40=delta\n@120=x=1\n",
 ]:
     put("settings", env)
+
+# otlp_request: byte 0 = signal (0 logs, 1 traces, 2 metrics) | 4 for
+# OTLP/JSON, byte 1 = part size bound / 64 - 1, then the body.
+res = {"attributes": [{"key": "service.name", "value": {"stringValue": "orders-api"}}]}
+def attrs(i):
+    return [{"key": "http.request.header.authorization", "value": {"stringValue": f"Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl{i}"}},
+            {"key": "db.password", "value": {"stringValue": "hunter2"}},
+            {"key": "nested", "value": {"kvlistValue": {"values": [{"key": "api_key", "value": {"stringValue": "AKIAIOSFODNN7EXAMPLE"}},
+                {"key": "list", "value": {"arrayValue": {"values": [{"intValue": "7"}, {"doubleValue": 1.5}, {"boolValue": True}, {"bytesValue": "AAE="}]}}}]}}}]
+logs = {"resourceLogs": [{"resource": res, "scopeLogs": [{"scope": {"name": "app"}, "logRecords": [
+    {"timeUnixNano": "1741083330420000000", "severityNumber": 9, "severityText": "INFO",
+     "body": {"stringValue": f"order {i} password=s3cret token: abc{i}"}, "attributes": attrs(i),
+     "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"} for i in range(4)]}]}]}
+traces = {"resourceSpans": [{"resource": res, "scopeSpans": [{"scope": {"name": "app"}, "spans": [
+    {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": f"eee19b7ec3c1b17{i}", "name": f"GET /orders/{i}", "kind": 2,
+     "startTimeUnixNano": "1741083330420000000", "endTimeUnixNano": "1741083330520000000", "attributes": attrs(i),
+     "events": [{"name": "exception", "timeUnixNano": "1741083330430000000", "attributes": attrs(i)}],
+     "status": {"code": 2, "message": "password=oops"}} for i in range(4)]}]}]}
+metrics = {"resourceMetrics": [{"resource": res, "scopeMetrics": [{"scope": {"name": "app"}, "metrics": [
+    {"name": "orders", "sum": {"aggregationTemporality": 2, "isMonotonic": True,
+     "dataPoints": [{"asInt": "3", "timeUnixNano": "1741083330420000000", "attributes": attrs(0)}]}},
+    {"name": "latency", "unit": "ms", "histogram": {"aggregationTemporality": 1, "dataPoints": [
+     {"count": "2", "sum": 3.5, "bucketCounts": ["1", "1"], "explicitBounds": [2.0], "timeUnixNano": "1741083330420000000"}]}}]}]}]}
+for sel, req in ((4, logs), (5, traces), (6, metrics)):
+    for size in (0, 3, 255):
+        put("otlp_request", bytes([sel, size]) + compact(req).encode())
 for t in sorted(os.listdir("fuzz/corpus")):
     print(f"   {t}: {len(os.listdir(os.path.join('fuzz/corpus', t)))} corpus entries")
 PY

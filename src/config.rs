@@ -206,9 +206,10 @@ impl Config {
         let (flush_policy, adaptive) = crate::export::flush::from_env(env)?;
         let receiver = parse_receiver(env)?;
         let mut export = ExportSettings::from_env(env)?;
-        let warnings: Vec<String> = check_export_loop(&receiver, &mut export)?
+        let mut warnings: Vec<String> = check_export_loop(&receiver, &mut export)?
             .into_iter()
             .collect();
+        warnings.extend(skip_verify_warnings(&export));
         Ok(Config {
             lambda,
             telemetry,
@@ -354,6 +355,42 @@ fn parse_receiver(env: &dyn Env) -> Result<crate::otlp_receiver::ReceiverConfig,
 /// also point the bridge at its own receiver. An explicitly configured
 /// endpoint that does is an error naming both variables; the default
 /// endpoint (nothing configured) only disables export, with a warning.
+/// The loud side of the TLS verification opt-out: one start-up warning per
+/// variable that turned it off, naming the endpoints it affects.
+fn skip_verify_warnings(export: &ExportSettings) -> Vec<String> {
+    let mut by_var: Vec<(&str, Vec<String>)> = Vec::new();
+    for signal in crate::export::settings::Signal::ALL {
+        let s = export.signal(signal);
+        let Some(var) = s.tls.skip_verify.as_deref() else {
+            continue;
+        };
+        let host = if s.endpoint.starts_with("https://") {
+            crate::export::otlp::host_of(&s.endpoint)
+        } else {
+            format!(
+                "{} (not https: no effect)",
+                crate::export::otlp::host_of(&s.endpoint)
+            )
+        };
+        match by_var.iter_mut().find(|(v, _)| *v == var) {
+            Some((_, hosts)) if hosts.contains(&host) => {}
+            Some((_, hosts)) => hosts.push(host),
+            None => by_var.push((var, vec![host])),
+        }
+    }
+    by_var
+        .into_iter()
+        .map(|(var, hosts)| {
+            format!(
+                "TLS certificate verification is OFF ({var}=true) for {}: \
+                 anyone on the network path can impersonate the collector and read the telemetry; \
+                 trust a private CA with OTEL_EXPORTER_OTLP_CERTIFICATE instead",
+                hosts.join(", ")
+            )
+        })
+        .collect()
+}
+
 fn check_export_loop(
     receiver: &crate::otlp_receiver::ReceiverConfig,
     export: &mut ExportSettings,
@@ -563,6 +600,74 @@ mod tests {
             "{:?}",
             c.warnings
         );
+    }
+
+    #[test]
+    fn tls_verification_opt_out_is_explicit_and_warned() {
+        let base = [
+            ("AWS_LAMBDA_RUNTIME_API", "x:1"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://collector.example:4318",
+            ),
+        ];
+        // Off by default, and the OTEL_ prefix does not turn it off.
+        let mut vars = base.to_vec();
+        vars.push(("OTEL_EXPORTER_OTLP_INSECURE_SKIP_VERIFY", "true"));
+        let c = Config::from_env(&env_of(&vars)).unwrap();
+        assert!(c.export.traces.tls.skip_verify.is_none());
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // Anything but true/false is an error naming the variable.
+        let mut vars = base.to_vec();
+        vars.push((
+            "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_INSECURE_SKIP_VERIFY",
+            "yes please",
+        ));
+        let e = Config::from_env(&env_of(&vars)).unwrap_err();
+        assert!(e.to_string().contains("INSECURE_SKIP_VERIFY"), "{e}");
+        // On for every signal: one warning naming the variable and the host.
+        let mut vars = base.to_vec();
+        vars.push((
+            "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_INSECURE_SKIP_VERIFY",
+            "true",
+        ));
+        let c = Config::from_env(&env_of(&vars)).unwrap();
+        for signal in crate::export::settings::Signal::ALL {
+            assert_eq!(
+                c.export.signal(signal).tls.skip_verify.as_deref(),
+                Some("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_INSECURE_SKIP_VERIFY")
+            );
+        }
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("verification is OFF"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings[0].contains("collector.example:4318"),
+            "{:?}",
+            c.warnings
+        );
+        // Per signal: only logs; a per-signal false wins over a general true.
+        let mut vars = base.to_vec();
+        vars.push((
+            "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_INSECURE_SKIP_VERIFY",
+            "true",
+        ));
+        vars.push((
+            "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_TRACES_INSECURE_SKIP_VERIFY",
+            "false",
+        ));
+        vars.push((
+            "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_METRICS_INSECURE_SKIP_VERIFY",
+            "false",
+        ));
+        let c = Config::from_env(&env_of(&vars)).unwrap();
+        assert!(c.export.traces.tls.skip_verify.is_none());
+        assert!(c.export.metrics.tls.skip_verify.is_none());
+        assert!(c.export.logs.tls.skip_verify.is_some());
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     }
 
     #[test]

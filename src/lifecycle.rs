@@ -48,10 +48,12 @@ pub fn executable_name() -> String {
 }
 
 /// Converts a Lambda `deadlineMs` (Unix milliseconds) to an `Instant`, minus
-/// the safety margin.
+/// the safety margin. A deadline more than an hour away (Lambda's longest
+/// timeout is 15 minutes; a bogus value would overflow `Instant`) counts as an
+/// hour.
 pub fn deadline_instant(deadline_ms: u64) -> Instant {
     let now_ms = crate::time::now() / 1_000_000;
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms).min(3_600_000));
     Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
 }
 
@@ -455,6 +457,28 @@ impl Lifecycle {
             final_requests_sent = sent,
             dropped_items = dropped,
             "shutting down"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_instant_is_bounded_for_bogus_deadlines() {
+        // u64::MAX milliseconds would overflow `Instant`; it counts as an hour.
+        let far = deadline_instant(u64::MAX);
+        let left = far - Instant::now();
+        assert!(left <= Duration::from_secs(3600), "{left:?}");
+        assert!(left > Duration::from_secs(3500), "{left:?}");
+        // A deadline in the past is now.
+        assert!(deadline_instant(0) <= Instant::now());
+        // A real one (10 s away) keeps its distance less the margin.
+        let ten = deadline_instant(crate::time::now() / 1_000_000 + 10_000) - Instant::now();
+        assert!(
+            ten <= Duration::from_secs(10) && ten > Duration::from_secs(8),
+            "{ten:?}"
         );
     }
 }

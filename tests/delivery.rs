@@ -151,7 +151,7 @@ async fn collector_down_then_up_delivers_everything_once() {
             .await
             .unwrap();
         assert!(
-            o.post_runtime.unwrap() < Duration::from_millis(1500),
+            o.delay_after_runtime() < Duration::from_millis(1500),
             "{o:?}"
         );
         ids.push(rid);
@@ -241,7 +241,7 @@ async fn hanging_collector_costs_at_most_the_budget() {
         let o = emu.invoke(InvokeSpec::default()).await.unwrap();
         // Budget 200 ms; generous margin for a loaded machine.
         assert!(
-            o.post_runtime.unwrap() < Duration::from_millis(1200),
+            o.delay_after_runtime() < Duration::from_millis(1200),
             "{o:?}"
         );
     }

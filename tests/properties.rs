@@ -257,3 +257,51 @@ proptest! {
         }
     }
 }
+
+/// Times at the end of the u64-nanosecond range (2554) and durations far
+/// past it: the mapper neither overflows (debug builds check) nor emits a
+/// span ending before it starts. The fuzzer found the overflow.
+#[test]
+fn times_and_durations_at_the_end_of_the_range() {
+    let durations = [0.0, 1.0, 1e9, 1e15, 1e300, f64::MAX];
+    let times = [
+        "2554-07-21T23:34:33.000Z",
+        "2554-07-21T23:34:33.709Z",
+        "2025-03-04T10:16:39.000Z",
+    ];
+    for t in times {
+        for d in durations {
+            let steps: Vec<Step> = [
+                json!({"time": t, "type": "platform.initStart",
+                       "record": {"initializationType": "on-demand", "phase": "init"}}),
+                json!({"time": t, "type": "platform.initReport",
+                       "record": {"initializationType": "on-demand", "phase": "init",
+                                  "status": "success", "metrics": {"durationMs": d}}}),
+                json!({"time": t, "type": "platform.start", "record": {"requestId": rid(1)}}),
+                json!({"time": t, "type": "platform.report",
+                       "record": {"requestId": rid(1), "status": "success",
+                                  "metrics": {"durationMs": d, "billedDurationMs": 1,
+                                              "memorySizeMB": 128, "maxMemoryUsedMB": 60},
+                                  "spans": [{"name": "responseLatency", "start": t, "durationMs": d}]}}),
+            ]
+            .into_iter()
+            .map(Step::Event)
+            .collect();
+            let out = run(&steps);
+            let spans: Vec<_> = out
+                .iter()
+                .flat_map(|o| &o.traces)
+                .flat_map(|t| &t.resource_spans)
+                .flat_map(|rs| &rs.scope_spans)
+                .flat_map(|s| &s.spans)
+                .collect();
+            assert!(spans.len() >= 3, "{t} {d}: {} spans", spans.len());
+            for s in spans {
+                assert!(
+                    s.end_time_unix_nano >= s.start_time_unix_nano,
+                    "{t} {d}: {s:?}"
+                );
+            }
+        }
+    }
+}

@@ -28,6 +28,26 @@ fn delivered(c: &FaultCollector, text: &str) -> bool {
         .any(|r| matches!(r.body.as_ref().and_then(|b| b.value.as_ref()), Some(AV::StringValue(s)) if s == text))
 }
 
+/// A TLS proxy in front of the collector's OTLP/HTTP and of its gRPC port,
+/// with the protocol and the `https` endpoint to use for each.
+async fn tls_in_front(
+    pki: &support::tls::Pki,
+    collector: &FaultCollector,
+    client_auth: bool,
+) -> Vec<(&'static str, TlsProxy, String)> {
+    let mut out = Vec::new();
+    for (protocol, port) in [
+        ("http/protobuf", collector.http_port()),
+        ("grpc", collector.grpc_port()),
+    ] {
+        let backend: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let proxy = TlsProxy::start(pki, backend, client_auth).await;
+        let endpoint = format!("https://localhost:{}", proxy.addr.port());
+        out.push((protocol, proxy, endpoint));
+    }
+    out
+}
+
 fn kv(pairs: &[(&str, String)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -85,13 +105,7 @@ async fn https_verifies_the_server_against_the_configured_ca() {
 async fn mtls_over_http_and_grpc() {
     let Some(pki) = make_pki() else { return };
     let collector = FaultCollector::start().await;
-    for (protocol, port) in [
-        ("http/protobuf", collector.http_port()),
-        ("grpc", collector.grpc_port()),
-    ] {
-        let backend: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let proxy = TlsProxy::start(&pki, backend, true).await;
-        let endpoint = format!("https://localhost:{}", proxy.addr.port());
+    for (protocol, _proxy, endpoint) in tls_in_front(&pki, &collector, true).await {
         let with_cert = format!("mtls {protocol}");
         run_one(
             kv(&[
@@ -136,5 +150,56 @@ async fn mtls_over_http_and_grpc() {
             !delivered(&collector, &without),
             "{protocol}: the server requires a client certificate"
         );
+    }
+}
+
+/// The explicit opt-out of certificate verification
+/// (`LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_INSECURE_SKIP_VERIFY=true`): a server
+/// whose CA is not trusted is refused by default over HTTP and gRPC, accepted
+/// with the opt-out, and the opt-out is warned about at start-up and on
+/// connecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_opt_out_is_explicit_and_loud() {
+    let Some(pki) = make_pki() else { return };
+    let collector = FaultCollector::start().await;
+    for (protocol, proxy, endpoint) in tls_in_front(&pki, &collector, false).await {
+        let refused = format!("untrusted {protocol}");
+        let emu = run_one(
+            kv(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
+            ]),
+            &refused,
+        )
+        .await;
+        assert!(!delivered(&collector, &refused), "{protocol}");
+        assert!(proxy.failed_handshakes.load(Ordering::SeqCst) >= 1);
+        assert!(!emu.output().contains("verification is OFF"));
+
+        let accepted = format!("opted out {protocol}");
+        let emu = run_one(
+            kv(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
+                (
+                    "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_INSECURE_SKIP_VERIFY",
+                    "true".to_string(),
+                ),
+            ]),
+            &accepted,
+        )
+        .await;
+        assert!(
+            delivered(&collector, &accepted),
+            "{protocol}: {}\n{}",
+            collector.summary(),
+            emu.output()
+        );
+        let out = emu.output();
+        assert!(
+            out.contains("TLS certificate verification is OFF (LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_INSECURE_SKIP_VERIFY=true) for localhost:"),
+            "{out}"
+        );
+        assert!(out.contains("certificate is NOT verified"), "{out}");
     }
 }

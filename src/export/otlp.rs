@@ -78,6 +78,34 @@ fn http_client(settings: &SignalSettings) -> Result<HttpClient, String> {
     Ok(Client::builder(TokioExecutor::new()).build(https))
 }
 
+/// The gRPC channel (connected lazily). For `https` endpoints the TLS is
+/// ours ([`super::tls::GrpcTlsConnector`]): tonic connects to the same
+/// host and port as `http` and sends the requests with the `https` origin.
+fn grpc_channel(settings: &SignalSettings) -> Result<tonic::transport::Channel, String> {
+    let endpoint = |uri: String| {
+        tonic::transport::Endpoint::from_shared(uri)
+            .map(|e| e.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true))
+            .map_err(|e| format!("invalid gRPC endpoint: {e}"))
+    };
+    if !settings.endpoint.starts_with("https://") {
+        return Ok(endpoint(settings.endpoint.clone())?.connect_lazy());
+    }
+    let origin: hyper::Uri = settings
+        .endpoint
+        .parse()
+        .map_err(|e| format!("invalid gRPC endpoint: {e}"))?;
+    let host = origin.host().unwrap_or_default().to_owned();
+    let port = origin.port_u16().unwrap_or(443);
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    let connector =
+        super::tls::GrpcTlsConnector::new(&settings.tls, &host, tcp).map_err(|e| e.to_string())?;
+    Ok(endpoint(format!("http://{host}:{port}"))?
+        .origin(origin)
+        .connect_with_connector_lazy(connector))
+}
+
 impl SignalExporter {
     /// Builds nothing expensive: connections are made on first use.
     pub fn new(settings: SignalSettings) -> Self {
@@ -186,21 +214,7 @@ impl SignalExporter {
 
     async fn channel(&self) -> Result<tonic::transport::Channel, String> {
         self.grpc
-            .get_or_init(|| async {
-                let mut endpoint =
-                    tonic::transport::Endpoint::from_shared(self.settings.endpoint.clone())
-                        .map_err(|e| format!("invalid gRPC endpoint: {e}"))?
-                        .connect_timeout(Duration::from_secs(5))
-                        .tcp_nodelay(true);
-                if self.settings.endpoint.starts_with("https://") {
-                    let tls =
-                        super::tls::tonic_config(&self.settings.tls).map_err(|e| e.to_string())?;
-                    endpoint = endpoint
-                        .tls_config(tls)
-                        .map_err(|e| format!("TLS setup failed: {e}"))?;
-                }
-                Ok(endpoint.connect_lazy())
-            })
+            .get_or_init(|| async { grpc_channel(&self.settings) })
             .await
             .clone()
     }
@@ -395,7 +409,7 @@ fn gzip(body: &[u8]) -> Result<Bytes, String> {
 
 /// `host:port` of an endpoint URL, for error messages (no user info, path
 /// or query: those may carry credentials).
-fn host_of(endpoint: &str) -> String {
+pub fn host_of(endpoint: &str) -> String {
     match endpoint.parse::<hyper::Uri>() {
         Ok(u) => match (u.host(), u.port_u16()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),

@@ -77,6 +77,10 @@ pub struct TlsFiles {
     pub ca_certificate: Option<PathBuf>,
     pub client_certificate: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// The explicit opt-out of server certificate verification
+    /// (`LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_[SIGNAL_]INSECURE_SKIP_VERIFY=true`):
+    /// the variable that set it, warned about at start-up and on connecting.
+    pub skip_verify: Option<String>,
 }
 
 /// Everything needed to export one signal.
@@ -137,7 +141,21 @@ const STANDARD_PREFIX: &str = "OTEL_EXPORTER_OTLP_";
 /// variable name that supplied the value, the value, and whether it was a
 /// per-signal variable.
 fn lookup(env: &dyn Env, signal: Signal, option: &str) -> Option<(String, String, bool)> {
-    for prefix in [BRIDGE_EXPORTER_PREFIX, STANDARD_PREFIX] {
+    lookup_in(
+        env,
+        signal,
+        option,
+        &[BRIDGE_EXPORTER_PREFIX, STANDARD_PREFIX],
+    )
+}
+
+fn lookup_in(
+    env: &dyn Env,
+    signal: Signal,
+    option: &str,
+    prefixes: &[&str],
+) -> Option<(String, String, bool)> {
+    for prefix in prefixes {
         let per_signal = format!("{prefix}{}_{option}", signal.env_name());
         if let Some(v) = env.get(&per_signal) {
             return Some((per_signal, v, true));
@@ -264,6 +282,16 @@ impl SignalSettings {
         };
         let path =
             |option: &str| lookup(env, signal, option).map(|(_, v, _)| PathBuf::from(v.trim()));
+        // Not an OTEL_ variable (the spec has none): the bridge's prefix only.
+        let skip_verify = match lookup_in(
+            env,
+            signal,
+            "INSECURE_SKIP_VERIFY",
+            &[BRIDGE_EXPORTER_PREFIX],
+        ) {
+            Some((var, _, _)) if bool_var(env, &var, false)? => Some(var),
+            _ => None,
+        };
         Ok(SignalSettings {
             signal,
             protocol,
@@ -276,6 +304,7 @@ impl SignalSettings {
                 ca_certificate: path("CERTIFICATE"),
                 client_certificate: path("CLIENT_CERTIFICATE"),
                 client_key: path("CLIENT_KEY"),
+                skip_verify,
             },
         })
     }

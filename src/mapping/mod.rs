@@ -806,7 +806,7 @@ impl Mapper {
                 };
                 let dur = duration_ms.map(millis_f64_to_nanos);
                 let end = end_t
-                    .or_else(|| Some(start_t? + dur?))
+                    .or_else(|| Some(start_t?.saturating_add(dur?)))
                     .or(start_t)
                     .unwrap_or(self.latest);
                 let start = start_t.unwrap_or_else(|| end.saturating_sub(dur.unwrap_or(0)));
@@ -882,7 +882,7 @@ impl Mapper {
             // End: initRuntimeDone's time, else initReport's; when the phase
             // has a start and a reported duration, never shorter than it (the
             // platform may stamp start and done in the same millisecond).
-            let by_duration = duration_ms.map(|d| start + millis_f64_to_nanos(d));
+            let by_duration = duration_ms.map(|d| start.saturating_add(millis_f64_to_nanos(d)));
             let end = p
                 .done
                 .as_ref()

@@ -66,7 +66,7 @@ pub fn child_spans(
             .as_deref()
             .and_then(parse_rfc3339)
             .unwrap_or(fallback_start);
-        let end = start + millis_f64_to_nanos(s.duration_ms.unwrap_or(0.0));
+        let end = start.saturating_add(millis_f64_to_nanos(s.duration_ms.unwrap_or(0.0)));
         let mut attributes = Vec::new();
         if let Some(d) = s.duration_ms {
             attributes.push(super::proto::kv_f64("aws.lambda.span.duration_ms", d));

@@ -210,6 +210,16 @@ pub struct InvokeOutcome {
     pub post_runtime: Option<Duration>,
 }
 
+impl InvokeOutcome {
+    /// How long the extension held the function after its runtime finished:
+    /// `post_runtime`, or zero when `/next` came before `platform.runtimeDone`
+    /// reached the extension (it did not wait for it, e.g. its wait ran out
+    /// on a loaded machine).
+    pub fn delay_after_runtime(&self) -> Duration {
+        self.post_runtime.unwrap_or(Duration::ZERO)
+    }
+}
+
 /// Result of [`Emulator::shutdown`].
 #[derive(Debug, Clone)]
 pub struct ShutdownOutcome {
