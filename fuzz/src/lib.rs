@@ -84,11 +84,39 @@ pub fn check_output(out: &Output) -> Vec<u8> {
 
 /// The `http/json` export path: a request the bridge encoded must re-encode
 /// as OTLP/JSON (an error there is a permanent failure: the request is dropped).
-fn export_json(signal: Signal, body: &[u8]) {
-    if let Err(e) = to_json(signal, body) {
-        panic!(
+pub fn export_json(signal: Signal, body: &[u8]) {
+    let json = match to_json(signal, body) {
+        Ok(j) => j,
+        Err(e) => panic!(
             "{signal:?} request of {} bytes cannot be exported as OTLP/JSON: {e}",
             body.len()
-        );
-    }
+        ),
+    };
+    // What is sent must be readable by an OTLP/JSON decoder, with every
+    // item (e.g. no non-finite number written as `null`).
+    use opentelemetry_proto::tonic::collector::{
+        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+        trace::v1::ExportTraceServiceRequest,
+    };
+    let back =
+        match signal {
+            Signal::Traces => serde_json::from_slice::<ExportTraceServiceRequest>(&json)
+                .map(|r| r.encode_to_vec()),
+            Signal::Metrics => serde_json::from_slice::<ExportMetricsServiceRequest>(&json)
+                .map(|r| r.encode_to_vec()),
+            Signal::Logs => {
+                serde_json::from_slice::<ExportLogsServiceRequest>(&json).map(|r| r.encode_to_vec())
+            }
+        };
+    let back = back.unwrap_or_else(|e| {
+        panic!(
+            "{signal:?}: our OTLP/JSON does not decode: {e}: {}",
+            String::from_utf8_lossy(&json)
+        )
+    });
+    assert_eq!(
+        count_items(signal, &back),
+        count_items(signal, body),
+        "{signal:?}: items lost in the OTLP/JSON round trip"
+    );
 }

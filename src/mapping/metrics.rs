@@ -211,7 +211,9 @@ impl Totals {
             self.max = self.max.max(v);
         }
         self.count += 1;
-        self.sum += v;
+        // Finite values can still add up to infinity, which OTLP/JSON cannot
+        // carry (it would be `null`): the sum saturates instead.
+        self.sum = (self.sum + v).clamp(f64::MIN, f64::MAX);
         // Explicit buckets are upper-inclusive: (b[i-1], b[i]].
         let idx = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
         self.buckets[idx] += 1;
@@ -455,6 +457,33 @@ mod tests {
         );
         assert_eq!(s.data_points[0].start_time_unix_nano, 100);
         assert!(s.is_monotonic);
+    }
+
+    #[test]
+    fn huge_values_keep_the_sum_finite_and_counters_saturate() {
+        let mut m = Metrics::new(Temporality::Cumulative, "other");
+        m.record(MetricId::InvokeDuration, f64::MAX, 100);
+        m.record(MetricId::InvokeDuration, f64::MAX, 200);
+        m.add(MetricId::Invocations, u64::MAX, 100);
+        m.add(MetricId::Invocations, u64::MAX, 200);
+        let out = collect(&mut m);
+        let h = out
+            .iter()
+            .find(|x| x.name == "faas.invoke_duration")
+            .unwrap();
+        let Some(metric::Data::Histogram(h)) = &h.data else {
+            panic!()
+        };
+        assert_eq!(h.data_points[0].sum, Some(f64::MAX));
+        assert_eq!(h.data_points[0].count, 2);
+        let c = out.iter().find(|x| x.name == "faas.invocations").unwrap();
+        let Some(metric::Data::Sum(c)) = &c.data else {
+            panic!()
+        };
+        assert_eq!(
+            c.data_points[0].value,
+            Some(number_data_point::Value::AsInt(i64::MAX))
+        );
     }
 
     #[test]
