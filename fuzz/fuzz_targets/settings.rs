@@ -80,6 +80,12 @@ fn names() -> Vec<String> {
             }
         }
     }
+    // Bridge-only exporter options (appended: earlier `@N` keep their name).
+    for signal in ["", "TRACES_", "METRICS_", "LOGS_"] {
+        v.push(format!(
+            "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_{signal}INSECURE_SKIP_VERIFY"
+        ));
+    }
     v
 }
 
@@ -147,6 +153,15 @@ fn check_export(e: &ExportSettings) {
             assert!(!v.contains(['\r', '\n', '\0']), "{s:?}");
         }
         let _ = e.local_port(signal);
+        // TLS verification is only ever turned off by the bridge's own,
+        // explicit variable.
+        if let Some(var) = &s.tls.skip_verify {
+            assert!(
+                var.starts_with("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_")
+                    && var.ends_with("_INSECURE_SKIP_VERIFY"),
+                "{var}"
+            );
+        }
     }
 }
 
@@ -163,6 +178,16 @@ fn check_config(c: &Config) {
     assert!(!c.telemetry.types.names().is_empty());
     assert!(c.telemetry.body_limit() > 0);
     check_export(&c.export);
+    // Verification turned off is always warned about.
+    let off = Signal::ALL
+        .iter()
+        .any(|&s| c.export.signal(s).tls.skip_verify.is_some());
+    assert_eq!(
+        off,
+        c.warnings.iter().any(|w| w.contains("verification is OFF")),
+        "{:?}",
+        c.warnings
+    );
     // Export never loops into the bridge's own receiver: either export is
     // off, the receiver is off, or no endpoint is on a receiver port.
     if c.receiver.enabled && !c.export.disabled {
