@@ -11,7 +11,7 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use serde_json::json;
-use support::common::{body, counter, env, line, start_with};
+use support::common::{body, counter, env, line, start_initialized, start_with};
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
 use support::rotel::{free_port, Rotel};
@@ -418,16 +418,13 @@ async fn end_and_adaptive_are_visible_in_next_timing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_instances_flush_periodically() {
     let collector = FaultCollector::start().await;
-    let emu = Emulator::start_extension(EmulatorOptions {
+    let emu = start_initialized(EmulatorOptions {
         initialization_type: "lambda-managed-instances".into(),
         freeze_between_invocations: false,
         extra_env: env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint())]),
         ..EmulatorOptions::default()
     })
     .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
     assert_eq!(emu.registration().unwrap().events, ["SHUTDOWN"]);
     let rid = new_request_id();
     emu.invoke(InvokeSpec {

@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
+use support::common::start_initialized;
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::rotel::{free_port, Rotel};
 
@@ -107,7 +108,7 @@ async fn function_sdk_telemetry_reaches_the_collector_through_the_bridge() {
         return;
     };
     let (grpc_port, http_port) = (free_port(), free_port());
-    let emu = Emulator::start_extension(EmulatorOptions {
+    let emu = start_initialized(EmulatorOptions {
         freeze_between_invocations: true,
         extra_env: vec![
             // Same environment as the function: the standard variable points
@@ -137,9 +138,6 @@ async fn function_sdk_telemetry_reaches_the_collector_through_the_bridge() {
         ..EmulatorOptions::default()
     })
     .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
 
     // Invocations 1 (OTLP/HTTP) and 2 (OTLP/gRPC): the function flushes
     // before it returns; the bridge forwards before /next.
@@ -260,7 +258,7 @@ fn log_request(bytes: usize) -> ExportLogsServiceRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_outbox_is_answered_with_503_and_counted() {
     let (grpc_port, http_port) = (free_port(), free_port());
-    let emu = Emulator::start_extension(EmulatorOptions {
+    let emu = start_initialized(EmulatorOptions {
         freeze_between_invocations: false,
         extra_env: vec![
             (
@@ -280,9 +278,6 @@ async fn full_outbox_is_answered_with_503_and_counted() {
         ..EmulatorOptions::default()
     })
     .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
 
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let body = Bytes::from(log_request(20_000).encode_to_vec());

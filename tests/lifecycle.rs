@@ -10,7 +10,7 @@ use mock_collector::{MockServer, Protocol, ServerHandle};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::json;
-use support::common::{start_with, summary_line};
+use support::common::{start_initialized, start_with, summary_line};
 use support::emulator::{
     extension_binary, new_request_id, telemetry_event, unshare_available, Emulator,
     EmulatorOptions, InvokeSpec,
@@ -448,14 +448,11 @@ async fn config_error_is_reported_as_init_error() {
 /// the lifecycle keeps working without waiting for telemetry that never comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telemetry_not_supported_keeps_working() {
-    let emu = Emulator::start_extension(EmulatorOptions {
+    let emu = start_initialized(EmulatorOptions {
         telemetry_supported: false,
         ..EmulatorOptions::default()
     })
     .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
     for _ in 0..3 {
         let o = emu.invoke(InvokeSpec::default()).await.expect("invoke");
         let post = o.next_called_at.saturating_sub(o.invoke_sent_at);
@@ -482,15 +479,12 @@ async fn telemetry_not_supported_keeps_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_fallback() {
     let server = collector().await;
-    let emu = Emulator::start_extension(EmulatorOptions {
+    let emu = start_initialized(EmulatorOptions {
         accepted_schema_versions: vec!["2022-12-13".into()],
         extra_env: otlp_env(format!("http://{}", server.addr())),
         ..EmulatorOptions::default()
     })
     .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
     assert_eq!(emu.subscription().unwrap()["schemaVersion"], "2022-12-13");
     let rid = new_request_id();
     emu.invoke(InvokeSpec {
@@ -529,16 +523,13 @@ async fn listens_where_sandbox_localdomain_resolves() {
         return;
     }
     let server = collector().await;
-    let emu = Emulator::start_extension(EmulatorOptions {
+    let emu = start_initialized(EmulatorOptions {
         sandbox_ip: Some("127.0.0.3".parse().unwrap()),
         freeze_between_invocations: false,
         extra_env: otlp_env(format!("http://{}", server.addr())),
         ..EmulatorOptions::default()
     })
     .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
     let rid = new_request_id();
     emu.invoke(InvokeSpec {
         request_id: rid.clone(),
@@ -588,7 +579,7 @@ async fn logs_reach_rotel_over_http_and_grpc() {
         ("http/protobuf", rotel.http_endpoint()),
         ("grpc", rotel.grpc_endpoint()),
     ] {
-        let emu = Emulator::start_extension(EmulatorOptions {
+        let emu = start_initialized(EmulatorOptions {
             extra_env: vec![
                 ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into()),
@@ -596,9 +587,6 @@ async fn logs_reach_rotel_over_http_and_grpc() {
             ..EmulatorOptions::default()
         })
         .await;
-        emu.init(vec![], Duration::from_secs(10))
-            .await
-            .expect("init");
         let rid = new_request_id();
         let line = format!("hello rotel over {protocol}");
         emu.invoke(InvokeSpec {

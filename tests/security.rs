@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::common::{env, start_with};
+use support::common::{env, start_initialized, start_with};
 use support::emulator::{http_request, new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
 use support::rotel::free_port;
@@ -160,7 +160,7 @@ async fn header_values_are_never_logged_or_exported() {
         code: 401,
         retry_after: None,
     });
-    let emu = Emulator::start_extension(EmulatorOptions {
+    let emu = start_initialized(EmulatorOptions {
         extra_env: env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
             (
@@ -173,9 +173,6 @@ async fn header_values_are_never_logged_or_exported() {
         ..EmulatorOptions::default()
     })
     .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
     for _ in 0..2 {
         emu.invoke(InvokeSpec::default()).await.unwrap();
     }

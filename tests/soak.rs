@@ -31,10 +31,8 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::{json, Value};
-use support::common::{body, summary_field, summary_line};
-use support::emulator::{
-    extension_binary, iso8601, new_request_id, Emulator, EmulatorOptions, InvokeSpec,
-};
+use support::common::{body, start_initialized, summary_field, summary_line};
+use support::emulator::{extension_binary, iso8601, new_request_id, EmulatorOptions, InvokeSpec};
 use support::fault_collector::FaultCollector;
 
 /// Function log lines per invocation, one per format in [`soak_lines`].
@@ -261,16 +259,13 @@ async fn soak(plan: SoakPlan) {
     assert!(n > 0, "{label}: no invocations");
     let test_started = Instant::now();
     let collector = FaultCollector::start().await;
-    let emu = Emulator::start_extension(EmulatorOptions {
+    let emu = start_initialized(EmulatorOptions {
         function_name: FUNCTION_NAME.into(),
         freeze_between_invocations: true,
         extra_env: otlp_env(&collector),
         ..EmulatorOptions::default()
     })
     .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
     let pid = emu.pid();
     eprintln!(
         "{label}: {n} invocations × {LINES_PER_INVOCATION} lines, {} binary {}, pid {pid}",
@@ -566,16 +561,13 @@ async fn burst_of_1mb_batches() {
             "10000".into(),
         ),
     ]);
-    let emu = Emulator::start_extension(EmulatorOptions {
+    let emu = start_initialized(EmulatorOptions {
         function_name: FUNCTION_NAME.into(),
         freeze_between_invocations: false,
         extra_env: env,
         ..EmulatorOptions::default()
     })
     .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
     let pid = emu.pid();
     let sub = emu.subscription().expect("subscribed");
     assert_eq!(

@@ -25,12 +25,18 @@ pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 /// Starts the extension (sandbox frozen between invocations when `freeze`)
 /// and runs the init phase.
 pub async fn start_with(extra: Vec<(String, String)>, freeze: bool) -> Emulator {
-    let emu = Emulator::start_extension(EmulatorOptions {
+    start_initialized(EmulatorOptions {
         freeze_between_invocations: freeze,
         extra_env: extra,
         ..EmulatorOptions::default()
     })
-    .await;
+    .await
+}
+
+/// Starts the extension with `opts` and runs the init phase (panics if the
+/// init phase fails).
+pub async fn start_initialized(opts: EmulatorOptions) -> Emulator {
+    let emu = Emulator::start_extension(opts).await;
     emu.init(vec![], Duration::from_secs(10))
         .await
         .expect("init");
