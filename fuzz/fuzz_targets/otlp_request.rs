@@ -64,6 +64,26 @@ fn check_parts<M: Message>(signal: Signal, items: u64, parts: &[M], max: usize) 
     );
 }
 
+/// A logs or traces request: decoded, redacted (nothing lost), split into
+/// parts (checked by [`check_parts`]).
+fn redact_and_split<R: Message + Default + serde::de::DeserializeOwned>(
+    signal: Signal,
+    json: bool,
+    body: &[u8],
+    max: usize,
+    redact: fn(&Redactor, &mut R),
+    split: fn(R, usize) -> Vec<R>,
+) {
+    let Some(mut req) = decode::<R>(json, body) else {
+        return;
+    };
+    let items = count_items(signal, &req.encode_to_vec());
+    redact(redactor(), &mut req);
+    let after = count_items(signal, &req.encode_to_vec());
+    assert_eq!(after, items, "{signal:?}: redaction lost items");
+    check_parts(signal, items, &split(req, max), max);
+}
+
 fuzz_target!(|data: &[u8]| {
     let [sel, size, body @ ..] = data else {
         return;
@@ -71,28 +91,22 @@ fuzz_target!(|data: &[u8]| {
     let json = sel & 4 != 0;
     let max = 64 + usize::from(*size) * 64;
     match sel & 3 {
-        0 => {
-            let Some(mut req) = decode::<ExportLogsServiceRequest>(json, body) else {
-                return;
-            };
-            let items = count_items(Signal::Logs, &req.encode_to_vec());
-            redactor().redact_logs(&mut req);
-            let after = count_items(Signal::Logs, &req.encode_to_vec());
-            assert_eq!(after, items, "redaction lost log records");
-            let parts = split_logs(req, max);
-            check_parts(Signal::Logs, items, &parts, max);
-        }
-        1 => {
-            let Some(mut req) = decode::<ExportTraceServiceRequest>(json, body) else {
-                return;
-            };
-            let items = count_items(Signal::Traces, &req.encode_to_vec());
-            redactor().redact_traces(&mut req);
-            let after = count_items(Signal::Traces, &req.encode_to_vec());
-            assert_eq!(after, items, "redaction lost spans");
-            let parts = split_traces(req, max);
-            check_parts(Signal::Traces, items, &parts, max);
-        }
+        0 => redact_and_split::<ExportLogsServiceRequest>(
+            Signal::Logs,
+            json,
+            body,
+            max,
+            Redactor::redact_logs,
+            split_logs,
+        ),
+        1 => redact_and_split::<ExportTraceServiceRequest>(
+            Signal::Traces,
+            json,
+            body,
+            max,
+            Redactor::redact_traces,
+            split_traces,
+        ),
         _ => {
             // Metrics are forwarded whole (enriched, not split or redacted).
             let Some(req) = decode::<ExportMetricsServiceRequest>(json, body) else {
