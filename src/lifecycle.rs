@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, Env};
 use crate::export::flush::{Decision, FlushPolicy, FlushState};
-use crate::export::Exporter;
+use crate::export::{Exporter, FlushKind};
 use crate::lambda::extensions_api::{ExtensionsApi, InvokeEvent, NextEvent, ShutdownEvent};
 use crate::lambda::telemetry_api::{self, Subscription};
 use crate::lambda::{new_client, ApiClient};
@@ -72,11 +72,15 @@ pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigErro
         return 1;
     };
     let name = executable_name();
-    let lmi = config
-        .as_ref()
-        .ok()
-        .and_then(|c| c.lambda.initialization_type.as_deref())
-        .is_some_and(|t| t.eq_ignore_ascii_case("lambda-managed-instances"));
+    // Read on its own: with an invalid setting elsewhere the registration
+    // must still be the right one, so Lambda gets the real error.
+    let init_type = env.get("AWS_LAMBDA_INITIALIZATION_TYPE");
+    let lmi = init_type
+        .as_deref()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("lambda-managed-instances"));
+    let snap_start = init_type
+        .as_deref()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("snap-start"));
 
     let client = new_client();
     let api = ExtensionsApi::new(client.clone(), &runtime_api);
@@ -104,6 +108,13 @@ pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigErro
 
     for w in &config.warnings {
         tracing::warn!("{w}");
+    }
+    if !config.telemetry.types.platform && !lmi {
+        tracing::warn!(
+            "LAMBDA_OTEL_BRIDGE_TELEMETRY_TYPES has no platform: without platform.runtimeDone the \
+             bridge cannot tell when an invocation ends, so its log lines leave one invocation \
+             late (at the next INVOKE or at SHUTDOWN)"
+        );
     }
     // What Lambda said at registration, else its environment variables.
     let function_name = registration
@@ -184,20 +195,14 @@ pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigErro
         policy = FlushPolicy::Periodic(Duration::from_millis(1000));
     }
     shared.set_pressure_bytes(crate::export::max_request_bytes(config.outbox_max_bytes));
-    // Background exports are not on the function's path: they get the
-    // export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`), not the flush budget, so
-    // a request is not cut off (and sent again) just because it is slow.
-    let background_budget = [&config.export.traces, &config.export.logs]
-        .iter()
-        .map(|s| s.timeout)
-        .max()
-        .unwrap_or(config.flush_timeout)
-        .max(config.flush_timeout);
+    // Background exports are not on the function's path; a request still
+    // running at the end of the budget is not cut off but finishes on its
+    // own (src/export/drain.rs).
     tokio::spawn(relieve_pressure(
         shared.clone(),
         exporter.clone(),
         forwarder.clone(),
-        background_budget,
+        config.flush_timeout,
     ));
     let lifecycle = Lifecycle {
         api,
@@ -212,6 +217,9 @@ pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigErro
     };
     // Serving starts while the first /next is pending.
     let _ = receiver_go.send(true);
+    if snap_start {
+        lifecycle.before_snapshot().await;
+    }
     lifecycle.event_loop().await
 }
 
@@ -279,7 +287,17 @@ async fn relieve_pressure(
         if export.as_ref().is_none_or(|h| h.is_finished()) {
             let exporter = exporter.clone();
             export = Some(tokio::spawn(async move {
-                exporter.flush(Instant::now() + budget).await;
+                // Rounds of one budget each while the outbox stays over
+                // half full behind a collector that is accepting (the
+                // listener holds Lambda's next batch back meanwhile).
+                loop {
+                    let r = exporter
+                        .flush_as(Instant::now() + budget, FlushKind::Background)
+                        .await;
+                    if r.sent == 0 || !exporter.backlogged() {
+                        break;
+                    }
+                }
             }));
         }
     }
@@ -319,14 +337,24 @@ impl Lifecycle {
             tokio::pin!(next);
             let event = loop {
                 match ticker.as_mut() {
+                    // `/next` first: after a thaw the overdue tick is ready
+                    // at once, and `/next` must be sent before any flush.
                     Some(t) => tokio::select! {
+                        biased;
                         ev = &mut next => break ev,
                         _ = t.tick() => {
                             // Timers only tick while the sandbox runs: this is
                             // periodic mode's flush between lifecycle events.
+                            // In a task of its own: this loop must keep
+                            // polling `/next`, whose answer after a thaw
+                            // comes through the client's connection task.
                             self.flush_state().on_timer_flush(std::time::Instant::now());
+                            self.map_for_export();
+                            let exporter = self.exporter.clone();
                             let deadline = Instant::now() + self.config.flush_timeout;
-                            self.map_and_flush(deadline).await;
+                            tokio::spawn(async move {
+                                exporter.flush_as(deadline, FlushKind::Background).await;
+                            });
                         }
                     },
                     None => break (&mut next).await,
@@ -371,11 +399,8 @@ impl Lifecycle {
         match decision {
             Decision::EndOfInvocation => {
                 if self.platform_events && !self.lmi {
-                    let wait_until =
-                        (Instant::now() + self.config.invoke_wait).min(invocation_deadline);
                     let seen = self
-                        .shared
-                        .wait_until(wait_until, |st| st.mapper.runtime_done_seen(&request_id))
+                        .wait_for_runtime_done(&request_id, invocation_deadline)
                         .await;
                     if !seen {
                         tracing::debug!(%request_id, "runtimeDone not received before the wait ended");
@@ -394,11 +419,62 @@ impl Lifecycle {
                 let deadline =
                     (Instant::now() + self.config.flush_timeout).min(invocation_deadline);
                 tokio::spawn(async move {
-                    exporter.flush(deadline).await;
+                    exporter.flush_as(deadline, FlushKind::Background).await;
                 });
             }
             Decision::Skip => {}
         }
+    }
+
+    /// Waits for this invocation's `platform.runtimeDone`. Waiting while the
+    /// runtime runs costs the function nothing, so the wait lasts until the
+    /// invocation's deadline as long as platform events are flowing: this
+    /// invocation's `platform.start` arrived. The short bound
+    /// (`LAMBDA_OTEL_BRIDGE_INVOKE_WAIT_MS`) applies only where runtimeDone
+    /// may not come: no `platform.start` within it, or Lambda reporting
+    /// dropped telemetry (`platform.logsDropped`) during the wait.
+    async fn wait_for_runtime_done(&self, request_id: &str, invocation_deadline: Instant) -> bool {
+        let short = (Instant::now() + self.config.invoke_wait).min(invocation_deadline);
+        let flowing = self
+            .shared
+            .wait_until(short, |st| {
+                st.mapper.runtime_done_seen(request_id) || st.mapper.start_seen(request_id)
+            })
+            .await;
+        if !flowing {
+            return false;
+        }
+        let drops_before = self.shared.lock().mapper.stats.drop_notices;
+        let ended = self
+            .shared
+            .wait_until(invocation_deadline, |st| {
+                st.mapper.runtime_done_seen(request_id)
+                    || st.mapper.stats.drop_notices > drops_before
+            })
+            .await;
+        if !ended {
+            return false;
+        }
+        if self.shared.lock().mapper.runtime_done_seen(request_id) {
+            return true;
+        }
+        tracing::debug!(%request_id, "Lambda dropped telemetry: runtimeDone may be lost");
+        let short = (Instant::now() + self.config.invoke_wait).min(invocation_deadline);
+        self.shared
+            .wait_until(short, |st| st.mapper.runtime_done_seen(request_id))
+            .await
+    }
+
+    /// SnapStart: the snapshot is taken while the extension waits in its
+    /// first `/next`, and whatever it holds then is restored in every
+    /// environment started from it. So before that `/next` everything is
+    /// exported, and what could not be is dropped (counted) rather than
+    /// sent once per restored environment.
+    async fn before_snapshot(&self) {
+        let deadline = Instant::now() + self.config.flush_timeout;
+        map_for_export(&self.shared, &self.exporter, &self.forwarder, false);
+        self.exporter.flush_as(deadline, FlushKind::Final).await;
+        self.exporter.discard_for_snapshot(deadline).await;
     }
 
     /// Moves everything mapped so far into the outbox.
@@ -413,20 +489,27 @@ impl Lifecycle {
 
     async fn on_shutdown(&self, sd: ShutdownEvent) {
         let deadline = deadline_instant(sd.deadline_ms);
+        // One budget for both waits below.
+        let wait_end = (Instant::now() + self.config.shutdown_report_wait).min(deadline);
         if self.platform_events {
-            let report_wait = (Instant::now() + self.config.shutdown_report_wait).min(deadline);
+            // Only the reports that can still come: the last invocation's
+            // (on Managed Instances, every unreported one). An older
+            // invocation whose report never came is not waited for.
+            let recent = if self.lmi { usize::MAX } else { 1 };
             self.shared
-                .wait_until(report_wait, |st| {
-                    st.mapper.invocations.awaiting_report().is_empty()
+                .wait_until(wait_end, |st| {
+                    st.mapper
+                        .invocations
+                        .awaiting_report_recent(recent)
+                        .is_empty()
                 })
                 .await;
         }
         // Telemetry still arrives after SHUTDOWN (the runtime's last lines,
         // a late report): wait until the stream has been quiet for one
-        // buffering window, within the same bound.
+        // buffering window, within the same budget.
         let quiet = Duration::from_millis(u64::from(self.config.telemetry.timeout_ms) + 25);
-        let quiet_cap = (Instant::now() + self.config.shutdown_report_wait).min(deadline);
-        self.shared.wait_quiet(quiet, quiet_cap).await;
+        self.shared.wait_quiet(quiet, wait_end).await;
         // Batches that land while the final flush runs get another round
         // (a few at most, and never past the deadline).
         let mut sent = 0;
@@ -440,7 +523,13 @@ impl Lifecycle {
         }
         let report = self.exporter.shutdown(deadline).await;
         sent += report.sent;
-        let dropped: u64 = self.exporter.drops().values().sum();
+        let drops = self.exporter.drops();
+        let dropped: u64 = drops.values().sum();
+        let unconfirmed: u64 = drops
+            .iter()
+            .filter(|((_, r), _)| *r == crate::export::outbox::DropReason::Unconfirmed)
+            .map(|(_, n)| n)
+            .sum();
         let st = self.shared.lock();
         tracing::info!(
             reason = sd.shutdown_reason.as_deref().unwrap_or("unknown"),
@@ -455,6 +544,7 @@ impl Lifecycle {
             reports = st.mapper.stats.reports,
             awaiting_report = st.mapper.invocations.awaiting_report().len(),
             final_requests_sent = sent,
+            unconfirmed_items = unconfirmed,
             dropped_items = dropped,
             "shutting down"
         );

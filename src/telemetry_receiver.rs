@@ -80,7 +80,7 @@ struct Receiver {
 
 /// The listener's routes. With `exporter`, a batch that arrives while the
 /// outbox is backlogged behind a collector that is accepting
-/// ([`Exporter::backlogged`]) is answered only once the outbox has drained
+/// ([`Exporter::backlogged`]) is ingested at once but answered only once the outbox has drained
 /// below half (at most [`BACKPRESSURE_MAX`]): Lambda sends the next batch
 /// after the answer, so a burst waits in Lambda's buffer instead of
 /// overflowing the outbox. Against a collector that fails or hangs nothing
@@ -93,19 +93,15 @@ pub fn router(shared: Arc<Shared>, body_limit: usize, exporter: Option<Arc<Expor
 }
 
 async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
-    if let Some(exporter) = rx.exporter.as_ref().filter(|e| e.backlogged()) {
-        rx.shared.count_held_back();
-        let until = tokio::time::Instant::now() + BACKPRESSURE_MAX;
-        while exporter.backlogged() && tokio::time::Instant::now() < until {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    }
-    let shared = rx.shared;
+    let shared = rx.shared.clone();
     let observed = crate::time::now();
-    match parse_batch(&body) {
+    // Ingest first: the lifecycle waits on what a batch carries (its
+    // `platform.runtimeDone` ends the function's billed wait in `end` mode);
+    // only the answer is held back.
+    let response = match parse_batch(&body) {
         Ok(batch) if !batch.events.is_empty() && shared.is_redelivery(&body) => {
             tracing::debug!(bytes = body.len(), "dropped a redelivered telemetry batch");
-            StatusCode::OK.into_response()
+            return StatusCode::OK.into_response();
         }
         Ok(batch) => {
             if !batch.skipped.is_empty() {
@@ -120,14 +116,22 @@ async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
                 "errorType": "InvalidTelemetryBatch",
                 "errorMessage": e.to_string(),
             });
-            (
+            return (
                 StatusCode::BAD_REQUEST,
                 [("content-type", "application/json")],
                 body.to_string(),
             )
-                .into_response()
+                .into_response();
+        }
+    };
+    if let Some(exporter) = rx.exporter.as_ref().filter(|e| e.backlogged()) {
+        rx.shared.count_held_back();
+        let until = tokio::time::Instant::now() + BACKPRESSURE_MAX;
+        while exporter.backlogged() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
+    response
 }
 
 /// Binds the listener.
@@ -159,5 +163,74 @@ mod tests {
             ip_from_hosts("127.0.0.1 localhost", "sandbox.localdomain"),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod backpressure_tests {
+    use super::*;
+    use crate::export::drain::{SendFuture, Transport};
+    use crate::export::otlp::Outcome;
+    use crate::export::outbox::Origin;
+    use crate::export::settings::Signal;
+    use crate::mapping::{Mapper, MapperConfig};
+    use tower_service::Service;
+
+    struct Accepting;
+    impl Transport for Accepting {
+        fn send(self: Arc<Self>, _: Bytes, _: tokio::time::Instant) -> SendFuture {
+            Box::pin(async {
+                Outcome::Accepted {
+                    rejected: 0,
+                    message: String::new(),
+                }
+            })
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_secs(1)
+        }
+    }
+
+    /// A batch that arrives while the outbox is backlogged is ingested at
+    /// once (the lifecycle sees its runtimeDone) and only its answer waits.
+    #[tokio::test]
+    async fn a_held_back_batch_is_ingested_before_the_answer() {
+        let t = || -> Arc<dyn Transport> { Arc::new(Accepting) };
+        let exporter = Arc::new(Exporter::with_transports([t(), t(), t()], 64 * 1024));
+        // The collector accepted a moment ago, and more than half the outbox waits.
+        exporter.enqueue_raw(Signal::Logs, Bytes::from_static(b"x"), 1, Origin::Bridge);
+        exporter
+            .flush(tokio::time::Instant::now() + Duration::from_secs(1))
+            .await;
+        exporter.enqueue_raw(
+            Signal::Logs,
+            Bytes::from(vec![0u8; 40 * 1024]),
+            1,
+            Origin::Bridge,
+        );
+        assert!(exporter.backlogged());
+        let shared = Arc::new(Shared::new(Mapper::new(
+            Default::default(),
+            MapperConfig::default(),
+        )));
+        let mut router = router(shared.clone(), 1 << 20, Some(exporter.clone()));
+        let batch = r#"[{"time":"2025-03-04T10:15:30.000Z","type":"platform.runtimeDone","record":{"requestId":"r-1","status":"success"}}]"#;
+        let req = axum::http::Request::post(PATH)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(batch))
+            .unwrap();
+        let answer = tokio::spawn(router.call(req));
+        // Long before the answer (held up to 250 ms), the event is in.
+        let seen = shared
+            .wait_until(
+                tokio::time::Instant::now() + Duration::from_millis(100),
+                |st| st.mapper.runtime_done_seen("r-1"),
+            )
+            .await;
+        assert!(seen, "runtimeDone not ingested while the answer was held");
+        assert!(!answer.is_finished(), "the answer was not held back");
+        let resp = answer.await.unwrap().unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(shared.lock().receiver.held_back, 1);
     }
 }

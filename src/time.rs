@@ -118,6 +118,59 @@ pub fn millis_f64_to_nanos(ms: f64) -> u64 {
     }
 }
 
+/// An HTTP date (RFC 9110 §5.6.7) as Unix seconds: the IMF-fixdate
+/// `Sun, 06 Nov 1994 08:49:37 GMT`, and the obsolete RFC 850
+/// `Sunday, 06-Nov-94 08:49:37 GMT` and asctime `Sun Nov  6 08:49:37 1994`
+/// forms, which recipients must accept.
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = |m: &str| {
+        MONTHS
+            .iter()
+            .position(|x| x.eq_ignore_ascii_case(m))
+            .map(|i| i as u32 + 1)
+    };
+    let hms = |t: &str| -> Option<(u32, u32, u32)> {
+        let mut it = t.split(':').map(|p| p.parse::<u32>().ok());
+        let (h, m, s) = (it.next()??, it.next()??, it.next()??);
+        (h < 24 && m < 60 && s < 61 && it.next().is_none()).then_some((h, m, s))
+    };
+    let f: Vec<&str> = s.split_whitespace().collect();
+    let (year, mon, day, (h, m, sec)) = match f.as_slice() {
+        // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
+        [wd, d, mo, y, t, "GMT"] if wd.ends_with(',') => {
+            (y.parse::<i64>().ok()?, month(mo)?, d.parse().ok()?, hms(t)?)
+        }
+        // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
+        [wd, dmy, t, "GMT"] if wd.ends_with(',') => {
+            let mut p = dmy.split('-');
+            let (d, mo, y) = (p.next()?, p.next()?, p.next()?);
+            let y: i64 = y.parse().ok()?;
+            // Two-digit years: 00-69 are 2000-2069, 70-99 are 1970-1999.
+            let y = if y < 100 {
+                if y < 70 {
+                    2000 + y
+                } else {
+                    1900 + y
+                }
+            } else {
+                y
+            };
+            (y, month(mo)?, d.parse().ok()?, hms(t)?)
+        }
+        // asctime: Sun Nov  6 08:49:37 1994
+        [_, mo, d, t, y] => (y.parse().ok()?, month(mo)?, d.parse().ok()?, hms(t)?),
+        _ => return None,
+    };
+    if !(1970..=9999).contains(&year) || !(1..=days_in_month(year, mon)).contains(&day) {
+        return None;
+    }
+    let days = days_from_civil(year, mon, day);
+    u64::try_from(days * 86_400 + i64::from(h * 3600 + m * 60 + sec)).ok()
+}
+
 fn digits(b: &[u8], start: usize, len: usize) -> Option<u32> {
     let mut v = 0u32;
     for &c in b.get(start..start + len)? {
@@ -208,6 +261,26 @@ mod tests {
             "not a time at all",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_dates() {
+        // 1994-11-06T08:49:37Z in each form RFC 9110 names.
+        for d in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_http_date(d), Some(784_111_777), "{d}");
+        }
+        for bad in [
+            "",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:00:00 GMT",
+            "tomorrow",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
         }
     }
 

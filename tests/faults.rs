@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::common::{
-    body, counter, env, invoke_line, line, start_with, summary_field, summary_line,
+    body, counter, endpoint_for, env, invoke_line, line, start_with, summary_field, summary_line,
 };
 use support::emulator::{http_request, new_request_id, telemetry_event, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
@@ -25,14 +25,6 @@ fn body_counts(collector: &FaultCollector) -> HashMap<String, usize> {
         *counts.entry(body(&r)).or_default() += 1;
     }
     counts
-}
-
-/// The collector's endpoint for an `OTEL_EXPORTER_OTLP_PROTOCOL` value.
-fn endpoint_for(collector: &FaultCollector, protocol: &str) -> String {
-    match protocol {
-        "grpc" => collector.grpc_endpoint().expect("gRPC listener"),
-        _ => collector.http_endpoint(),
-    }
 }
 
 /// The collector cycles through every failure mode (connection closed after

@@ -10,7 +10,7 @@ use mock_collector::{MockServer, Protocol, ServerHandle};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::json;
-use support::common::{start_initialized, start_with, summary_line};
+use support::common::{init_error_call, start_initialized, start_with, summary_line};
 use support::emulator::{
     extension_binary, new_request_id, telemetry_event, unshare_available, Emulator,
     EmulatorOptions, InvokeSpec,
@@ -425,11 +425,8 @@ async fn config_error_is_reported_as_init_error() {
         .await
         .expect("exits");
     assert_ne!(code, 0);
+    let err = init_error_call(&emu);
     let calls = emu.calls();
-    let err = calls
-        .iter()
-        .find(|c| c.path.ends_with("/extension/init/error"))
-        .unwrap_or_else(|| panic!("no init/error call: {calls:?}"));
     assert_eq!(
         err.header("Lambda-Extension-Function-Error-Type"),
         Some("Extension.ConfigInvalid")

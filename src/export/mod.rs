@@ -11,6 +11,8 @@
 //! counted. Every drop shows up in the bridge's own metric
 //! `lambda_otel_bridge.dropped` and in one warning line per flush.
 
+pub mod data_age;
+pub mod drain;
 pub mod flush;
 pub mod otlp;
 pub mod outbox;
@@ -28,8 +30,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum,
+    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -38,6 +40,7 @@ use tokio::time::Instant;
 use crate::mapping::proto::kv_str;
 use crate::mapping::Output;
 use crate::redact::Redactor;
+use drain::{Settled, Transport};
 use otlp::{Outcome, SignalExporter};
 use outbox::{DropCounts, DropReason, Entry, Origin, Outbox};
 use settings::{ExportSettings, Signal};
@@ -49,37 +52,90 @@ pub struct FlushReport {
     pub sent: u32,
     /// Items (spans, points, records) in them.
     pub delivered_items: u64,
-    /// Requests left queued after a retryable failure.
+    /// Attempts that failed (retryable or permanent).
+    pub failed: u32,
+    /// Requests left queued for a later flush (retryable failure, Retry-After
+    /// not yet due, or no time left).
     pub deferred: u32,
+    /// Requests still running at the deadline: they finish on their own and
+    /// are sent again only if they fail.
+    pub in_flight: u32,
     /// Items dropped during this flush, by signal and reason.
     pub dropped: Vec<(String, u64)>,
     pub errors: Vec<String>,
 }
 
+/// How a flush may spend its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushKind {
+    /// On the function's path (before `/next`): once the collector has
+    /// failed, or a request of the signal is still running from an earlier
+    /// flush, wait at most [`DEGRADED_WAIT`] for answers.
+    Billed,
+    /// Off the function's path (a background flush).
+    Background,
+    /// The last one (SHUTDOWN): full retries and Retry-After waits, within
+    /// the deadline.
+    Final,
+}
+
+/// How often the data-age histogram alone makes the bridge export its own
+/// metrics.
+pub const SELF_METRICS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The longest a billed flush waits for answers from a collector that
+/// failed its last request (or is still busy with an earlier one). The
+/// requests are still made and finish in the background.
+pub const DEGRADED_WAIT: Duration = Duration::from_millis(30);
+
 /// Health of the export path, to avoid spending the function's time on a
 /// collector that keeps failing.
 #[derive(Debug, Default)]
 struct Health {
-    consecutive_failed_flushes: u32,
+    /// The last request that ended failed retryably, and none was accepted since.
+    failing: bool,
     rng: u64,
+}
+
+/// Requests of one signal sent and not yet ended.
+#[derive(Debug, Default, Clone, Copy)]
+struct Outstanding {
+    requests: usize,
+    items: u64,
+    /// When the oldest of them was started.
+    oldest: Option<Instant>,
+}
+
+/// A request sent and not yet ended.
+struct Running {
+    id: u64,
+    started: Instant,
+    items: u64,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+/// The state export tasks share: outbox, health, counters.
+struct Core {
+    outbox: Mutex<Outbox>,
+    health: Mutex<Health>,
+    self_metrics: Mutex<SelfMetrics>,
+    /// When the collector last accepted a request.
+    last_accepted: Mutex<Option<Instant>>,
+    outstanding: Mutex<[Vec<Running>; 3]>,
+    next_request: std::sync::atomic::AtomicU64,
+    /// Notified each time a request ends.
+    settled: tokio::sync::Notify,
 }
 
 /// The exporters, the outbox and the bridge's own export metrics.
 pub struct Exporter {
     disabled: bool,
-    signals: [SignalExporter; 3],
-    outbox: Mutex<Outbox>,
-    /// One drain at a time (a background flush may still run when the next
-    /// flush point comes).
-    sending: tokio::sync::Mutex<()>,
-    health: Mutex<Health>,
-    self_metrics: Mutex<SelfMetrics>,
+    transports: [Arc<dyn Transport>; 3],
+    core: Arc<Core>,
     /// Rewrites secrets in traces and logs before they are queued.
     redactor: Option<Arc<Redactor>>,
     /// Trace and log requests above this many bytes are split.
     max_request_bytes: usize,
-    /// When the collector last accepted a request.
-    last_accepted: Mutex<Option<Instant>>,
 }
 
 /// Largest trace or log request queued as one entry: 1 MiB, or a quarter
@@ -88,6 +144,10 @@ pub struct Exporter {
 pub fn max_request_bytes(outbox_bytes: usize) -> usize {
     (outbox_bytes / 4).clamp(16 * 1024, 1024 * 1024)
 }
+
+/// What the bridge's own metrics last reported: drops, failures, listener
+/// counters and data-age counts.
+type ReportedState = (DropCounts, [u64; 3], [u64; 4], [u64; 3]);
 
 /// Counters behind the bridge's own metrics.
 #[derive(Debug, Default)]
@@ -98,7 +158,10 @@ struct SelfMetrics {
     /// Telemetry API anomalies: skipped events, then rejected, redelivered
     /// and held-back batches.
     receiver: [u64; 4],
-    last_reported: Option<(DropCounts, [u64; 3], [u64; 4])>,
+    /// Age of the bridge's own data when the collector accepted it, by signal.
+    data_age: [data_age::AgeHistogram; 3],
+    last_report_at: Option<Instant>,
+    last_reported: Option<ReportedState>,
 }
 
 /// What the listener saw that was not plain data, for the bridge's own metrics.
@@ -108,6 +171,23 @@ pub struct ReceiverCounts {
     pub rejected_batches: u64,
     pub duplicate_batches: u64,
     pub held_back_batches: u64,
+}
+
+/// Drops as `("signal/reason", items)`.
+fn drop_list(drops: &DropCounts) -> Vec<(String, u64)> {
+    drops
+        .iter()
+        .map(|((s, r), n)| (format!("{}/{}", s.as_str(), r.as_str()), *n))
+        .collect()
+}
+
+/// `signal/reason=items, ...` for a warning line.
+fn drop_summary(drops: &[(String, u64)]) -> String {
+    drops
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn signal_index(s: Signal) -> usize {
@@ -168,29 +248,131 @@ fn metric_points(m: &Metric) -> u64 {
     }) as u64
 }
 
+impl Core {
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn outstanding(&self) -> std::sync::MutexGuard<'_, [Vec<Running>; 3]> {
+        self.outstanding.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn outstanding_of(&self, signal: Signal) -> Outstanding {
+        let o = self.outstanding();
+        let list = &o[signal_index(signal)];
+        Outstanding {
+            requests: list.len(),
+            items: list.iter().map(|r| r.items).sum(),
+            oldest: list.iter().map(|r| r.started).min(),
+        }
+    }
+
+    /// A uniform number in 0..1 for jitter (xorshift64: no RNG crate).
+    fn jitter_unit(&self) -> f64 {
+        let mut h = self.health();
+        h.rng ^= h.rng << 13;
+        h.rng ^= h.rng >> 7;
+        h.rng ^= h.rng << 17;
+        (h.rng >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Applies how a request ended: counted as delivered, dropped, or put
+    /// back at the front of the outbox (not before its `Retry-After`).
+    fn settle(&self, mut entry: Entry, outcome: Outcome) -> Settled {
+        let signal = entry.signal;
+        match outcome {
+            Outcome::Accepted { rejected, message } => {
+                *self.last_accepted.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Instant::now());
+                self.health().failing = false;
+                if let Some(oldest) = entry.oldest {
+                    let age = crate::time::now().saturating_sub(oldest) as f64 / 1e9;
+                    self.self_metrics
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .data_age[signal_index(signal)]
+                    .record(age);
+                }
+                if rejected > 0 {
+                    self.outbox()
+                        .count_drop(signal, DropReason::Rejected, rejected);
+                    tracing::debug!("{signal:?}: partial success, {rejected} rejected: {message}");
+                } else if !message.is_empty() {
+                    tracing::debug!("{signal:?}: collector warning: {message}");
+                }
+                Settled::Accepted {
+                    items: entry.items.saturating_sub(rejected),
+                }
+            }
+            Outcome::Permanent { reason } => {
+                self.outbox()
+                    .count_drop(signal, DropReason::Refused, entry.items);
+                self.count_failure(signal);
+                Settled::Permanent {
+                    reason: format!("{signal:?}: {reason}"),
+                }
+            }
+            Outcome::Retryable {
+                reason,
+                retry_after,
+            } => {
+                self.count_failure(signal);
+                self.health().failing = true;
+                entry.not_before = retry_after.map(|ra| (Instant::now() + ra).into_std());
+                self.outbox().push_front(entry);
+                Settled::Retryable {
+                    reason: format!("{signal:?}: {reason}"),
+                    retry_after,
+                }
+            }
+        }
+    }
+}
+
 impl Exporter {
     /// Builds nothing expensive: connections and TLS are set up on first use.
     pub fn new(settings: &ExportSettings, outbox_bytes: usize) -> Self {
-        Exporter {
-            disabled: settings.disabled,
-            signals: [
-                SignalExporter::new(settings.traces.clone()),
-                SignalExporter::new(settings.metrics.clone()),
-                SignalExporter::new(settings.logs.clone()),
+        let transport = |s: &settings::SignalSettings| -> Arc<dyn Transport> {
+            Arc::new(SignalExporter::new(s.clone()))
+        };
+        let mut e = Exporter::with_transports(
+            [
+                transport(&settings.traces),
+                transport(&settings.metrics),
+                transport(&settings.logs),
             ],
-            outbox: Mutex::new(Outbox::new(outbox_bytes)),
-            sending: tokio::sync::Mutex::new(()),
-            health: Mutex::new(Health {
-                consecutive_failed_flushes: 0,
-                rng: crate::time::now() | 1,
-            }),
-            self_metrics: Mutex::new(SelfMetrics {
-                start: crate::time::now(),
-                ..SelfMetrics::default()
+            outbox_bytes,
+        );
+        e.disabled = settings.disabled;
+        e
+    }
+
+    /// An exporter over the given transports (traces, metrics, logs).
+    pub fn with_transports(transports: [Arc<dyn Transport>; 3], outbox_bytes: usize) -> Self {
+        Exporter {
+            disabled: false,
+            transports,
+            core: Arc::new(Core {
+                outbox: Mutex::new(Outbox::new(outbox_bytes)),
+                health: Mutex::new(Health {
+                    failing: false,
+                    rng: crate::time::now() | 1,
+                }),
+                self_metrics: Mutex::new(SelfMetrics {
+                    start: crate::time::now(),
+                    ..SelfMetrics::default()
+                }),
+                last_accepted: Mutex::new(None),
+                outstanding: Mutex::new([Vec::new(), Vec::new(), Vec::new()]),
+                next_request: std::sync::atomic::AtomicU64::new(0),
+                settled: tokio::sync::Notify::new(),
             }),
             redactor: None,
             max_request_bytes: max_request_bytes(outbox_bytes),
-            last_accepted: Mutex::new(None),
         }
     }
 
@@ -233,7 +415,7 @@ impl Exporter {
     }
 
     fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+        self.core.outbox()
     }
 
     /// Bytes waiting in the outbox.
@@ -252,6 +434,7 @@ impl Exporter {
         };
         over && !self.disabled
             && self
+                .core
                 .last_accepted
                 .lock()
                 .map(|t| t.is_some_and(|t| t.elapsed() < Duration::from_secs(1)))
@@ -265,7 +448,8 @@ impl Exporter {
 
     /// The listener's counters, reported with the bridge's own metrics.
     pub fn set_receiver_counts(&self, c: ReceiverCounts) {
-        self.self_metrics
+        self.core
+            .self_metrics
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .receiver = [
@@ -278,7 +462,11 @@ impl Exporter {
 
     /// The resource of the bridge's own metrics (the mapper's).
     pub fn set_resource(&self, resource: &Resource) {
-        let mut m = self.self_metrics.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self
+            .core
+            .self_metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if m.resource != *resource {
             m.resource = resource.clone();
         }
@@ -297,10 +485,11 @@ impl Exporter {
         }
         let mut entries = Vec::new();
         if let Some(t) = output.traces {
+            let oldest = data_age::oldest_span(&t);
             entries.extend(
                 self.encode_traces(t)
                     .into_iter()
-                    .map(|(b, n)| (Signal::Traces, b, n)),
+                    .map(|(b, n)| (Signal::Traces, b, n, oldest)),
             );
         }
         if let Some(m) = output.metrics {
@@ -308,17 +497,28 @@ impl Exporter {
                 Signal::Metrics,
                 Bytes::from(m.encode_to_vec()),
                 metric_items(&m),
+                data_age::oldest_point(&m),
             ));
         }
         if let Some(l) = output.logs {
+            let oldest = data_age::oldest_record(&l);
             entries.extend(
                 self.encode_logs(l)
                     .into_iter()
-                    .map(|(b, n)| (Signal::Logs, b, n)),
+                    .map(|(b, n)| (Signal::Logs, b, n, oldest)),
             );
         }
-        for (signal, body, items) in entries {
-            self.enqueue_raw(signal, body, items, Origin::Bridge);
+        let mut outbox = self.outbox();
+        for (signal, body, items, oldest) in entries {
+            outbox.push(Entry {
+                signal,
+                body,
+                items,
+                origin: Origin::Bridge,
+                not_before: None,
+                oldest,
+                seq: 0,
+            });
         }
     }
 
@@ -333,104 +533,161 @@ impl Exporter {
             items,
             origin,
             not_before: None,
-            attempts: 0,
+            oldest: None,
             seq: 0,
         });
     }
 
-    /// Exports what is queued, giving up at `deadline`; what could not be
-    /// delivered for a retryable reason stays queued.
+    /// Whether the last request that ended failed retryably and nothing was
+    /// accepted since.
+    pub fn failing(&self) -> bool {
+        self.core.health().failing
+    }
+
+    /// Requests sent and not yet ended, over all signals.
+    pub fn outstanding_requests(&self) -> usize {
+        self.core.outstanding().iter().map(Vec::len).sum()
+    }
+
+    /// A billed flush: exports what is queued before `deadline`; what could
+    /// not be delivered for a retryable reason stays queued.
     pub async fn flush(&self, deadline: Instant) -> FlushReport {
+        self.flush_as(deadline, FlushKind::Billed).await
+    }
+
+    /// Exports what is queued, giving up waiting at `deadline` (requests
+    /// still running then finish on their own); what could not be
+    /// delivered for a retryable reason stays queued.
+    pub async fn flush_as(&self, deadline: Instant, kind: FlushKind) -> FlushReport {
         if self.disabled {
             return FlushReport::default();
         }
-        let _guard = match tokio::time::timeout_at(deadline, self.sending.lock()).await {
-            Ok(g) => g,
-            Err(_) => {
-                return FlushReport {
-                    errors: vec!["a previous flush was still running at the deadline".into()],
-                    ..FlushReport::default()
-                }
-            }
-        };
-        self.queue_self_metrics();
+        self.queue_self_metrics(kind == FlushKind::Final);
         if self.outbox().is_empty() {
             return FlushReport::default();
         }
-        let degraded = self
-            .health
-            .lock()
-            .map(|h| h.consecutive_failed_flushes >= 2)
-            .unwrap_or(false);
+        let failing = self.failing();
+        let started = Instant::now();
         let (t, m, l) = tokio::join!(
-            self.drain(Signal::Traces, deadline, degraded),
-            self.drain(Signal::Metrics, deadline, degraded),
-            self.drain(Signal::Logs, deadline, degraded),
+            self.drain(Signal::Traces, deadline, kind, failing, started),
+            self.drain(Signal::Metrics, deadline, kind, failing, started),
+            self.drain(Signal::Logs, deadline, kind, failing, started),
         );
         let mut report = FlushReport::default();
         for r in [t, m, l] {
             report.sent += r.sent;
             report.delivered_items += r.delivered_items;
+            report.failed += r.failed;
             report.deferred += r.deferred;
+            report.in_flight += r.in_flight;
             report.errors.extend(r.errors);
         }
-        {
-            let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-            if report.deferred > 0 && report.sent == 0 {
-                h.consecutive_failed_flushes += 1;
-            } else if report.sent > 0 {
-                h.consecutive_failed_flushes = 0;
-            }
-        }
-        let new_drops = self.outbox().take_new_drops();
-        report.dropped = new_drops
-            .iter()
-            .map(|((s, r), n)| (format!("{}/{}", s.as_str(), r.as_str()), *n))
-            .collect();
+        report.dropped = drop_list(&self.outbox().take_new_drops());
         if !report.dropped.is_empty() {
-            let summary: Vec<String> = report
-                .dropped
-                .iter()
-                .map(|(k, n)| format!("{k}={n}"))
-                .collect();
             tracing::warn!(
                 "telemetry dropped: {} ({})",
-                summary.join(", "),
+                drop_summary(&report.dropped),
                 report.errors.join("; ")
             );
-        } else if report.deferred > 0 {
+        } else if report.deferred > 0 || report.in_flight > 0 {
             tracing::debug!(
-                "export deferred to the next flush: {}",
+                deferred = report.deferred,
+                in_flight = report.in_flight,
+                "export not finished at the flush deadline: {}",
                 report.errors.join("; ")
             );
         }
         report
     }
 
-    /// The final flush: whatever is still queued afterwards is dropped,
-    /// counted and reported.
+    /// The final flush: waits (until `deadline`) for requests still
+    /// running; whatever is still queued or unanswered afterwards is
+    /// counted as dropped and reported.
     pub async fn shutdown(&self, deadline: Instant) -> FlushReport {
-        let mut report = self.flush(deadline).await;
+        let mut report = self.flush_as(deadline, FlushKind::Final).await;
+        let mut running = report.in_flight > 0 || self.outstanding_requests() > 0;
+        while running {
+            self.wait_outstanding(deadline).await;
+            // A request that failed after the flush stopped waiting for it
+            // is back in the outbox: another round while time is left.
+            if self.outbox().is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            let again = self.flush_as(deadline, FlushKind::Final).await;
+            running = again.in_flight > 0;
+            report.sent += again.sent;
+            report.delivered_items += again.delivered_items;
+            report.failed += again.failed;
+            report.errors.extend(again.errors);
+        }
         let mut outbox = self.outbox();
+        for s in Signal::ALL {
+            let o = self.core.outstanding_of(s);
+            if o.requests > 0 {
+                outbox.count_drop(s, DropReason::Unconfirmed, o.items);
+            }
+        }
         if !outbox.is_empty() {
             outbox.drain_all(DropReason::Shutdown);
-            let dropped = outbox.take_new_drops();
-            let summary: Vec<String> = dropped
-                .iter()
-                .map(|((s, r), n)| format!("{}/{}={n}", s.as_str(), r.as_str()))
-                .collect();
+        }
+        let dropped = drop_list(&outbox.take_new_drops());
+        if !dropped.is_empty() {
             tracing::warn!(
                 "telemetry dropped at shutdown: {} ({})",
-                summary.join(", "),
+                drop_summary(&dropped),
                 report.errors.join("; ")
             );
-            report.dropped.extend(
-                dropped
-                    .iter()
-                    .map(|((s, r), n)| (format!("{}/{}", s.as_str(), r.as_str()), *n)),
-            );
+            report.dropped.extend(dropped);
         }
         report
+    }
+
+    /// Waits (until `deadline`) for requests still running, then drops
+    /// what is left, counted with [`DropReason::Snapshot`]: nothing queued or
+    /// running may be restored from a SnapStart snapshot.
+    pub async fn discard_for_snapshot(&self, deadline: Instant) {
+        self.wait_outstanding(deadline).await;
+        let running: Vec<(Signal, u64, Option<tokio::task::AbortHandle>)> = {
+            let mut o = self.core.outstanding();
+            Signal::ALL
+                .iter()
+                .flat_map(|s| {
+                    std::mem::take(&mut o[signal_index(*s)])
+                        .into_iter()
+                        .map(move |r| (*s, r.items, r.task))
+                })
+                .collect()
+        };
+        let mut outbox = self.outbox();
+        for (signal, items, task) in running {
+            if let Some(t) = task {
+                t.abort();
+            }
+            outbox.count_drop(signal, DropReason::Snapshot, items);
+        }
+        outbox.drain_all(DropReason::Snapshot);
+        let dropped = drop_list(&outbox.take_new_drops());
+        if !dropped.is_empty() {
+            tracing::warn!(
+                "telemetry not delivered before the SnapStart snapshot, dropped: {}",
+                drop_summary(&dropped)
+            );
+        }
+    }
+
+    /// Waits until no request is running, or until `deadline`.
+    async fn wait_outstanding(&self, deadline: Instant) {
+        loop {
+            let notified = self.core.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.outstanding_requests() == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Counts items that were refused before reaching the outbox.
@@ -443,27 +700,87 @@ impl Exporter {
         self.outbox().drops().clone()
     }
 
-    fn jitter(&self, base: Duration) -> Duration {
-        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        // xorshift64: cheap jitter, no RNG crate.
-        h.rng ^= h.rng << 13;
-        h.rng ^= h.rng >> 7;
-        h.rng ^= h.rng << 17;
-        base + Duration::from_micros(h.rng % (base.as_micros() as u64).max(1))
+    /// Starts one request in its own task; the returned receiver yields how
+    /// it ended (already applied to the outbox and counters).
+    fn start_request(&self, entry: Entry) -> tokio::sync::oneshot::Receiver<Settled> {
+        let i = signal_index(entry.signal);
+        let transport = self.transports[i].clone();
+        let id = self
+            .core
+            .next_request
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.core.outstanding()[i].push(Running {
+            id,
+            started: Instant::now(),
+            items: entry.items,
+            task: None,
+        });
+        let send = transport
+            .clone()
+            .send(entry.body.clone(), Instant::now() + transport.timeout());
+        let core = self.core.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let outcome = send.await;
+            let settled = core.settle(entry, outcome);
+            core.outstanding()[i].retain(|r| r.id != id);
+            core.settled.notify_waiters();
+            let _ = tx.send(settled);
+        });
+        if let Some(r) = self.core.outstanding()[i].iter_mut().find(|r| r.id == id) {
+            r.task = Some(task.abort_handle());
+        }
+        rx
     }
 
-    async fn drain(&self, signal: Signal, deadline: Instant, degraded: bool) -> FlushReport {
-        let exporter = &self.signals[signal_index(signal)];
-        let mut report = FlushReport::default();
-        let mut quick_retries = 0u32;
+    async fn drain(
+        &self,
+        signal: Signal,
+        deadline: Instant,
+        kind: FlushKind,
+        failing: bool,
+        flush_started: Instant,
+    ) -> drain::DrainReport {
+        let transport = self.transports[signal_index(signal)].clone();
+        let mut report = drain::DrainReport::default();
+        // A request of this signal still running from an earlier flush: the
+        // collector is slow or hanging.
+        let stalled = self
+            .core
+            .outstanding_of(signal)
+            .oldest
+            .is_some_and(|t| t < flush_started);
+        let degraded = kind != FlushKind::Final && (failing || stalled);
+        // Waiting for answers on the function's path is cut short while the
+        // collector is failing or busy; the requests still go out.
+        let wait_until = if kind == FlushKind::Billed && degraded {
+            deadline.min(Instant::now() + DEGRADED_WAIT)
+        } else {
+            deadline
+        };
+        let allowed = drain::attempts_allowed(degraded);
+        let mut failures = 0u32;
         loop {
-            let Some(mut entry) = self.outbox().pop(signal) else {
+            // Bounded concurrency: wait for a slot, within the deadline.
+            loop {
+                let notified = self.core.settled.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.core.outstanding_of(signal).requests < drain::MAX_OUTSTANDING {
+                    break;
+                }
+                if tokio::time::timeout_at(wait_until, notified).await.is_err() {
+                    return report;
+                }
+            }
+            let Some(entry) = self.outbox().pop(signal) else {
                 break;
             };
+            let reserve = transport.prepare_cost(entry.body.len());
             let now = Instant::now();
             if let Some(nb) = entry.not_before.map(Instant::from_std) {
                 if nb > now {
-                    if nb < deadline {
+                    if !degraded && nb + reserve < wait_until {
                         tokio::time::sleep_until(nb).await;
                     } else {
                         self.outbox().push_front(entry);
@@ -475,64 +792,57 @@ impl Exporter {
                     }
                 }
             }
-            entry.attempts += 1;
-            match exporter.send(entry.body.clone(), deadline).await {
-                Outcome::Accepted { rejected, message } => {
+            // Not started without time to prepare it: that is not a failure.
+            if Instant::now() + reserve >= wait_until {
+                self.outbox().push_front(entry);
+                report.deferred += 1;
+                break;
+            }
+            let done = self.start_request(entry);
+            let settled = tokio::select! {
+                r = done => r,
+                _ = tokio::time::sleep_until(wait_until) => {
+                    report.in_flight += 1;
+                    break;
+                }
+            };
+            // The task cannot end without answering unless it panicked.
+            let Ok(settled) = settled else { break };
+            match settled {
+                Settled::Accepted { items } => {
                     report.sent += 1;
-                    *self.last_accepted.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(Instant::now());
-                    report.delivered_items += entry.items.saturating_sub(rejected);
-                    if rejected > 0 {
-                        self.outbox()
-                            .count_drop(signal, DropReason::Rejected, rejected);
-                        report.errors.push(format!(
-                            "{signal:?}: partial success, {rejected} rejected: {message}"
-                        ));
-                    } else if !message.is_empty() {
-                        tracing::debug!("{signal:?}: collector warning: {message}");
-                    }
+                    report.delivered_items += items;
                 }
-                Outcome::Permanent { reason } => {
-                    self.outbox()
-                        .count_drop(signal, DropReason::Refused, entry.items);
-                    self.count_failure(signal);
-                    report.errors.push(format!("{signal:?}: {reason}"));
+                Settled::Permanent { reason } => {
+                    report.failed += 1;
+                    report.errors.push(reason);
                 }
-                Outcome::Retryable {
+                Settled::Retryable {
                     reason,
                     retry_after,
                 } => {
-                    self.count_failure(signal);
-                    let now = Instant::now();
-                    // Honour Retry-After when it fits before the deadline.
-                    if let Some(ra) = retry_after {
-                        if now + ra < deadline && !degraded {
-                            tokio::time::sleep(ra).await;
-                            self.outbox().push_front(entry);
-                            continue;
-                        }
-                        entry.not_before = Some((now + ra).into_std());
-                    } else if !degraded && quick_retries < 2 {
-                        // One or two quick retries ride over a blip; a longer
-                        // outage waits for the next flush point instead.
-                        let wait = self.jitter(Duration::from_millis(25 << quick_retries));
-                        if now + wait < deadline {
-                            quick_retries += 1;
-                            tokio::time::sleep(wait).await;
-                            self.outbox().push_front(entry);
-                            continue;
-                        }
+                    report.failed += 1;
+                    failures += 1;
+                    report.errors.push(reason);
+                    let wait =
+                        drain::retry_wait(failures - 1, retry_after, self.core.jitter_unit());
+                    if failures >= allowed || Instant::now() + wait >= wait_until {
+                        report.deferred += 1;
+                        break;
                     }
-                    self.outbox().push_front(entry);
-                    report.deferred += 1;
-                    report.errors.push(format!("{signal:?}: {reason}"));
-                    break;
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
         report
     }
 
+    fn queue_self_metrics(&self, final_flush: bool) {
+        self.core.queue_self_metrics(final_flush);
+    }
+}
+
+impl Core {
     fn count_failure(&self, signal: Signal) {
         let mut m = self.self_metrics.lock().unwrap_or_else(|p| p.into_inner());
         m.failures[signal_index(signal)] += 1;
@@ -542,21 +852,40 @@ impl Exporter {
     /// `lambda_otel_bridge.dropped` {signal, reason} (cumulative),
     /// `lambda_otel_bridge.export.failures` {signal} (cumulative) and
     /// `lambda_otel_bridge.outbox.bytes` (gauge).
-    fn queue_self_metrics(&self) {
+    fn queue_self_metrics(&self, final_flush: bool) {
         let (drops, bytes) = {
             let o = self.outbox();
             (o.drops().clone(), o.bytes())
         };
         let req = {
             let mut m = self.self_metrics.lock().unwrap_or_else(|p| p.into_inner());
-            let state = (drops.clone(), m.failures, m.receiver);
-            if drops.is_empty() && m.failures == [0; 3] && m.receiver == [0; 4] {
+            let ages = [
+                m.data_age[0].count,
+                m.data_age[1].count,
+                m.data_age[2].count,
+            ];
+            let state = (drops.clone(), m.failures, m.receiver, ages);
+            let anomalies = !drops.is_empty() || m.failures != [0; 3] || m.receiver != [0; 4];
+            if !anomalies && ages == [0; 3] {
                 return;
             }
             if m.last_reported.as_ref() == Some(&state) {
                 return;
             }
+            // Ages alone change at every flush: reported at most every
+            // SELF_METRICS_INTERVAL (and at the final flush), counters at once.
+            let counters_changed = m
+                .last_reported
+                .as_ref()
+                .is_none_or(|(d, f, r, _)| *d != drops || *f != m.failures || *r != m.receiver);
+            let interval_passed = m
+                .last_report_at
+                .is_none_or(|t| t.elapsed() >= SELF_METRICS_INTERVAL);
+            if !(interval_passed || final_flush || counters_changed && anomalies) {
+                return;
+            }
             m.last_reported = Some(state);
+            m.last_report_at = Some(Instant::now());
             let now = crate::time::now();
             let point = |attrs, v: u64| NumberDataPoint {
                 attributes: attrs,
@@ -639,6 +968,37 @@ impl Exporter {
                     batches,
                 ));
             }
+            let ages: Vec<HistogramDataPoint> = Signal::ALL
+                .iter()
+                .filter(|s| m.data_age[signal_index(**s)].count > 0)
+                .map(|s| {
+                    let h = &m.data_age[signal_index(*s)];
+                    HistogramDataPoint {
+                        attributes: vec![kv_str("signal", outbox::SignalKey::from(*s).as_str())],
+                        start_time_unix_nano: m.start,
+                        time_unix_nano: now,
+                        count: h.count,
+                        sum: Some(h.sum),
+                        bucket_counts: h.counts.to_vec(),
+                        explicit_bounds: data_age::BOUNDS.to_vec(),
+                        min: Some(h.min),
+                        max: Some(h.max),
+                        ..HistogramDataPoint::default()
+                    }
+                })
+                .collect();
+            if !ages.is_empty() {
+                metrics.push(Metric {
+                    name: "lambda_otel_bridge.export.data_age".into(),
+                    unit: "s".into(),
+                    description: "Age of the bridge's data when the collector accepted it (from the oldest item of a request), by signal.".into(),
+                    metadata: Vec::new(),
+                    data: Some(metric::Data::Histogram(Histogram {
+                        data_points: ages,
+                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    })),
+                });
+            }
             metrics.push(Metric {
                 name: "lambda_otel_bridge.outbox.bytes".into(),
                 unit: "By".into(),
@@ -675,8 +1035,281 @@ impl Exporter {
             items,
             origin: Origin::Bridge,
             not_before: None,
-            attempts: 0,
+            oldest: None,
             seq: 0,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The drain's rules against a scripted transport (no network).
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Answers from a script (then `fallback`), each after its delay.
+    struct Scripted {
+        script: Mutex<VecDeque<(Duration, Outcome)>>,
+        fallback: (Duration, Outcome),
+        calls: AtomicU32,
+    }
+
+    impl Scripted {
+        fn new(script: Vec<(Duration, Outcome)>, fallback: (Duration, Outcome)) -> Arc<Self> {
+            Arc::new(Scripted {
+                script: Mutex::new(script.into()),
+                fallback,
+                calls: AtomicU32::new(0),
+            })
+        }
+        fn calls(&self) -> u32 {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Transport for Scripted {
+        fn send(self: Arc<Self>, _body: Bytes, deadline: Instant) -> drain::SendFuture {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let (delay, outcome) = self
+                .script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| self.fallback.clone());
+            Box::pin(async move {
+                if tokio::time::timeout_at(deadline, tokio::time::sleep(delay))
+                    .await
+                    .is_err()
+                {
+                    return Outcome::Retryable {
+                        reason: "timed out".into(),
+                        retry_after: None,
+                    };
+                }
+                outcome
+            })
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_secs(5)
+        }
+    }
+
+    fn ok() -> Outcome {
+        Outcome::Accepted {
+            rejected: 0,
+            message: String::new(),
+        }
+    }
+
+    fn throttled() -> Outcome {
+        Outcome::Retryable {
+            reason: "HTTP 429".into(),
+            retry_after: Some(Duration::ZERO),
+        }
+    }
+
+    /// An exporter whose logs go through `logs`; traces and metrics accept.
+    fn exporter(logs: Arc<Scripted>) -> Exporter {
+        let quiet = || -> Arc<dyn Transport> { Scripted::new(vec![], (Duration::ZERO, ok())) };
+        Exporter::with_transports([quiet(), quiet(), logs], 1 << 20)
+    }
+
+    fn queue_log(e: &Exporter, items: u64) {
+        e.enqueue_raw(
+            Signal::Logs,
+            Bytes::from_static(b"x"),
+            items,
+            Origin::Bridge,
+        );
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[tokio::test]
+    async fn a_throttling_collector_gets_three_attempts_then_one_per_flush() {
+        let logs = Scripted::new(vec![], (Duration::ZERO, throttled()));
+        let e = exporter(logs.clone());
+        queue_log(&e, 1);
+        let r = e.flush(Instant::now() + ms(1000)).await;
+        assert_eq!(logs.calls(), 3, "{r:?}");
+        assert_eq!((r.failed, r.deferred, r.sent), (3, 1, 0), "{r:?}");
+        assert!(e.failing());
+        // Once failing: one attempt per flush, and the flush waits for nothing.
+        for n in 0..5 {
+            let started = Instant::now();
+            let r = e.flush(Instant::now() + ms(1000)).await;
+            assert_eq!(logs.calls(), 4 + n, "{r:?}");
+            assert!(started.elapsed() < ms(500), "{:?}", started.elapsed());
+        }
+        // Still queued, nothing dropped.
+        assert_eq!(e.outbox().len(), 1);
+        assert!(e.drops().is_empty());
+    }
+
+    #[tokio::test]
+    async fn retries_within_a_flush_wait_at_least_the_floor() {
+        let logs = Scripted::new(
+            vec![(Duration::ZERO, throttled()), (Duration::ZERO, throttled())],
+            (Duration::ZERO, ok()),
+        );
+        let e = exporter(logs.clone());
+        queue_log(&e, 2);
+        let started = Instant::now();
+        let r = e.flush(Instant::now() + ms(2000)).await;
+        assert_eq!(
+            (r.sent, r.delivered_items, logs.calls()),
+            (1, 2, 3),
+            "{r:?}"
+        );
+        // Two waits: at least 25 ms and 50 ms although Retry-After said 0.
+        assert!(started.elapsed() >= ms(75), "{:?}", started.elapsed());
+        assert!(!e.failing());
+    }
+
+    #[tokio::test]
+    async fn a_slow_request_is_not_cancelled_or_sent_twice() {
+        let logs = Scripted::new(vec![(ms(300), ok())], (Duration::ZERO, ok()));
+        let e = exporter(logs.clone());
+        queue_log(&e, 7);
+        let r = e.flush(Instant::now() + ms(100)).await;
+        assert_eq!((r.in_flight, r.sent), (1, 0), "{r:?}");
+        assert_eq!(e.outstanding_requests(), 1);
+        // The next flush point comes while it is still running: not sent again.
+        let r = e.flush(Instant::now() + ms(100)).await;
+        assert_eq!(logs.calls(), 1, "{r:?}");
+        tokio::time::sleep(ms(300)).await;
+        assert_eq!(e.outstanding_requests(), 0);
+        let r = e.flush(Instant::now() + ms(100)).await;
+        assert_eq!(logs.calls(), 1, "{r:?}");
+        assert!(e.outbox().is_empty());
+        assert!(e.drops().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_slow_request_is_queued_again() {
+        let logs = Scripted::new(
+            vec![(
+                ms(200),
+                Outcome::Retryable {
+                    reason: "HTTP 503".into(),
+                    retry_after: None,
+                },
+            )],
+            (Duration::ZERO, ok()),
+        );
+        let e = exporter(logs.clone());
+        queue_log(&e, 3);
+        let r = e.flush(Instant::now() + ms(50)).await;
+        assert_eq!(r.in_flight, 1, "{r:?}");
+        tokio::time::sleep(ms(250)).await;
+        assert_eq!(e.outbox().len(), 1);
+        let r = e.flush(Instant::now() + ms(500)).await;
+        // Sent again once (the bridge's own failure metric goes out too).
+        assert_eq!(logs.calls(), 2, "{r:?}");
+        assert!(e.outbox().is_empty() && e.drops().is_empty(), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn no_time_left_is_not_a_collector_failure() {
+        let logs = Scripted::new(vec![], (Duration::ZERO, ok()));
+        let e = exporter(logs.clone());
+        queue_log(&e, 1);
+        let r = e.flush(Instant::now()).await;
+        assert_eq!((logs.calls(), r.failed, r.deferred), (0, 0, 1), "{r:?}");
+        assert!(!e.failing());
+        assert_eq!(e.core.self_metrics.lock().unwrap().failures, [0, 0, 0]);
+    }
+
+    #[tokio::test]
+    async fn retry_after_beyond_the_deadline_waits_in_the_outbox() {
+        let logs = Scripted::new(
+            vec![(
+                Duration::ZERO,
+                Outcome::Retryable {
+                    reason: "HTTP 429".into(),
+                    retry_after: Some(ms(400)),
+                },
+            )],
+            (Duration::ZERO, ok()),
+        );
+        let e = exporter(logs.clone());
+        queue_log(&e, 1);
+        e.flush(Instant::now() + ms(100)).await;
+        assert_eq!(logs.calls(), 1);
+        // Before the Retry-After: not sent.
+        let r = e.flush(Instant::now() + ms(100)).await;
+        assert_eq!(logs.calls(), 1, "{r:?}");
+        tokio::time::sleep(ms(400)).await;
+        let r = e.flush(Instant::now() + ms(100)).await;
+        assert_eq!((logs.calls(), r.sent), (2, 1), "{r:?}");
+    }
+
+    /// A collector that never answers: one request of 4 log records
+    /// running, and one of `queued` records waiting.
+    async fn one_hanging_and_one_queued(queued: u64) -> Exporter {
+        let logs = Scripted::new(vec![], (ms(10_000), ok()));
+        let e = exporter(logs);
+        queue_log(&e, 4);
+        e.flush(Instant::now() + ms(20)).await;
+        queue_log(&e, queued);
+        e
+    }
+
+    #[tokio::test]
+    async fn requests_unanswered_at_shutdown_are_counted() {
+        let e = one_hanging_and_one_queued(5).await;
+        let r = e.shutdown(Instant::now() + ms(100)).await;
+        let drops = e.drops();
+        assert_eq!(
+            drops.get(&(outbox::SignalKey::Logs, DropReason::Unconfirmed)),
+            Some(&9),
+            "{r:?} {drops:?}"
+        );
+    }
+
+    /// A transport whose requests take `prepare` of CPU first (OTLP/JSON,
+    /// gzip).
+    struct Costly(Arc<Scripted>, Duration);
+
+    impl Transport for Costly {
+        fn send(self: Arc<Self>, body: Bytes, deadline: Instant) -> drain::SendFuture {
+            self.0.clone().send(body, deadline)
+        }
+        fn timeout(&self) -> Duration {
+            self.0.timeout()
+        }
+        fn prepare_cost(&self, _len: usize) -> Duration {
+            self.1
+        }
+    }
+
+    #[tokio::test]
+    async fn preparation_cost_is_reserved_before_the_deadline() {
+        let logs = Scripted::new(vec![], (Duration::ZERO, ok()));
+        let quiet = || -> Arc<dyn Transport> { Scripted::new(vec![], (Duration::ZERO, ok())) };
+        let costly: Arc<dyn Transport> = Arc::new(Costly(logs.clone(), ms(200)));
+        let e = Exporter::with_transports([quiet(), quiet(), costly], 1 << 20);
+        queue_log(&e, 1);
+        // 100 ms left, 200 ms of work: not started, not a failure.
+        let r = e.flush(Instant::now() + ms(100)).await;
+        assert_eq!((logs.calls(), r.deferred, r.failed), (0, 1, 0), "{r:?}");
+        let r = e.flush(Instant::now() + ms(400)).await;
+        assert_eq!((logs.calls(), r.sent), (1, 1), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_kept_for_a_snapshot() {
+        let e = one_hanging_and_one_queued(6).await;
+        e.discard_for_snapshot(Instant::now() + ms(50)).await;
+        assert_eq!(e.outstanding_requests(), 0);
+        assert!(e.outbox().is_empty());
+        assert_eq!(
+            e.drops()
+                .get(&(outbox::SignalKey::Logs, DropReason::Snapshot)),
+            Some(&10)
+        );
     }
 }

@@ -24,6 +24,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
@@ -47,15 +49,35 @@ pub enum Outcome {
 pub struct SignalExporter {
     pub settings: SignalSettings,
     http: OnceCell<Result<HttpClient, String>>,
-    grpc: OnceCell<Result<tonic::transport::Channel, String>>,
+    /// The gRPC channel and when it was last used: a channel idle for
+    /// longer than `max_idle` is replaced (its connection may be gone).
+    grpc: std::sync::Mutex<Option<(tonic::transport::Channel, std::time::Instant)>>,
+    /// Measured CPU cost of preparing a request (JSON conversion, gzip), in
+    /// picoseconds per protobuf byte, to reserve it before a deadline.
+    prepare_ps_per_byte: AtomicU64,
+    /// Header names that could not be sent (warned about once).
+    bad_headers: std::sync::Once,
 }
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// `User-Agent` of every export request.
+pub const USER_AGENT: &str = concat!("lambda-otel-bridge/", env!("CARGO_PKG_VERSION"));
+
+/// The most of a response body that is read (OTLP answers are small: an
+/// empty message or a partial-success count and message).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Extra time a request gets once its timeout has passed, for an answer
+/// that is already waiting: after a freeze longer than the timeout, the
+/// timer and the answer are both ready at the thaw.
+pub const THAW_GRACE: Duration = Duration::from_millis(50);
 
 fn http_client(settings: &SignalSettings) -> Result<HttpClient, String> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_keepalive(Some(Duration::from_secs(30)));
     connector.enforce_http(false);
     // TLS is set up only for https endpoints (reading certificate files and
     // building the root store is not free).
@@ -75,16 +97,30 @@ fn http_client(settings: &SignalSettings) -> Result<HttpClient, String> {
         .https_or_http()
         .enable_http1()
         .wrap_connector(connector);
-    Ok(Client::builder(TokioExecutor::new()).build(https))
+    // A pooled connection idle for longer than `max_idle` is not reused
+    // (checked when it is taken from the pool, so a freeze counts).
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(settings.max_idle)
+        .build(https))
 }
 
 /// The gRPC channel (connected lazily). For `https` endpoints the TLS is
 /// ours ([`super::tls::GrpcTlsConnector`]): tonic connects to the same
 /// host and port as `http` and sends the requests with the `https` origin.
+/// HTTP/2 and TCP keep-alives find a connection that died while the
+/// sandbox was frozen.
 fn grpc_channel(settings: &SignalSettings) -> Result<tonic::transport::Channel, String> {
     let endpoint = |uri: String| {
         tonic::transport::Endpoint::from_shared(uri)
-            .map(|e| e.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true))
+            .and_then(|e| e.user_agent(USER_AGENT))
+            .map(|e| {
+                e.connect_timeout(Duration::from_secs(5))
+                    .tcp_nodelay(true)
+                    .tcp_keepalive(Some(Duration::from_secs(30)))
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .keep_alive_timeout(Duration::from_secs(2))
+                    .keep_alive_while_idle(false)
+            })
             .map_err(|e| format!("invalid gRPC endpoint: {e}"))
     };
     if !settings.endpoint.starts_with("https://") {
@@ -98,6 +134,7 @@ fn grpc_channel(settings: &SignalSettings) -> Result<tonic::transport::Channel, 
     let port = origin.port_u16().unwrap_or(443);
     let mut tcp = HttpConnector::new();
     tcp.set_nodelay(true);
+    tcp.set_keepalive(Some(Duration::from_secs(30)));
     tcp.enforce_http(false);
     let connector =
         super::tls::GrpcTlsConnector::new(&settings.tls, &host, tcp).map_err(|e| e.to_string())?;
@@ -106,18 +143,53 @@ fn grpc_channel(settings: &SignalSettings) -> Result<tonic::transport::Channel, 
         .connect_with_connector_lazy(connector))
 }
 
+impl super::drain::Transport for SignalExporter {
+    fn send(
+        self: std::sync::Arc<Self>,
+        body: Bytes,
+        deadline: Instant,
+    ) -> super::drain::SendFuture {
+        Box::pin(async move { self.export(body, deadline).await })
+    }
+
+    fn timeout(&self) -> Duration {
+        self.settings.timeout
+    }
+
+    fn prepare_cost(&self, len: usize) -> Duration {
+        let ps = self.prepare_ps_per_byte.load(Ordering::Relaxed);
+        Duration::from_nanos((len as u64).saturating_mul(ps) / 1000)
+    }
+}
+
 impl SignalExporter {
     /// Builds nothing expensive: connections are made on first use.
     pub fn new(settings: SignalSettings) -> Self {
+        // A first guess of the preparation cost until one is measured:
+        // OTLP/JSON conversion about 40 ns per protobuf byte, gzip about 15
+        // (on a full core; at a small Lambda's CPU share, more).
+        let json = if settings.protocol == Protocol::HttpJson {
+            40_000
+        } else {
+            0
+        };
+        let gzip = if settings.compression == Compression::Gzip {
+            15_000
+        } else {
+            0
+        };
         SignalExporter {
             settings,
             http: OnceCell::new(),
-            grpc: OnceCell::new(),
+            grpc: std::sync::Mutex::new(None),
+            prepare_ps_per_byte: AtomicU64::new(json + gzip),
+            bad_headers: std::sync::Once::new(),
         }
     }
 
-    /// Sends one protobuf-encoded request, giving up at `deadline`.
-    pub async fn send(&self, body: Bytes, deadline: Instant) -> Outcome {
+    /// Sends one protobuf-encoded request, giving up at `deadline` (plus
+    /// [`THAW_GRACE`] for an answer already waiting).
+    pub async fn export(&self, body: Bytes, deadline: Instant) -> Outcome {
         let budget = deadline.saturating_duration_since(Instant::now());
         if budget.is_zero() {
             return Outcome::Retryable {
@@ -132,7 +204,11 @@ impl SignalExporter {
                 Protocol::HttpProtobuf | Protocol::HttpJson => self.send_http(body).await,
             }
         };
-        match tokio::time::timeout(timeout, attempt).await {
+        tokio::pin!(attempt);
+        if let Ok(outcome) = tokio::time::timeout(timeout, &mut attempt).await {
+            return outcome;
+        }
+        match tokio::time::timeout(THAW_GRACE, attempt).await {
             Ok(outcome) => outcome,
             Err(_) => Outcome::Retryable {
                 reason: format!("timed out after {} ms", timeout.as_millis()),
@@ -141,29 +217,55 @@ impl SignalExporter {
         }
     }
 
+    /// JSON conversion and compression; the time it took updates the
+    /// reserved cost.
+    fn prepare(&self, body: Bytes) -> Result<(&'static str, Bytes), String> {
+        let s = &self.settings;
+        if s.protocol != Protocol::HttpJson && s.compression != Compression::Gzip {
+            return Ok(("application/x-protobuf", body));
+        }
+        let started = std::time::Instant::now();
+        let len = body.len().max(1) as u64;
+        let (content_type, body) = match s.protocol {
+            Protocol::HttpJson => ("application/json", Bytes::from(to_json(s.signal, &body)?)),
+            _ => ("application/x-protobuf", body),
+        };
+        let body = if s.compression == Compression::Gzip {
+            gzip(&body)?
+        } else {
+            body
+        };
+        // Large requests only: small ones are dominated by fixed costs.
+        if len >= 4096 {
+            let ps = (started.elapsed().as_nanos() as u64).saturating_mul(1000) / len;
+            let old = self.prepare_ps_per_byte.load(Ordering::Relaxed);
+            // Moving average, quick to rise (a slower CPU share), slow to fall.
+            let new = if ps > old {
+                (old + ps) / 2
+            } else {
+                (old * 7 + ps) / 8
+            };
+            self.prepare_ps_per_byte.store(new, Ordering::Relaxed);
+        }
+        Ok((content_type, body))
+    }
+
     async fn send_http(&self, body: Bytes) -> Outcome {
         let s = &self.settings;
         let client = match self.http.get_or_init(|| async { http_client(s) }).await {
             Ok(c) => c,
             Err(e) => return Outcome::Permanent { reason: e.clone() },
         };
-        let (content_type, body) = match s.protocol {
-            Protocol::HttpJson => match to_json(s.signal, &body) {
-                Ok(json) => ("application/json", Bytes::from(json)),
-                Err(e) => return Outcome::Permanent { reason: e },
-            },
-            _ => ("application/x-protobuf", body),
+        let (content_type, body) = match self.prepare(body) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Permanent { reason: e },
         };
-        let mut req = hyper::Request::post(&s.endpoint).header("content-type", content_type);
-        let body = if s.compression == Compression::Gzip {
+        let mut req = hyper::Request::post(&s.endpoint)
+            .header("content-type", content_type)
+            .header("user-agent", USER_AGENT);
+        if s.compression == Compression::Gzip {
             req = req.header("content-encoding", "gzip");
-            match gzip(&body) {
-                Ok(b) => b,
-                Err(e) => return Outcome::Permanent { reason: e },
-            }
-        } else {
-            body
-        };
+        }
         for (k, v) in &s.headers {
             req = req.header(k.as_str(), v.as_str());
         }
@@ -193,13 +295,8 @@ impl SignalExporter {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+        let body = read_capped(resp.into_body(), MAX_RESPONSE_BYTES).await;
         match status {
             200..=299 => partial_success(s.signal, s.protocol, &body),
             429 | 502 | 503 | 504 => Outcome::Retryable {
@@ -212,15 +309,77 @@ impl SignalExporter {
         }
     }
 
-    async fn channel(&self) -> Result<tonic::transport::Channel, String> {
-        self.grpc
-            .get_or_init(|| async { grpc_channel(&self.settings) })
-            .await
-            .clone()
+    /// The channel, replaced by a new one when unused for longer than
+    /// `max_idle`.
+    fn channel(&self) -> Result<tonic::transport::Channel, String> {
+        let mut slot = self.grpc.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if let Some((channel, last)) = slot.as_mut() {
+            if now.saturating_duration_since(*last) <= self.settings.max_idle {
+                *last = now;
+                return Ok(channel.clone());
+            }
+            tracing::debug!(
+                "gRPC connection to {} unused for {} ms: reconnecting",
+                host_of(&self.settings.endpoint),
+                now.saturating_duration_since(*last).as_millis()
+            );
+        }
+        let channel = grpc_channel(&self.settings)?;
+        *slot = Some((channel.clone(), now));
+        Ok(channel)
+    }
+
+    /// The request metadata from the configured headers: `-bin` keys take
+    /// base64 values (as gRPC carries them), others ASCII text. A header
+    /// that cannot be sent is named in one warning.
+    fn metadata(&self) -> tonic::metadata::MetadataMap {
+        use tonic::metadata::{BinaryMetadataValue, MetadataKey, MetadataMap, MetadataValue};
+        let mut map = MetadataMap::new();
+        let mut bad = Vec::new();
+        for (k, v) in &self.settings.headers {
+            let ok = if k.to_ascii_lowercase().ends_with("-bin") {
+                match (
+                    MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()),
+                    decode_base64(v),
+                ) {
+                    (Ok(key), Some(bytes)) => {
+                        map.insert_bin(key, BinaryMetadataValue::from_bytes(&bytes));
+                        true
+                    }
+                    _ => false,
+                }
+            } else {
+                match (
+                    MetadataKey::from_bytes(k.as_bytes()),
+                    MetadataValue::try_from(v.as_str()),
+                ) {
+                    (Ok(key), Ok(value)) => {
+                        map.insert(key, value);
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if !ok {
+                bad.push(k.clone());
+            }
+        }
+        if !bad.is_empty() {
+            self.bad_headers.call_once(|| {
+                tracing::warn!(
+                    "{:?}: these headers cannot be sent as gRPC metadata and are left out: {} \
+                     (names must be lower-case ASCII; values of -bin headers must be base64)",
+                    self.settings.signal,
+                    bad.join(", ")
+                )
+            });
+        }
+        map
     }
 
     async fn send_grpc(&self, body: Bytes, timeout: Duration) -> Outcome {
-        let channel = match self.channel().await {
+        let channel = match self.channel() {
             Ok(c) => c,
             Err(reason) => return Outcome::Permanent { reason },
         };
@@ -240,14 +399,7 @@ impl SignalExporter {
         }
         let mut req = tonic::Request::new(body);
         req.set_timeout(timeout);
-        for (k, v) in &self.settings.headers {
-            if let (Ok(k), Ok(v)) = (
-                tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
-                tonic::metadata::MetadataValue::try_from(v.as_str()),
-            ) {
-                req.metadata_mut().insert(k, v);
-            }
-        }
+        *req.metadata_mut() = self.metadata();
         let path = hyper::http::uri::PathAndQuery::from_static(self.settings.signal.grpc_path());
         match grpc.unary(req, path, RawCodec).await {
             Ok(resp) => partial_success(self.settings.signal, Protocol::Grpc, resp.get_ref()),
@@ -267,6 +419,32 @@ impl SignalExporter {
             },
         }
     }
+}
+
+/// Reads at most `max` bytes of a response body; the rest is not read.
+async fn read_capped(mut body: hyper::body::Incoming, max: usize) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Ok(data) = frame.into_data() {
+            let room = max.saturating_sub(out.len());
+            out.extend_from_slice(&data[..data.len().min(room)]);
+            if out.len() >= max {
+                break;
+            }
+        }
+    }
+    out.freeze()
+}
+
+/// Standard base64 (padding optional), for `-bin` header values.
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let s = s.trim();
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(s))
+        .ok()
 }
 
 /// OTLP/gRPC retry rules (specification "Failures"): RESOURCE_EXHAUSTED is
@@ -316,12 +494,17 @@ fn retry_info(details: &[u8]) -> Option<Duration> {
         })
 }
 
-/// `Retry-After`: delay in seconds (HTTP-dates are treated as absent).
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    v.trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(600)))
+/// `Retry-After`: a delay in seconds or an HTTP date (RFC 9110: IMF-fixdate,
+/// and the obsolete RFC 850 and asctime forms), relative to `now`; capped
+/// at 600 s. A date in the past means at once.
+pub fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s.min(600)));
+    }
+    let at = crate::time::parse_http_date(v)?;
+    let now = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now).min(600)))
 }
 
 fn partial_success(signal: Signal, protocol: Protocol, body: &[u8]) -> Outcome {
@@ -475,6 +658,9 @@ impl tonic::codec::Decoder for RawCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use crate::export::settings;
 
     #[test]
     fn grpc_classification_follows_the_spec() {
@@ -573,8 +759,74 @@ mod tests {
 
     #[test]
     fn retry_after_seconds() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_470); // 07:27:50
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("99999", now),
+            Some(Duration::from_secs(600))
+        );
+        // HTTP dates: ten seconds ahead, in each of the three forms.
+        for date in [
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Wednesday, 21-Oct-15 07:28:00 GMT",
+            "Wed Oct 21 07:28:00 2015",
+        ] {
+            assert_eq!(
+                parse_retry_after(date, now),
+                Some(Duration::from_secs(10)),
+                "{date}"
+            );
+        }
+        // A date in the past: at once.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    /// A collector that answers with an endless body: the exporter reads
+    /// at most MAX_RESPONSE_BYTES of it and moves on.
+    #[tokio::test]
+    async fn response_bodies_are_read_up_to_a_cap() {
+        use std::sync::atomic::AtomicUsize;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let written = Arc::new(AtomicUsize::new(0));
+        let w = written.clone();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            // Read the request head and body (small), then answer forever.
+            let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ntransfer-encoding: chunked\r\n\r\n";
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = format!("{:x}\r\n{}\r\n", 65536, "A".repeat(65536));
+            // At most 256 MiB, in case the client reads everything.
+            for _ in 0..4096 {
+                if sock.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+                w.fetch_add(65536, Ordering::SeqCst);
+            }
+        });
+        let mut settings =
+            settings::ExportSettings::from_env(&std::collections::HashMap::<String, String>::new())
+                .unwrap()
+                .logs;
+        settings.endpoint = format!("http://{addr}/v1/logs");
+        let exporter = SignalExporter::new(settings);
+        let outcome = exporter
+            .export(Bytes::new(), Instant::now() + Duration::from_secs(10))
+            .await;
+        assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Socket buffers hold a few MiB; everything would be 256 MiB.
+        let n = written.load(Ordering::SeqCst);
+        assert!(n < 32 << 20, "{n} bytes of the answer were read");
     }
 
     #[test]

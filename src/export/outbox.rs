@@ -26,6 +26,12 @@ pub enum DropReason {
     Rejected,
     /// Still undelivered when the extension had to exit.
     Shutdown,
+    /// Sent, but not answered when the extension had to exit: the
+    /// collector may or may not have received them.
+    Unconfirmed,
+    /// Not delivered before a SnapStart snapshot: dropped rather than
+    /// restored (and sent) in every environment started from it.
+    Snapshot,
 }
 
 impl DropReason {
@@ -35,6 +41,8 @@ impl DropReason {
             DropReason::Refused => "refused",
             DropReason::Rejected => "rejected",
             DropReason::Shutdown => "shutdown",
+            DropReason::Unconfirmed => "unconfirmed",
+            DropReason::Snapshot => "snapshot",
         }
     }
 }
@@ -59,7 +67,9 @@ pub struct Entry {
     pub origin: Origin,
     /// Not to be sent before this instant (a `Retry-After`).
     pub not_before: Option<Instant>,
-    pub attempts: u32,
+    /// Time (Unix nanoseconds) of the oldest item, when known: the bridge's
+    /// own data, for the data-age metric.
+    pub oldest: Option<u64>,
     /// Arrival order across signals (set by the outbox).
     pub seq: u64,
 }
@@ -241,7 +251,7 @@ mod tests {
             items,
             origin: Origin::Bridge,
             not_before: None,
-            attempts: 0,
+            oldest: None,
             seq: 0,
         }
     }

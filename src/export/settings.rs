@@ -97,6 +97,11 @@ pub struct SignalSettings {
     /// Total time for one export, retries included.
     pub timeout: Duration,
     pub tls: TlsFiles,
+    /// A connection unused for longer than this is not reused: a freeze
+    /// can outlast the idle timeouts of NATs, load balancers and
+    /// collectors, which then drop it without a word
+    /// (`LAMBDA_OTEL_BRIDGE_CONNECTION_MAX_IDLE_MS`).
+    pub max_idle: Duration,
 }
 
 impl fmt::Debug for SignalSettings {
@@ -132,6 +137,9 @@ pub struct ExportSettings {
     pub logs: SignalSettings,
     pub temporality: Temporality,
 }
+
+/// Default of `LAMBDA_OTEL_BRIDGE_CONNECTION_MAX_IDLE_MS`.
+pub const DEFAULT_MAX_IDLE_MS: u32 = 15_000;
 
 /// The bridge's own prefix for exporter variables.
 pub const BRIDGE_EXPORTER_PREFIX: &str = "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_";
@@ -292,6 +300,13 @@ impl SignalSettings {
             Some((var, _, _)) if bool_var(env, &var, false)? => Some(var),
             _ => None,
         };
+        let max_idle = Duration::from_millis(u64::from(crate::config::int_setting(
+            env,
+            "CONNECTION_MAX_IDLE_MS",
+            DEFAULT_MAX_IDLE_MS,
+            100,
+            3_600_000,
+        )?));
         Ok(SignalSettings {
             signal,
             protocol,
@@ -306,6 +321,7 @@ impl SignalSettings {
                 client_key: path("CLIENT_KEY"),
                 skip_verify,
             },
+            max_idle,
         })
     }
 }

@@ -334,6 +334,17 @@ impl InvocationTable {
         }
     }
 
+    /// Like [`InvocationTable::awaiting_report`], among the `recent` newest
+    /// invocations only.
+    pub fn awaiting_report_recent(&self, recent: usize) -> Vec<String> {
+        let skip = self.order.len().saturating_sub(recent);
+        let newest: std::collections::HashSet<&String> = self.order.iter().skip(skip).collect();
+        self.awaiting_report()
+            .into_iter()
+            .filter(|id| newest.contains(id))
+            .collect()
+    }
+
     /// Request ids of invocations that started but whose report has not arrived.
     pub fn awaiting_report(&self) -> Vec<String> {
         self.order

@@ -83,6 +83,9 @@ pub struct MapStats {
     pub log_records: u64,
     pub spans: u64,
     pub reports: u64,
+    /// `platform.logsDropped` events: Lambda dropped telemetry (possibly
+    /// platform events too).
+    pub drop_notices: u64,
 }
 
 /// The invocation (or init/restore phase) a log record belongs to.
@@ -242,6 +245,13 @@ impl Mapper {
         self.invocations
             .get(request_id)
             .is_some_and(|i| i.runtime_done.is_some())
+    }
+
+    /// Whether `platform.start` for `request_id` has arrived.
+    pub fn start_seen(&self, request_id: &str) -> bool {
+        self.invocations
+            .get(request_id)
+            .is_some_and(|i| i.start.is_some())
     }
 
     /// Number of log records waiting for the next flush.
@@ -412,6 +422,7 @@ impl Mapper {
                 }
             }
             EventKind::LogsDropped(d) => {
+                self.stats.drop_notices += 1;
                 self.metrics.add(
                     MetricId::LogsDroppedRecords,
                     d.dropped_records.unwrap_or(0),

@@ -131,3 +131,52 @@ pub fn counter(collector: &FaultCollector, name: &str, attrs: &[(&str, &str)]) -
         })
         .max()
 }
+
+/// The collector's endpoint for an `OTEL_EXPORTER_OTLP_PROTOCOL` value.
+pub fn endpoint_for(collector: &FaultCollector, protocol: &str) -> String {
+    match protocol {
+        "grpc" => collector.grpc_endpoint().expect("gRPC listener"),
+        _ => collector.http_endpoint(),
+    }
+}
+
+/// Starts the extension (frozen between invocations) in `end` mode,
+/// exporting to `collector` over `protocol`.
+pub async fn start_end_mode(collector: &FaultCollector, protocol: &str) -> Emulator {
+    start_with(
+        env(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                &endpoint_for(collector, protocol),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
+        ]),
+        true,
+    )
+    .await
+}
+
+/// A string attribute among `attrs`.
+pub fn str_attr(
+    attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    key: &str,
+) -> Option<String> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+            AV::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+/// The extension's `init/error` call (panics with the calls when none).
+pub fn init_error_call(emu: &Emulator) -> super::emulator::RecordedCall {
+    let calls = emu.calls();
+    calls
+        .iter()
+        .find(|c| c.path.ends_with("/extension/init/error"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no init/error call: {calls:?}\n{}", emu.output()))
+}

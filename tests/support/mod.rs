@@ -7,4 +7,5 @@ pub mod common;
 pub mod emulator;
 pub mod fault_collector;
 pub mod rotel;
+pub mod silent_proxy;
 pub mod tls;
