@@ -144,6 +144,10 @@ async fn a_throttling_collector_is_not_hammered() {
         }
         let during = collector.requests().len();
         emu.shutdown("spindown", Duration::from_secs(2)).await;
+        println!(
+            "{protocol}: {during} requests during {invocations} invocations, {} in all; post-runtime {held:?}",
+            collector.requests().len()
+        );
         // Per flush and signal: 3 attempts in the first failing flush, 1 in
         // each later one (the shutdown flush may retry 3 times again).
         assert!(
@@ -194,6 +198,13 @@ async fn a_slow_collector_gets_no_duplicates() {
         }
         let out = emu.shutdown("spindown", Duration::from_secs(3)).await;
         assert!(out.exited_by_itself, "{out:?}\n{}", emu.output());
+        for r in collector.requests() {
+            let ua = r.header("user-agent").unwrap_or_default();
+            assert!(
+                ua.starts_with("lambda-otel-bridge/"),
+                "{protocol}: User-Agent {ua:?}"
+            );
+        }
         let mut spans = HashMap::new();
         for s in collector.spans() {
             *spans.entry((s.trace_id, s.span_id)).or_insert(0) += 1;

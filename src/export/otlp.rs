@@ -830,6 +830,27 @@ mod tests {
     }
 
     #[test]
+    fn bin_headers_are_base64_and_bad_ones_are_left_out() {
+        let mut settings =
+            settings::ExportSettings::from_env(&std::collections::HashMap::<String, String>::new())
+                .unwrap()
+                .traces;
+        settings.headers = vec![
+            ("x-trace-ctx-bin".into(), "AQID".into()),
+            ("x-api-key".into(), "k1".into()),
+            ("Bad Name".into(), "v".into()),
+            ("x-broken-bin".into(), "%%%".into()),
+        ];
+        let m = SignalExporter::new(settings).metadata();
+        assert_eq!(
+            m.get_bin("x-trace-ctx-bin").map(|v| v.to_bytes().unwrap()),
+            Some(Bytes::from_static(&[1, 2, 3]))
+        );
+        assert_eq!(m.get("x-api-key").unwrap(), "k1");
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
     fn partial_success_is_read() {
         use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
         let body = ExportLogsServiceResponse {
