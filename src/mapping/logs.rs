@@ -146,8 +146,13 @@ fn choose_time(own: Option<UnixNanos>, envelope: Option<UnixNanos>) -> Option<Un
     }
 }
 
-/// Numeric levels of pino / bunyan (10 trace … 60 fatal).
+/// Numeric levels of pino / bunyan (10 trace … 60 fatal); only the exact
+/// numbers (`30.5` is no level, not INFO).
 fn numeric_level(n: f64) -> Option<i32> {
+    if n.fract() != 0.0 {
+        return None;
+    }
+    // Saturating for out-of-range values, which then match no level.
     Some(match n as i64 {
         10 => 1,
         20 => 5,
@@ -353,6 +358,25 @@ mod tests {
         assert_eq!(body(&r), Some(&AV::StringValue("failed".into())));
         assert!(r.attributes.iter().any(|a| a.key == "cold_start"));
         assert_eq!(r.time_unix_nano, 10);
+    }
+
+    #[test]
+    fn numeric_levels_are_exact_numbers() {
+        for (level, number, text) in [
+            ("30", 9, "30"),
+            ("50", 17, "50"),
+            ("30.0", 9, "30.0"),
+            // `as i64` truncated these to 30 and 50.
+            ("30.5", 0, "30.5"),
+            ("50.99", 0, "50.99"),
+            ("1e300", 0, "1e+300"),
+            ("-30", 0, "-30"),
+        ] {
+            let rec = LogRecord::Text(format!(r#"{{"level":{level},"msg":"m"}}"#));
+            let (r, _) = map_log_body(LogSource::Function, &rec, Some(1), 1);
+            assert_eq!(r.severity_number, number, "level {level}");
+            assert_eq!(r.severity_text, text, "level {level}");
+        }
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub mod resource;
 pub mod traces;
 pub mod xray;
 
+#[cfg(test)]
+mod tests;
+
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -396,11 +399,8 @@ impl Mapper {
                         .record(MetricId::MemUsage, mb as f64 * 1_048_576.0, t);
                 }
                 if let Some(mb) = m.memory_size_mb {
-                    self.metrics.set(
-                        MetricId::MemorySize,
-                        (mb as i64).saturating_mul(1_048_576),
-                        t,
-                    );
+                    self.metrics
+                        .set(MetricId::MemorySize, resource::mib_to_bytes(mb), t);
                 }
                 let line = self
                     .config
