@@ -56,6 +56,12 @@ pub struct Invocation {
     /// Use the X-Ray `Parent` as the invocation span's own id (see
     /// [`SpanIdMode::XrayParent`]).
     pub parent_as_span: bool,
+    /// The outcome counter (`faas.invocations` / `faas.errors` /
+    /// `faas.timeouts`) was incremented: once per invocation.
+    pub outcome_recorded: bool,
+    /// `faas.invoke_duration` was recorded (from `runtimeDone`, else from the
+    /// report): once per invocation.
+    pub invoke_duration_recorded: bool,
 }
 
 /// Which id the invocation span takes.

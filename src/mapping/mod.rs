@@ -351,8 +351,19 @@ impl Mapper {
                     .config
                     .platform_log_lines
                     .then(|| platform_lines::runtime_done(&d));
-                self.record_outcome(d.status.as_deref(), t);
-                if let Some(ms) = d.metrics.duration_ms {
+                // A report that overtook this runtimeDone may have counted
+                // the invocation already.
+                let inv = self.invocations.entry(&d.request_id);
+                let count_outcome = !std::mem::replace(&mut inv.outcome_recorded, true);
+                let duration = d
+                    .metrics
+                    .duration_ms
+                    .filter(|_| !inv.invoke_duration_recorded);
+                inv.invoke_duration_recorded |= duration.is_some();
+                if count_outcome {
+                    self.record_outcome(d.status.as_deref(), t);
+                }
+                if let Some(ms) = duration {
                     self.metrics
                         .record(MetricId::InvokeDuration, ms / 1000.0, t);
                 }
@@ -375,16 +386,21 @@ impl Mapper {
                     return;
                 }
                 self.stats.reports += 1;
-                let had_runtime_done = self.runtime_done_seen(&rid);
                 let m = &r.metrics;
-                if !had_runtime_done {
-                    // Managed Instances (or a lost runtimeDone): the report is
-                    // the only source of outcome and duration.
+                // Without a runtimeDone (Managed Instances, a lost one, or
+                // one still to come) the report is the source of the
+                // outcome; without runtimeDone metrics (older payloads) it is
+                // the source of the invoke duration.
+                let inv = self.invocations.entry(&rid);
+                let count_outcome = !std::mem::replace(&mut inv.outcome_recorded, true);
+                let duration = m.duration_ms.filter(|_| !inv.invoke_duration_recorded);
+                inv.invoke_duration_recorded |= duration.is_some();
+                if count_outcome {
                     self.record_outcome(r.status.as_deref(), t);
-                    if let Some(ms) = m.duration_ms {
-                        self.metrics
-                            .record(MetricId::InvokeDuration, ms / 1000.0, t);
-                    }
+                }
+                if let Some(ms) = duration {
+                    self.metrics
+                        .record(MetricId::InvokeDuration, ms / 1000.0, t);
                 }
                 if let Some(ms) = m.duration_ms {
                     self.metrics
