@@ -33,7 +33,8 @@ impl LogSource {
     }
 }
 
-const LEVEL_KEYS: [&str; 3] = ["level", "levelname", "severity"];
+/// `log_level`: the Python runtime's crash record on older runtimes.
+const LEVEL_KEYS: [&str; 4] = ["level", "log_level", "levelname", "severity"];
 const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "event"];
 const TIME_KEYS: [&str; 2] = ["timestamp", "time"];
 const REQUEST_ID_KEYS: [&str; 3] = ["requestId", "AWSRequestId", "function_request_id"];
@@ -44,6 +45,20 @@ fn json_request_id(map: &Map<String, Value>) -> Option<&str> {
         .iter()
         .find_map(|k| map.get(*k).and_then(Value::as_str))
         .filter(|s| !s.is_empty())
+}
+
+/// Lambda continues its `LAMBDA_WARNING: Unhandled exception. …` line with
+/// the error as JSON after a carriage return, in the same record:
+/// `LAMBDA_WARNING: …\r{"log_level": "ERROR", "errorType": …}`. Returns the
+/// warning text and the object (one with `errorType` or `errorMessage`).
+fn lambda_warning_continuation(message: &str) -> Option<(&str, Map<String, Value>)> {
+    if !message.starts_with(super::log_lines::LAMBDA_WARNING) {
+        return None;
+    }
+    let at = message.find("\r{")?;
+    let map = json_object(&message[at + 1..])
+        .filter(|m| m.contains_key("errorType") || m.contains_key("errorMessage"))?;
+    Some((message[..at].trim_end(), map))
 }
 
 fn json_object(message: &str) -> Option<Map<String, Value>> {
@@ -99,17 +114,17 @@ pub fn map_log_body<'r>(
                 out.severity_text = level.to_owned();
                 out.severity_number = line.severity_number;
             }
-            match json_object(line.message) {
-                Some(map) => {
-                    apply_json(&mut out, &map, &mut own_time);
-                    line.request_id
-                        .map(Cow::Borrowed)
-                        .or_else(|| json_request_id(&map).map(|r| Cow::Owned(r.to_owned())))
-                }
-                None => {
-                    out.body = Some(str_value(line.message));
-                    line.request_id.map(Cow::Borrowed)
-                }
+            let json_id =
+                |map: &Map<String, Value>| json_request_id(map).map(|r| Cow::Owned(r.to_owned()));
+            if let Some(map) = json_object(line.message) {
+                apply_json(&mut out, &map, &mut own_time);
+                line.request_id.map(Cow::Borrowed).or_else(|| json_id(&map))
+            } else if let Some((warning, map)) = lambda_warning_continuation(line.message) {
+                apply_continuation(&mut out, warning, &map, &mut own_time);
+                line.request_id.map(Cow::Borrowed).or_else(|| json_id(&map))
+            } else {
+                out.body = Some(str_value(line.message));
+                line.request_id.map(Cow::Borrowed)
             }
         }
         LogRecord::Json(map) => {
@@ -190,6 +205,31 @@ fn json_time(v: &Value) -> Option<UnixNanos> {
     }
 }
 
+/// The JSON continuation of a `LAMBDA_WARNING` record: the warning stays the
+/// body; the error's fields become the `exception.*` attributes (and other
+/// attributes), and its level counts when it is more severe than WARN (an
+/// unhandled exception is an ERROR record, which is what alerting filters
+/// on).
+fn apply_continuation(
+    out: &mut OtlpLogRecord,
+    warning: &str,
+    map: &Map<String, Value>,
+    own_time: &mut Option<UnixNanos>,
+) {
+    let mut error = OtlpLogRecord::default();
+    let mut error_time = None;
+    apply_json(&mut error, map, &mut error_time);
+    out.body = Some(str_value(warning));
+    if error.severity_number > out.severity_number {
+        out.severity_number = error.severity_number;
+        out.severity_text = error.severity_text;
+    }
+    out.attributes.append(&mut error.attributes);
+    if own_time.is_none() {
+        *own_time = error_time;
+    }
+}
+
 fn apply_json(out: &mut OtlpLogRecord, map: &Map<String, Value>, own_time: &mut Option<UnixNanos>) {
     let level_key = LEVEL_KEYS.iter().copied().find(|k| map.contains_key(*k));
     if let Some(k) = level_key {
@@ -216,7 +256,14 @@ fn apply_json(out: &mut OtlpLogRecord, map: &Map<String, Value>, own_time: &mut 
     let message_key = MESSAGE_KEYS
         .iter()
         .copied()
-        .find(|k| map.get(*k).is_some_and(|v| *k != "event" || v.is_string()));
+        .find(|k| map.get(*k).is_some_and(|v| *k != "event" || v.is_string()))
+        // A runtime's crash record (Python's JSON format) has no message:
+        // its error message is the body.
+        .or_else(|| {
+            map.get("errorMessage")
+                .is_some_and(Value::is_string)
+                .then_some("errorMessage")
+        });
     out.body = Some(match message_key {
         Some(k) => json_to_any(&map[k]),
         None => json_to_any(&Value::Object(map.clone())),
@@ -224,7 +271,8 @@ fn apply_json(out: &mut OtlpLogRecord, map: &Map<String, Value>, own_time: &mut 
     if message_key.is_some() {
         for (k, v) in map {
             let k = k.as_str();
-            let reserved = Some(k) == message_key
+            // `errorMessage` as the body is still `exception.message`.
+            let reserved = (Some(k) == message_key && k != "errorMessage")
                 || Some(k) == level_key
                 || Some(k) == time_key
                 || REQUEST_ID_KEYS[..2].contains(&k);
@@ -377,6 +425,104 @@ mod tests {
             assert_eq!(r.severity_number, number, "level {level}");
             assert_eq!(r.severity_text, text, "level {level}");
         }
+    }
+
+    fn str_attr<'a>(r: &'a OtlpLogRecord, key: &str) -> Option<&'a str> {
+        r.attributes.iter().find(|a| a.key == key).and_then(|a| {
+            match a.value.as_ref()?.value.as_ref()? {
+                AV::StringValue(s) => Some(s.as_str()),
+                _ => None,
+            }
+        })
+    }
+
+    const STACK: [&str; 2] = [
+        "  File \"/var/task/app.py\", line 21, in handler\n    sku = body[\"sku\"]\n",
+        "  File \"/var/task/app.py\", line 9, in parse\n    return data[key]\n",
+    ];
+
+    /// The Python runtime's crash record in the JSON log format has no
+    /// `message`; newer runtimes write `level`, older ones `log_level`.
+    #[test]
+    fn python_crash_record() {
+        for level_key in ["level", "log_level"] {
+            let mut map: Map<String, Value> = serde_json::from_value(serde_json::json!({
+                "timestamp": "2025-03-04T10:15:30Z",
+                "errorMessage": "'sku'",
+                "errorType": "KeyError",
+                "requestId": "8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11",
+                "stackTrace": STACK,
+            }))
+            .unwrap();
+            map.insert(level_key.into(), "ERROR".into());
+            let rec = LogRecord::Json(map);
+            let (r, own) = map_log_body(LogSource::Function, &rec, None, 0);
+            assert_eq!(
+                body(&r),
+                Some(&AV::StringValue("'sku'".into())),
+                "{level_key}"
+            );
+            assert_eq!((r.severity_number, r.severity_text.as_str()), (17, "ERROR"));
+            assert_eq!(str_attr(&r, "exception.type"), Some("KeyError"));
+            assert_eq!(str_attr(&r, "exception.message"), Some("'sku'"));
+            assert_eq!(
+                str_attr(&r, "exception.stacktrace"),
+                Some(
+                    "  File \"/var/task/app.py\", line 21, in handler\n    sku = body[\"sku\"]\n  File \"/var/task/app.py\", line 9, in parse\n    return data[key]"
+                )
+            );
+            assert_eq!(r.time_unix_nano, 1_741_083_330_000_000_000);
+            assert_eq!(own.as_deref(), Some("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11"));
+            for k in [
+                "errorMessage",
+                "errorType",
+                "stackTrace",
+                level_key,
+                "timestamp",
+            ] {
+                assert!(r.attributes.iter().all(|a| a.key != k), "{k} repeated");
+            }
+        }
+    }
+
+    const WARNING: &str = "LAMBDA_WARNING: Unhandled exception. The most likely cause is an issue in the function code. However, in rare cases, a Lambda runtime update can cause unexpected function behavior.";
+
+    #[test]
+    fn lambda_warning_is_warn() {
+        let rec = LogRecord::Text(format!("{WARNING}\n"));
+        let (r, own) = map_log_body(LogSource::Function, &rec, Some(5), 6);
+        assert_eq!((r.severity_number, r.severity_text.as_str()), (13, "WARN"));
+        assert_eq!(body(&r), Some(&AV::StringValue(WARNING.into())));
+        assert_eq!(own, None);
+        assert_eq!(r.time_unix_nano, 5);
+    }
+
+    /// The warning continued by the error as JSON after a carriage return:
+    /// the warning stays the body, the error gives the exception attributes
+    /// and, being more severe, the severity.
+    #[test]
+    fn lambda_warning_with_error_continuation() {
+        let json = serde_json::json!({
+            "log_level": "ERROR",
+            "errorType": "KeyError",
+            "errorMessage": "'sku'",
+            "stackTrace": STACK,
+        });
+        let rec = LogRecord::Text(format!("{WARNING}\r{json}\n"));
+        let (r, _) = map_log_body(LogSource::Function, &rec, Some(5), 6);
+        assert_eq!(body(&r), Some(&AV::StringValue(WARNING.into())));
+        assert_eq!((r.severity_number, r.severity_text.as_str()), (17, "ERROR"));
+        assert_eq!(str_attr(&r, "exception.type"), Some("KeyError"));
+        assert_eq!(str_attr(&r, "exception.message"), Some("'sku'"));
+        assert!(str_attr(&r, "exception.stacktrace").is_some_and(|s| s.ends_with("data[key]")));
+        // A JSON object that is no error report is not taken apart.
+        let rec = LogRecord::Text(format!("{WARNING}\r{{\"a\":1}}"));
+        let (r, _) = map_log_body(LogSource::Function, &rec, Some(5), 6);
+        assert_eq!(
+            body(&r),
+            Some(&AV::StringValue(format!("{WARNING}\r{{\"a\":1}}")))
+        );
+        assert_eq!(r.severity_number, 13);
     }
 
     #[test]
