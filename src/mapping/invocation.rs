@@ -332,6 +332,12 @@ impl InvocationTable {
         self.retired.contains_key(request_id)
     }
 
+    /// Whether `request_id` is an invocation this table has seen: one it
+    /// holds, or one completed and forgotten (see [`Self::is_retired`]).
+    pub fn knows(&self, request_id: &str) -> bool {
+        self.map.contains_key(request_id) || self.is_retired(request_id)
+    }
+
     /// The ids of an invocation, current or already finished.
     pub fn ids_of(&self, request_id: &str) -> Option<TraceIds> {
         match self.map.get(request_id) {

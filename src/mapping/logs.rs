@@ -38,13 +38,55 @@ const LEVEL_KEYS: [&str; 4] = ["level", "log_level", "levelname", "severity"];
 const MESSAGE_KEYS: [&str; 3] = ["message", "msg", "event"];
 const TIME_KEYS: [&str; 2] = ["timestamp", "time"];
 const REQUEST_ID_KEYS: [&str; 3] = ["requestId", "AWSRequestId", "function_request_id"];
+/// Request-id keys not kept as attributes when the record is attributed by
+/// them (they would repeat `faas.invocation_id`). Powertools'
+/// `function_request_id` is part of its record schema and stays.
+const REPEATED_ID_KEYS: [&str; 2] = ["requestId", "AWSRequestId"];
 
-/// The request id a JSON record names itself, if any.
-fn json_request_id(map: &Map<String, Value>) -> Option<&str> {
+/// Where the request id a record names itself was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdSource {
+    /// The runtime's text line prefix (`[INFO]\tTS\tRID\t…`): written by
+    /// Lambda's runtime, always the invocation's id.
+    Prefix,
+    /// A JSON key of the record. The runtimes' JSON formatters put the
+    /// invocation's id there, but an application's own logger may write an
+    /// id of its own under the same name (pino with API Gateway's request
+    /// id), so it only counts when the invocation table knows it.
+    JsonKey(&'static str),
+}
+
+/// The request id a record names itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnRequestId<'r> {
+    pub id: std::borrow::Cow<'r, str>,
+    pub source: IdSource,
+}
+
+impl OwnRequestId<'_> {
+    /// The attribute that repeats this id, to drop once the record is
+    /// attributed by it (see [`REPEATED_ID_KEYS`]).
+    pub fn repeated_key(&self) -> Option<&'static str> {
+        match self.source {
+            IdSource::JsonKey(k) if REPEATED_ID_KEYS.contains(&k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// The request id a JSON record names itself, if any, with its key.
+fn json_request_id(map: &Map<String, Value>) -> Option<(&'static str, &str)> {
     REQUEST_ID_KEYS
         .iter()
-        .find_map(|k| map.get(*k).and_then(Value::as_str))
-        .filter(|s| !s.is_empty())
+        .find_map(|k| Some((*k, map.get(*k).and_then(Value::as_str)?)))
+        .filter(|(_, s)| !s.is_empty())
+}
+
+fn own_json_id<'r>(map: &Map<String, Value>) -> Option<OwnRequestId<'r>> {
+    json_request_id(map).map(|(k, id)| OwnRequestId {
+        id: std::borrow::Cow::Owned(id.to_owned()),
+        source: IdSource::JsonKey(k),
+    })
 }
 
 /// Lambda continues its `LAMBDA_WARNING: Unhandled exception. …` line with
@@ -94,12 +136,15 @@ pub fn map_log(input: LogInput<'_>) -> OtlpLogRecord {
 
 /// Maps one record without trace context; also returns the request id the
 /// record names itself (text prefix or JSON key), parsed in the same pass.
+/// Whether that id may attribute the record is the caller's decision (see
+/// [`IdSource`]); a JSON `requestId` / `AWSRequestId` stays among the
+/// attributes until then.
 pub fn map_log_body<'r>(
     source: LogSource,
     record: &'r LogRecord,
     event_time: Option<UnixNanos>,
     observed: UnixNanos,
-) -> (OtlpLogRecord, Option<std::borrow::Cow<'r, str>>) {
+) -> (OtlpLogRecord, Option<OwnRequestId<'r>>) {
     use std::borrow::Cow;
     let mut out = OtlpLogRecord {
         observed_time_unix_nano: observed,
@@ -114,22 +159,27 @@ pub fn map_log_body<'r>(
                 out.severity_text = level.to_owned();
                 out.severity_number = line.severity_number;
             }
-            let json_id =
-                |map: &Map<String, Value>| json_request_id(map).map(|r| Cow::Owned(r.to_owned()));
+            let prefix_id = line.request_id.map(|r| OwnRequestId {
+                id: Cow::Borrowed(r),
+                source: IdSource::Prefix,
+            });
             if let Some(map) = json_object(line.message) {
                 apply_json(&mut out, &map, &mut own_time);
-                line.request_id.map(Cow::Borrowed).or_else(|| json_id(&map))
+                prefix_id.or_else(|| own_json_id(&map))
             } else if let Some((warning, map)) = lambda_warning_continuation(line.message) {
                 apply_continuation(&mut out, warning, &map, &mut own_time);
-                line.request_id.map(Cow::Borrowed).or_else(|| json_id(&map))
+                prefix_id.or_else(|| own_json_id(&map))
             } else {
                 out.body = Some(str_value(line.message));
-                line.request_id.map(Cow::Borrowed)
+                prefix_id
             }
         }
         LogRecord::Json(map) => {
             apply_json(&mut out, map, &mut own_time);
-            json_request_id(map).map(Cow::Borrowed)
+            json_request_id(map).map(|(k, id)| OwnRequestId {
+                id: Cow::Borrowed(id),
+                source: IdSource::JsonKey(k),
+            })
         }
     };
     out.time_unix_nano = choose_time(own_time, event_time).unwrap_or(observed);
@@ -274,8 +324,7 @@ fn apply_json(out: &mut OtlpLogRecord, map: &Map<String, Value>, own_time: &mut 
             // `errorMessage` as the body is still `exception.message`.
             let reserved = (Some(k) == message_key && k != "errorMessage")
                 || Some(k) == level_key
-                || Some(k) == time_key
-                || REQUEST_ID_KEYS[..2].contains(&k);
+                || Some(k) == time_key;
             if reserved {
                 continue;
             }
@@ -319,7 +368,7 @@ mod tests {
     fn own_rid(rec: &LogRecord) -> Option<String> {
         map_log_body(LogSource::Function, rec, None, 0)
             .1
-            .map(|r| r.into_owned())
+            .map(|r| r.id.into_owned())
     }
 
     fn body(r: &OtlpLogRecord) -> Option<&AV> {
@@ -386,8 +435,13 @@ mod tests {
         // Second-precision record time: the envelope time in that second wins.
         assert_eq!(r.time_unix_nano, 1_741_083_330_611_000_000);
         let keys: Vec<&str> = r.attributes.iter().map(|a| a.key.as_str()).collect();
-        // JSON keys come in sorted order (serde_json maps are ordered), so output is deterministic.
-        assert_eq!(keys, ["extra", "logger", "aws.lambda.log.source"]);
+        // JSON keys come in sorted order (serde_json maps are ordered), so
+        // output is deterministic. `requestId` stays until the mapper
+        // attributes the record by it.
+        assert_eq!(
+            keys,
+            ["extra", "logger", "requestId", "aws.lambda.log.source"]
+        );
         assert!(r.trace_id.is_empty());
     }
 
@@ -472,7 +526,13 @@ mod tests {
                 )
             );
             assert_eq!(r.time_unix_nano, 1_741_083_330_000_000_000);
-            assert_eq!(own.as_deref(), Some("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11"));
+            assert_eq!(
+                own.map(|o| (o.id.into_owned(), o.source)),
+                Some((
+                    "8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11".to_owned(),
+                    IdSource::JsonKey("requestId")
+                ))
+            );
             for k in [
                 "errorMessage",
                 "errorType",

@@ -41,7 +41,7 @@ use crate::lambda::events::{
 };
 use crate::time::{millis_f64_to_nanos, UnixNanos};
 use invocation::{InvocationTable, InvokeInfo, TraceIds};
-use logs::{attach_invocation, map_log_body, LogSource};
+use logs::{attach_invocation, map_log_body, IdSource, LogSource};
 use metrics::{MetricId, Metrics};
 use xray::{derived_span_id, derived_trace_id};
 
@@ -665,9 +665,10 @@ impl Mapper {
         time: Option<UnixNanos>,
         observed: UnixNanos,
     ) {
-        // A request id named in the record itself wins; it is found when the
-        // record is mapped (one parse per record). This is the fallback, as
-        // of the record's place in the telemetry stream.
+        // A request id the record names itself (the runtime's text prefix,
+        // or a JSON key naming an invocation the table knows) wins; it is
+        // found when the record is mapped (one parse per record). This is
+        // the fallback, as of the record's place in the telemetry stream.
         let attribution = self.default_attribution();
         self.pending_logs.push(PendingLog {
             source,
@@ -1019,12 +1020,23 @@ impl Mapper {
         let mut last: Option<(std::sync::Arc<str>, TraceIds)> = None;
         for p in pending {
             let (mut r, own_rid) = map_log_body(p.source, &p.record, p.time, p.observed);
+            // The id a record names itself attributes it when the runtime's
+            // text prefix wrote it, or when it is an invocation the table
+            // knows. Any other id under a JSON key is the application's own
+            // (an API Gateway request id logged by pino, say): the record
+            // stays where the stream put it, and the id stays an attribute.
+            let own_rid = own_rid
+                .filter(|own| own.source == IdSource::Prefix || self.invocations.knows(&own.id));
+            if let Some(key) = own_rid.as_ref().and_then(|own| own.repeated_key()) {
+                // `faas.invocation_id` says it.
+                r.attributes.retain(|a| a.key != key);
+            }
             let attribution = match (own_rid, &p.attribution) {
                 // Usually the record names the invocation it arrived in.
-                (Some(rid), Attribution::Request(current)) if **current == *rid => {
+                (Some(own), Attribution::Request(current)) if **current == *own.id => {
                     p.attribution.clone()
                 }
-                (Some(rid), _) => Attribution::Request(rid.as_ref().into()),
+                (Some(own), _) => Attribution::Request(own.id.as_ref().into()),
                 (None, a) => a.clone(),
             };
             // A line of an invocation whose platform.start has not arrived

@@ -2,15 +2,23 @@
 //! cases in `proto-mapping/cases/` cover whole sequences; these pin single
 //! rules).
 
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
+use opentelemetry_proto::tonic::logs::v1::LogRecord as OtlpLogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, Metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde_json::{json, Value};
 
+use super::xray::to_hex;
 use super::*;
 use crate::lambda::events::parse_event;
 
 const T0: &str = "2025-03-04T10:15:30.000Z";
 const RID1: &str = "8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11";
+const RID2: &str = "2b7c4e9a-5d1f-4a3b-8c6e-7f9a0b1c2d3e";
+/// An id the application logs itself (API Gateway's request id).
+const APP_ID: &str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef";
+const ROOT1: &str = "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
+const ROOT2: &str = "Root=1-67a1b2c4-0123456789abcdef01234567;Parent=9a8b7c6d5e4f3a2c;Sampled=1";
 
 fn mapper() -> Mapper {
     Mapper::new(Resource::default(), MapperConfig::default())
@@ -28,6 +36,18 @@ fn event(kind: &str, record: Value) -> Value {
 
 fn start(rid: &str) -> Value {
     event("platform.start", json!({"requestId": rid}))
+}
+
+/// `platform.start` with X-Ray context: trace id from `root`, span id `span`.
+fn start_traced(rid: &str, root: &str, span: &str) -> Value {
+    event(
+        "platform.start",
+        json!({"requestId": rid, "tracing": {"spanId": span, "type": "X-Amzn-Trace-Id", "value": root}}),
+    )
+}
+
+fn function(record: Value) -> Value {
+    event("function", record)
 }
 
 fn runtime_done(rid: &str, metrics: Option<Value>) -> Value {
@@ -51,6 +71,15 @@ fn metrics_of(out: &Output) -> Vec<Metric> {
         .flat_map(|m| &m.resource_metrics)
         .flat_map(|rm| &rm.scope_metrics)
         .flat_map(|sm| sm.metrics.clone())
+        .collect()
+}
+
+fn logs_of(out: &Output) -> Vec<OtlpLogRecord> {
+    out.logs
+        .iter()
+        .flat_map(|l| &l.resource_logs)
+        .flat_map(|rl| &rl.scope_logs)
+        .flat_map(|sl| sl.log_records.clone())
         .collect()
 }
 
@@ -94,6 +123,20 @@ fn counter(metrics: &[Metric], name: &str) -> Option<i64> {
         })
 }
 
+fn attr<'a>(r: &'a OtlpLogRecord, key: &str) -> Option<&'a AV> {
+    r.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref()?.value.as_ref())
+}
+
+fn str_attr<'a>(r: &'a OtlpLogRecord, key: &str) -> Option<&'a str> {
+    match attr(r, key) {
+        Some(AV::StringValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
 #[test]
 fn absurd_memory_size_saturates_instead_of_wrapping() {
     let mut m = mapper();
@@ -111,6 +154,123 @@ fn absurd_memory_size_saturates_instead_of_wrapping() {
     );
     let metrics = metrics_of(&m.take());
     assert_eq!(gauge(&metrics, "aws.lambda.memory_size"), Some(i64::MAX));
+}
+
+/// A Node function in Text format whose logger (pino) writes raw JSON lines
+/// with API Gateway's request id under `requestId`; in the JSON format an
+/// object record with the same key. The id names no invocation: the lines
+/// belong to the invocation the stream puts them in, leave at the first
+/// flush, and keep the application's id as an attribute.
+#[test]
+fn an_application_request_id_does_not_attribute_a_line() {
+    let mut m = mapper();
+    m.on_invoke(RID1, InvokeInfo::default());
+    ingest(
+        &mut m,
+        &[
+            start_traced(RID1, ROOT1, "1f2e3d4c5b6a7980"),
+            function(json!(format!(
+                r#"{{"level":30,"time":1741083330000,"requestId":"{APP_ID}","msg":"GET /orders"}}"#
+            ))),
+            function(json!({"level": "INFO", "message": "object form", "AWSRequestId": APP_ID})),
+            runtime_done(RID1, Some(json!({"durationMs": 5.0}))),
+        ],
+    );
+    let logs = logs_of(&m.take());
+    assert_eq!(
+        logs.len(),
+        2,
+        "exported at the flush before /next, not held"
+    );
+    assert_eq!(m.pending(), 0);
+    for (r, key) in logs.iter().zip(["requestId", "AWSRequestId"]) {
+        assert_eq!(str_attr(r, "faas.invocation_id"), Some(RID1), "{r:?}");
+        assert_eq!(to_hex(&r.trace_id), "67a1b2c34d5e6f708192a3b4c5d6e7f8");
+        assert_eq!(to_hex(&r.span_id), "1f2e3d4c5b6a7980");
+        assert_eq!(str_attr(r, key), Some(APP_ID), "{r:?}");
+    }
+    assert_eq!(
+        (logs[0].severity_number, logs[0].severity_text.as_str()),
+        (9, "30")
+    );
+}
+
+/// An id the table knows attributes the record, also a late line of an
+/// invocation already completed and forgotten; the key then does not repeat
+/// `faas.invocation_id`.
+#[test]
+fn a_known_request_id_attributes_a_line() {
+    let mut m = mapper();
+    m.on_invoke(RID1, InvokeInfo::default());
+    ingest(
+        &mut m,
+        &[
+            start_traced(RID1, ROOT1, "1f2e3d4c5b6a7980"),
+            runtime_done(RID1, Some(json!({"durationMs": 5.0}))),
+        ],
+    );
+    m.take();
+    m.on_invoke(RID2, InvokeInfo::default());
+    ingest(
+        &mut m,
+        &[
+            report(RID1, json!({"durationMs": 6.0})),
+            start_traced(RID2, ROOT2, "1f2e3d4c5b6a7981"),
+        ],
+    );
+    m.take();
+    assert!(m.invocations.is_retired(RID1));
+    ingest(
+        &mut m,
+        &[
+            function(json!({"level": "INFO", "message": "late", "requestId": RID1})),
+            function(json!({"level": "INFO", "message": "current", "AWSRequestId": RID2})),
+            runtime_done(RID2, Some(json!({"durationMs": 5.0}))),
+        ],
+    );
+    let logs = logs_of(&m.take());
+    assert_eq!(logs.len(), 2);
+    assert_eq!(str_attr(&logs[0], "faas.invocation_id"), Some(RID1));
+    assert_eq!(
+        to_hex(&logs[0].trace_id),
+        "67a1b2c34d5e6f708192a3b4c5d6e7f8"
+    );
+    assert_eq!(to_hex(&logs[0].span_id), "1f2e3d4c5b6a7980");
+    assert_eq!(str_attr(&logs[1], "faas.invocation_id"), Some(RID2));
+    assert_eq!(
+        to_hex(&logs[1].trace_id),
+        "67a1b2c40123456789abcdef01234567"
+    );
+    for r in &logs {
+        assert_eq!(attr(r, "requestId"), None, "{r:?}");
+        assert_eq!(attr(r, "AWSRequestId"), None, "{r:?}");
+    }
+}
+
+/// The runtime's text prefix is trusted even for an id not seen yet: the
+/// line waits for its `platform.start` (a re-ordered batch) and then gets
+/// that invocation's context.
+#[test]
+fn a_prefix_request_id_attributes_a_line_before_its_start() {
+    let mut m = mapper();
+    ingest(
+        &mut m,
+        &[
+            start(RID1),
+            runtime_done(RID1, None),
+            function(json!(format!("[INFO]\t{T0}\t{RID2}\tearly line\n"))),
+        ],
+    );
+    assert!(logs_of(&m.take()).is_empty());
+    assert_eq!(m.pending(), 1);
+    ingest(&mut m, &[start_traced(RID2, ROOT2, "1f2e3d4c5b6a7981")]);
+    let logs = logs_of(&m.take());
+    assert_eq!(logs.len(), 1);
+    assert_eq!(str_attr(&logs[0], "faas.invocation_id"), Some(RID2));
+    assert_eq!(
+        to_hex(&logs[0].trace_id),
+        "67a1b2c40123456789abcdef01234567"
+    );
 }
 
 /// `faas.invoke_duration` and the outcome counter, once per invocation:
