@@ -1,7 +1,8 @@
 //! End to end through the real binary: the emulated Lambda platform drives a
 //! cold start and warm invocations (X-Ray traced, errors, a timeout, logs in
 //! several runtime formats) with freezes in between, and the OTLP receiver
-//! must show the traces, the correlated logs and every metric.
+//! must show the traces, the correlated logs and every metric; lines whose
+//! logger writes its own request id stay with their invocation.
 
 mod support;
 
@@ -14,7 +15,12 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, Metric};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::json;
-use support::emulator::{new_request_id, span_id_for, Emulator, EmulatorOptions, InvokeSpec};
+use std::time::SystemTime;
+use support::common::{body, env, start_with};
+use support::emulator::{
+    new_request_id, span_id_for, unix_ms, Emulator, EmulatorOptions, InvokeSpec,
+};
+use support::fault_collector::FaultCollector;
 use support::rotel::Rotel;
 
 const ROOT: &str = "67a1b2c34d5e6f708192a3b4c5d6e7f8";
@@ -371,4 +377,96 @@ async fn all_signals_reach_rotel() {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}\nextension output:\n{}", run.emu.output()));
+}
+
+/// A Node function in Text log format whose logger (pino) writes raw JSON
+/// lines with numeric levels and API Gateway's own request id under
+/// `requestId`. With `LAMBDA_OTEL_BRIDGE_FLUSH=end` every such line is at
+/// the collector before the `/next` that ends its invocation, with that
+/// invocation's trace id, span id and `faas.invocation_id`, and keeps the
+/// application's id as `requestId`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_request_ids_keep_lines_with_their_invocation() {
+    let collector = FaultCollector::start().await;
+    let emu = start_with(
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
+        ]),
+        true,
+    )
+    .await;
+    let levels = [(30, 9), (40, 13), (50, 17)];
+    for i in 0..3 {
+        let rid = new_request_id();
+        // API Gateway's request id: a UUID too, but no invocation's.
+        let app_id = new_request_id();
+        let root = format!("67a1b2c{i}4d5e6f708192a3b4c5d6e7f8");
+        let header = format!(
+            "Root=1-{}-{};Parent=9a8b7c6d5e4f3a2b;Sampled=1",
+            &root[..8],
+            &root[8..]
+        );
+        let now_ms = unix_ms(SystemTime::now());
+        let logs = levels
+            .iter()
+            .map(|(level, _)| {
+                json!(format!(
+                    r#"{{"level":{level},"time":{now_ms},"pid":8,"hostname":"169.254.10.5","requestId":"{app_id}","msg":"pino {level} of invocation {i}"}}"#
+                ))
+            })
+            .collect();
+        emu.invoke(InvokeSpec {
+            request_id: rid.clone(),
+            trace_header: Some(header),
+            logs,
+            ..InvokeSpec::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", emu.output()));
+        // `invoke` returns after the extension's /next, and the sandbox is
+        // frozen right after it; in `end` mode that /next comes only after
+        // the export was answered. What the collector holds now arrived
+        // before that /next.
+        let records = collector.log_records();
+        for (level, severity) in levels {
+            let text = format!("pino {level} of invocation {i}");
+            let found: Vec<_> = records.iter().filter(|r| body(r) == text).collect();
+            assert_eq!(
+                found.len(),
+                1,
+                "{text} at the collector before /next: {}\n{}",
+                collector.summary(),
+                emu.output()
+            );
+            let r = found[0];
+            assert_eq!(hex(&r.trace_id), root, "{text}");
+            assert_eq!(hex(&r.span_id), span_id_for(&rid), "{text}");
+            assert_eq!(
+                str_attr(&r.attributes, "faas.invocation_id").as_deref(),
+                Some(rid.as_str()),
+                "{text}"
+            );
+            assert_eq!(
+                str_attr(&r.attributes, "requestId").as_deref(),
+                Some(app_id.as_str()),
+                "{text}"
+            );
+            assert_eq!(
+                (r.severity_number, r.severity_text.as_str()),
+                (severity, level.to_string().as_str()),
+                "{text}"
+            );
+        }
+    }
+    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    // Nothing was held back for a later flush: each line exactly once.
+    let bodies: Vec<String> = collector.log_records().iter().map(body).collect();
+    for i in 0..3 {
+        for (level, _) in levels {
+            let text = format!("pino {level} of invocation {i}");
+            assert_eq!(bodies.iter().filter(|b| **b == text).count(), 1, "{text}");
+        }
+    }
 }

@@ -29,6 +29,13 @@ const SECRETS: &[&str] = &[
     "tok-abc-123",              // function's OTLP log body, token=
     "YWxhZGRpbjpvcGVuc2VzYW1l", // function's OTLP span attribute, Basic credentials
     "AKIAIOSFODNN7EXAMPLE",     // function's OTLP span event attribute
+    // camelCase / PascalCase secret keys of JSON records
+    "sak-camel-1",  // SecretAccessKey in a logged AWS SDK credentials object
+    "st-camel-2",   // SessionToken, same object
+    "at-camel-3",   // accessToken
+    "cs-camel-4",   // clientSecret
+    "dbpw-camel-5", // dbPassword
+    "rt-camel-6",   // refreshToken in a Text-mode JSON line (pino)
 ];
 
 /// With redaction off every planted secret reaches the collector (so the
@@ -80,6 +87,22 @@ async fn redaction_covers_logs_spans_and_the_functions_own_otlp() {
                     "errorMessage": "cannot reach postgres://app:pw-in-url@db:5432/orders",
                     "stackTrace": ["  at connect (db.js:10)"],
                 }),
+                json!({
+                    "timestamp": "2025-03-04T10:15:30.613Z",
+                    "level": "INFO",
+                    "requestId": rid,
+                    "message": "assumed role",
+                    "assumed": {
+                        "AccessKeyId": "key-id-context",
+                        "SecretAccessKey": "sak-camel-1",
+                        "SessionToken": "st-camel-2",
+                    },
+                    "accessToken": "at-camel-3",
+                    "clientSecret": "cs-camel-4",
+                    "dbPassword": "dbpw-camel-5",
+                    "tokenCount": "token-count-context",
+                }),
+                json!(r#"{"level":30,"time":1741083330614,"msg":"session refreshed","refreshToken":"rt-camel-6"}"#),
             ],
             status: "error".into(),
             error_type: Some("ConnectionError".into()),
@@ -127,6 +150,9 @@ async fn redaction_covers_logs_spans_and_the_functions_own_otlp() {
             "db:5432/orders",
             "GET /partner",
             "/partner",
+            "key-id-context",
+            "token-count-context",
+            "session refreshed",
         ] {
             assert!(text.contains(context), "redact={redact}: {context} missing");
         }

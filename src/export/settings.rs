@@ -176,9 +176,17 @@ fn lookup_in(
     None
 }
 
+/// `OTEL_SDK_DISABLED`: the specification's boolean rule, stricter than the
+/// bridge's own switches ([`bool_var`] also takes `1`/`0`): only `true`
+/// (case-insensitive) disables; any other value, `1` included, is false.
+fn sdk_disabled(env: &dyn Env) -> bool {
+    env.get("OTEL_SDK_DISABLED")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
 impl ExportSettings {
     pub fn from_env(env: &dyn Env) -> Result<ExportSettings, ConfigError> {
-        let disabled = bool_var(env, "OTEL_SDK_DISABLED", false).unwrap_or(false);
+        let disabled = sdk_disabled(env);
         let temporality = match lookup(env, Signal::Metrics, "TEMPORALITY_PREFERENCE") {
             None => Temporality::Cumulative,
             Some((var, v, _)) => match v.trim().to_ascii_lowercase().as_str() {
@@ -549,8 +557,32 @@ mod tests {
             let e = ExportSettings::from_env(&env_of(&[(k, v)])).unwrap_err();
             assert_eq!(e.var, k);
         }
-        let s = ExportSettings::from_env(&env_of(&[("OTEL_SDK_DISABLED", "TRUE")])).unwrap();
-        assert!(s.disabled);
+    }
+
+    #[test]
+    fn only_true_disables_the_sdk() {
+        for (v, disabled) in [
+            ("TRUE", true),
+            ("true", true),
+            ("True", true),
+            (" true ", true),
+            ("1", false),
+            ("0", false),
+            ("false", false),
+            ("yes", false),
+            ("", false),
+        ] {
+            let s = ExportSettings::from_env(&env_of(&[("OTEL_SDK_DISABLED", v)])).unwrap();
+            assert_eq!(s.disabled, disabled, "OTEL_SDK_DISABLED={v:?}");
+        }
+        // The bridge's own booleans still take 1/0.
+        let s = ExportSettings::from_env(&env_of(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_INSECURE_SKIP_VERIFY", "1"),
+        ]))
+        .unwrap();
+        assert!(s.traces.tls.skip_verify.is_some());
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub struct Invocation {
     /// Use the X-Ray `Parent` as the invocation span's own id (see
     /// [`SpanIdMode::XrayParent`]).
     pub parent_as_span: bool,
+    /// The outcome counter (`faas.invocations` / `faas.errors` /
+    /// `faas.timeouts`) was incremented: once per invocation.
+    pub outcome_recorded: bool,
+    /// `faas.invoke_duration` was recorded (from `runtimeDone`, else from the
+    /// report): once per invocation.
+    pub invoke_duration_recorded: bool,
 }
 
 /// Which id the invocation span takes.
@@ -324,6 +330,12 @@ impl InvocationTable {
     /// Whether this invocation was completed and forgotten already.
     pub fn is_retired(&self, request_id: &str) -> bool {
         self.retired.contains_key(request_id)
+    }
+
+    /// Whether `request_id` is an invocation this table has seen: one it
+    /// holds, or one completed and forgotten (see [`Self::is_retired`]).
+    pub fn knows(&self, request_id: &str) -> bool {
+        self.map.contains_key(request_id) || self.is_retired(request_id)
     }
 
     /// The ids of an invocation, current or already finished.

@@ -10,6 +10,7 @@
 //! | Ruby `Logger` | `I, [2025-03-04T10:15:30.689856 #8]  INFO <requestId> -- : message` |
 //! | Rust `tracing`, many others | `2025-03-04T10:15:30.610Z  INFO target: message` |
 //! | Python `logging.basicConfig` | `WARNING:root:message` |
+//! | Lambda, unhandled exception | `LAMBDA_WARNING: Unhandled exception. …` (WARN) |
 //! | `print`, `puts`, Go `log` | anything: no level |
 //!
 //! Parsing is hand-written (no regex engine) and borrows from the line.
@@ -54,11 +55,16 @@ pub struct TextLine<'a> {
     pub message: &'a str,
 }
 
+/// How Lambda's runtimes start their warning about an unhandled exception
+/// (`LAMBDA_WARNING: Unhandled exception. The most likely cause is …`).
+pub const LAMBDA_WARNING: &str = "LAMBDA_WARNING:";
+
 /// Parses one text record. Unrecognised lines come back with their whole
 /// text as the message and no level.
 pub fn parse_text(record: &str) -> TextLine<'_> {
     let line = trim_newline(record);
-    parse_python(line)
+    parse_lambda_warning(line)
+        .or_else(|| parse_python(line))
         .or_else(|| parse_tab_separated(line))
         .or_else(|| parse_ruby(line))
         .or_else(|| parse_bracket_level(line))
@@ -94,6 +100,17 @@ fn with_level<'a>(
 /// Request ids are UUIDs on Lambda; anything else (`undefined`, empty) is none.
 fn is_request_id(s: &str) -> bool {
     s.len() >= 8 && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+/// `LAMBDA_WARNING: …`: a WARN record, kept whole (the prefix says what it is).
+fn parse_lambda_warning(line: &str) -> Option<TextLine<'_>> {
+    line.starts_with(LAMBDA_WARNING).then_some(TextLine {
+        level: Some("WARN"),
+        severity_number: 13,
+        timestamp: None,
+        request_id: None,
+        message: line,
+    })
 }
 
 /// `[LEVEL]\tTS\tRID\tMSG` (Python).

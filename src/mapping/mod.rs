@@ -24,6 +24,9 @@ pub mod resource;
 pub mod traces;
 pub mod xray;
 
+#[cfg(test)]
+mod tests;
+
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -38,7 +41,7 @@ use crate::lambda::events::{
 };
 use crate::time::{millis_f64_to_nanos, UnixNanos};
 use invocation::{InvocationTable, InvokeInfo, TraceIds};
-use logs::{attach_invocation, map_log_body, LogSource};
+use logs::{attach_invocation, map_log_body, IdSource, LogSource};
 use metrics::{MetricId, Metrics};
 use xray::{derived_span_id, derived_trace_id};
 
@@ -358,8 +361,19 @@ impl Mapper {
                     .config
                     .platform_log_lines
                     .then(|| platform_lines::runtime_done(&d));
-                self.record_outcome(d.status.as_deref(), t);
-                if let Some(ms) = d.metrics.duration_ms {
+                // A report that overtook this runtimeDone may have counted
+                // the invocation already.
+                let inv = self.invocations.entry(&d.request_id);
+                let count_outcome = !std::mem::replace(&mut inv.outcome_recorded, true);
+                let duration = d
+                    .metrics
+                    .duration_ms
+                    .filter(|_| !inv.invoke_duration_recorded);
+                inv.invoke_duration_recorded |= duration.is_some();
+                if count_outcome {
+                    self.record_outcome(d.status.as_deref(), t);
+                }
+                if let Some(ms) = duration {
                     self.metrics
                         .record(MetricId::InvokeDuration, ms / 1000.0, t);
                 }
@@ -382,16 +396,21 @@ impl Mapper {
                     return;
                 }
                 self.stats.reports += 1;
-                let had_runtime_done = self.runtime_done_seen(&rid);
                 let m = &r.metrics;
-                if !had_runtime_done {
-                    // Managed Instances (or a lost runtimeDone): the report is
-                    // the only source of outcome and duration.
+                // Without a runtimeDone (Managed Instances, a lost one, or
+                // one still to come) the report is the source of the
+                // outcome; without runtimeDone metrics (older payloads) it is
+                // the source of the invoke duration.
+                let inv = self.invocations.entry(&rid);
+                let count_outcome = !std::mem::replace(&mut inv.outcome_recorded, true);
+                let duration = m.duration_ms.filter(|_| !inv.invoke_duration_recorded);
+                inv.invoke_duration_recorded |= duration.is_some();
+                if count_outcome {
                     self.record_outcome(r.status.as_deref(), t);
-                    if let Some(ms) = m.duration_ms {
-                        self.metrics
-                            .record(MetricId::InvokeDuration, ms / 1000.0, t);
-                    }
+                }
+                if let Some(ms) = duration {
+                    self.metrics
+                        .record(MetricId::InvokeDuration, ms / 1000.0, t);
                 }
                 if let Some(ms) = m.duration_ms {
                     self.metrics
@@ -406,11 +425,8 @@ impl Mapper {
                         .record(MetricId::MemUsage, mb as f64 * 1_048_576.0, t);
                 }
                 if let Some(mb) = m.memory_size_mb {
-                    self.metrics.set(
-                        MetricId::MemorySize,
-                        (mb as i64).saturating_mul(1_048_576),
-                        t,
-                    );
+                    self.metrics
+                        .set(MetricId::MemorySize, resource::mib_to_bytes(mb), t);
                 }
                 let line = self
                     .config
@@ -660,9 +676,10 @@ impl Mapper {
         time: Option<UnixNanos>,
         observed: UnixNanos,
     ) {
-        // A request id named in the record itself wins; it is found when the
-        // record is mapped (one parse per record). This is the fallback, as
-        // of the record's place in the telemetry stream.
+        // A request id the record names itself (the runtime's text prefix,
+        // or a JSON key naming an invocation the table knows) wins; it is
+        // found when the record is mapped (one parse per record). This is
+        // the fallback, as of the record's place in the telemetry stream.
         let attribution = self.default_attribution();
         self.pending_logs.push(PendingLog {
             source,
@@ -1014,12 +1031,23 @@ impl Mapper {
         let mut last: Option<(std::sync::Arc<str>, TraceIds)> = None;
         for p in pending {
             let (mut r, own_rid) = map_log_body(p.source, &p.record, p.time, p.observed);
+            // The id a record names itself attributes it when the runtime's
+            // text prefix wrote it, or when it is an invocation the table
+            // knows. Any other id under a JSON key is the application's own
+            // (an API Gateway request id logged by pino, say): the record
+            // stays where the stream put it, and the id stays an attribute.
+            let own_rid = own_rid
+                .filter(|own| own.source == IdSource::Prefix || self.invocations.knows(&own.id));
+            if let Some(key) = own_rid.as_ref().and_then(|own| own.repeated_key()) {
+                // `faas.invocation_id` says it.
+                r.attributes.retain(|a| a.key != key);
+            }
             let attribution = match (own_rid, &p.attribution) {
                 // Usually the record names the invocation it arrived in.
-                (Some(rid), Attribution::Request(current)) if **current == *rid => {
+                (Some(own), Attribution::Request(current)) if **current == *own.id => {
                     p.attribution.clone()
                 }
-                (Some(rid), _) => Attribution::Request(rid.as_ref().into()),
+                (Some(own), _) => Attribution::Request(own.id.as_ref().into()),
                 (None, a) => a.clone(),
             };
             // A line of an invocation whose platform.start has not arrived

@@ -68,10 +68,7 @@ pub fn build(info: &ResourceInfo) -> BuiltResource {
     // A value the user set in OTEL_RESOURCE_ATTRIBUTES wins (keys are unique).
     if let Some(mb) = info.memory_mb {
         if !attributes.iter().any(|a| a.key == "faas.max_memory") {
-            attributes.push(kv_int(
-                "faas.max_memory",
-                (mb as i64).saturating_mul(1_048_576),
-            ));
+            attributes.push(kv_int("faas.max_memory", mib_to_bytes(mb)));
         }
     }
     attributes.sort_by(|a, b| a.key.cmp(&b.key));
@@ -103,6 +100,14 @@ pub fn parse_resource_attributes(raw: &str) -> Result<Vec<(String, String)>, Str
         out.push((k, v));
     }
     Ok(out)
+}
+
+/// Mebibytes (as Lambda gives memory sizes) to bytes for an OTLP int,
+/// saturating at `i64::MAX`: an absurd size must not wrap to a negative one.
+pub fn mib_to_bytes(mb: u64) -> i64 {
+    i64::try_from(mb)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_048_576)
 }
 
 #[cfg(test)]
@@ -172,6 +177,21 @@ mod tests {
             get(&r, "service.name"),
             Some(&Value::StringValue("svc".into()))
         );
+    }
+
+    #[test]
+    fn absurd_memory_size_saturates_instead_of_wrapping() {
+        assert_eq!(mib_to_bytes(512), 536_870_912);
+        assert_eq!(mib_to_bytes(u64::MAX), i64::MAX);
+        assert_eq!(mib_to_bytes(1 << 63), i64::MAX);
+        assert_eq!(mib_to_bytes(1 << 50), i64::MAX);
+        let r = build(&ResourceInfo {
+            memory_mb: Some(u64::MAX),
+            instance_id: "env-1".into(),
+            ..Default::default()
+        })
+        .resource;
+        assert_eq!(get(&r, "faas.max_memory"), Some(&Value::IntValue(i64::MAX)));
     }
 
     #[test]
