@@ -1036,8 +1036,12 @@ impl Mapper {
             // knows. Any other id under a JSON key is the application's own
             // (an API Gateway request id logged by pino, say): the record
             // stays where the stream put it, and the id stays an attribute.
-            let own_rid = own_rid
-                .filter(|own| own.source == IdSource::Prefix || self.invocations.knows(&own.id));
+            // On Managed Instances invocations overlap and the stream puts a
+            // record nowhere: the id it names is all there is (and may be
+            // one whose platform.start is still to come).
+            let own_rid = own_rid.filter(|own| {
+                own.source == IdSource::Prefix || self.concurrent || self.invocations.knows(&own.id)
+            });
             if let Some(key) = own_rid.as_ref().and_then(|own| own.repeated_key()) {
                 // `faas.invocation_id` says it.
                 r.attributes.retain(|a| a.key != key);

@@ -273,6 +273,35 @@ fn a_prefix_request_id_attributes_a_line_before_its_start() {
     );
 }
 
+/// Managed Instances: invocations overlap, so a JSON record's own
+/// `requestId` is all that places it, even before its `platform.start`.
+#[test]
+fn on_managed_instances_a_json_request_id_attributes_a_line_before_its_start() {
+    let mut m = mapper();
+    ingest(
+        &mut m,
+        &[
+            event(
+                "platform.initStart",
+                json!({"initializationType": "lambda-managed-instances", "phase": "init"}),
+            ),
+            start(RID1),
+            function(
+                json!({"timestamp": T0, "level": "INFO", "requestId": RID2, "message": "early"}),
+            ),
+        ],
+    );
+    assert!(logs_of(&m.take()).is_empty());
+    ingest(&mut m, &[start_traced(RID2, ROOT2, "1f2e3d4c5b6a7981")]);
+    let logs = logs_of(&m.take());
+    assert_eq!(logs.len(), 1);
+    assert_eq!(str_attr(&logs[0], "faas.invocation_id"), Some(RID2));
+    assert_eq!(
+        to_hex(&logs[0].trace_id),
+        "67a1b2c40123456789abcdef01234567"
+    );
+}
+
 /// `faas.invoke_duration` and the outcome counter, once per invocation:
 /// from runtimeDone's metrics, else the report's `durationMs` (older
 /// runtimeDone payloads have no metrics), whatever order the two arrive in.
