@@ -542,6 +542,7 @@ impl Lifecycle {
             log_records = st.mapper.stats.log_records,
             spans = st.mapper.stats.spans,
             reports = st.mapper.stats.reports,
+            snapshot_records = st.mapper.stats.snapshot_records,
             awaiting_report = st.mapper.invocations.awaiting_report().len(),
             final_requests_sent = sent,
             unconfirmed_items = unconfirmed,

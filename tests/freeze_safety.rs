@@ -464,3 +464,54 @@ async fn managed_instances_overlapping_invocations_keep_their_context() {
         }
     }
 }
+
+/// An older invocation whose `platform.report` never comes (Lambda dropped
+/// it) does not keep SHUTDOWN waiting for the whole report budget: only
+/// the last invocation's report is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_report_that_never_comes() {
+    use support::emulator::telemetry_event;
+    let collector = FaultCollector::start().await;
+    let emu = start_with(
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
+            ("LAMBDA_OTEL_BRIDGE_SHUTDOWN_REPORT_WAIT_MS", "1500"),
+        ]),
+        true,
+    )
+    .await;
+    let invoke = |text: &'static str| {
+        let rid = new_request_id();
+        InvokeSpec {
+            request_id: rid.clone(),
+            logs: vec![line(&rid, text)],
+            ..InvokeSpec::default()
+        }
+    };
+    emu.invoke(invoke("first")).await.expect("invoke");
+    // An invocation whose report is lost: delivered at the next thaw.
+    let lost = new_request_id();
+    emu.push_events(vec![
+        telemetry_event("platform.start", serde_json::json!({"requestId": lost})),
+        telemetry_event(
+            "platform.runtimeDone",
+            serde_json::json!({"requestId": lost, "status": "success"}),
+        ),
+    ])
+    .await;
+    emu.invoke(invoke("second")).await.expect("invoke");
+    emu.invoke(invoke("third")).await.expect("invoke");
+    let out = emu.shutdown("spindown", Duration::from_secs(5)).await;
+    assert!(out.exited_by_itself, "{out:?}\n{}", emu.output());
+    let summary = summary_line(&emu).await;
+    // The last invocation's report was waited for and arrived; only the
+    // lost one is still awaited.
+    assert_eq!(summary_field(&summary, "awaiting_report"), 1, "{summary}");
+    // Waiting the whole 1.5 s budget for it would show here.
+    assert!(
+        out.elapsed < Duration::from_millis(1200),
+        "SHUTDOWN took {:?}\n{summary}",
+        out.elapsed
+    );
+}

@@ -256,6 +256,14 @@ impl Metrics {
         }
     }
 
+    /// Forgets every accumulation (a SnapStart restore: what was counted
+    /// before the snapshot belongs to the snapshot, not to this
+    /// environment).
+    pub fn reset(&mut self) {
+        self.env_start = None;
+        self.series = vec![Series::default(); DEFINITIONS.len()];
+    }
+
     fn series(&mut self, id: MetricId, time: UnixNanos) -> &mut Series {
         let start = *self.env_start.get_or_insert(time);
         self.env_start = Some(start.min(time));

@@ -89,6 +89,10 @@ pub struct MapStats {
     /// `platform.logsDropped` events: Lambda dropped telemetry (possibly
     /// platform events too).
     pub drop_notices: u64,
+    /// Log records and init phases received before a SnapStart snapshot and
+    /// still pending at the restore: dropped, not exported once per
+    /// restored environment.
+    pub snapshot_records: u64,
 }
 
 /// The invocation (or init/restore phase) a log record belongs to.
@@ -575,6 +579,7 @@ impl Mapper {
     }
 
     fn on_restore_start(&mut self, time: Option<UnixNanos>, observed: UnixNanos, s: RestoreStart) {
+        self.forget_snapshot_state(observed);
         self.invocations.mark_init();
         if let Some(instance) = s.instance_id.as_deref() {
             // Every environment restored from one snapshot shares the
@@ -594,6 +599,26 @@ impl Mapper {
         if let Some(line) = line {
             self.queue_platform_line(line, time, observed, "platform.restoreStart");
         }
+    }
+
+    /// A SnapStart restore: what the bridge received before it (observed
+    /// earlier than the restore's own batch) was in memory when the
+    /// snapshot was taken, and so is in every environment restored from
+    /// it. Exported here it would be exported once per environment: it is
+    /// dropped (counted in `stats.snapshot_records`) and the metric
+    /// accumulations start afresh. What was exported before the snapshot
+    /// (the lifecycle flushes before its first `/next`) stays exported once.
+    fn forget_snapshot_state(&mut self, restore_observed: UnixNanos) {
+        let before = self.pending_logs.len();
+        self.pending_logs.retain(|p| p.observed >= restore_observed);
+        let mut dropped = (before - self.pending_logs.len()) as u64;
+        let phases = self.phases.len();
+        self.phases
+            .retain(|p| p.emitted || p.kind != PhaseKind::Init);
+        dropped += (phases - self.phases.len()) as u64;
+        self.open_phase = None;
+        self.metrics.reset();
+        self.stats.snapshot_records += dropped;
     }
 
     /// `faas.instance`: Lambda's execution-environment id as the platform
