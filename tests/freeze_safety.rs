@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use support::common::{
-    body, env, init_error_call, line, start_end_mode, start_with, str_attr, summary_field,
-    summary_line,
+    body, endpoint_for, env, init_error_call, line, start_end_mode, start_with, str_attr,
+    summary_field, summary_line,
 };
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
@@ -514,4 +514,59 @@ async fn shutdown_does_not_wait_for_a_report_that_never_comes() {
         "SHUTDOWN took {:?}\n{summary}",
         out.elapsed
     );
+}
+
+/// A freeze longer than the export timeout while a slow request is in
+/// flight: at the thaw both the request's timer and the collector's answer
+/// (waiting in the socket since the freeze) are ready. The answer wins, so
+/// the data is not sent a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_freeze_with_a_request_in_flight_sends_nothing_twice() {
+    for protocol in ["http/protobuf", "grpc"] {
+        let collector = FaultCollector::start().await;
+        collector.push_faults(vec![Fault::Slow(Duration::from_millis(1500))]);
+        let emu = start_with(
+            env(&[
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    &endpoint_for(&collector, protocol),
+                ),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+                ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
+            ]),
+            true,
+        )
+        .await;
+        for i in 0..2 {
+            let rid = new_request_id();
+            emu.invoke(InvokeSpec {
+                request_id: rid.clone(),
+                logs: vec![line(&rid, &format!("long freeze {protocol} {i}"))],
+                ..InvokeSpec::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", emu.output()));
+            // Frozen for longer than the 3 s export timeout.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        }
+        emu.shutdown("spindown", Duration::from_secs(3)).await;
+        let mut logs = HashMap::new();
+        for r in collector.log_records() {
+            *logs.entry(body(&r)).or_insert(0) += 1;
+        }
+        for i in 0..2 {
+            let t = format!("long freeze {protocol} {i}");
+            assert_eq!(logs.get(&t), Some(&1), "{t}\n{}", collector.summary());
+        }
+        let mut spans = HashMap::new();
+        for s in collector.spans() {
+            *spans.entry((s.trace_id, s.span_id)).or_insert(0) += 1;
+        }
+        assert!(
+            spans.values().all(|n| *n == 1),
+            "{protocol}: a span twice\n{}",
+            collector.summary()
+        );
+    }
 }
