@@ -296,24 +296,39 @@ fn body_bytes(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, (St
         .to_ascii_lowercase();
     match encoding.as_str() {
         "identity" | "" => Ok(body),
-        "gzip" => {
-            let mut out = Vec::with_capacity(body.len() * 4);
-            let mut dec = flate2::read::GzDecoder::new(&body[..]).take(max as u64 + 1);
-            dec.read_to_end(&mut out)
-                .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
-            if out.len() > max {
-                return Err((
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("decompressed body exceeds {max} bytes"),
-                ));
-            }
-            Ok(Bytes::from(out))
-        }
+        "gzip" => gunzip(&body, max).map(Bytes::from),
         other => Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("unsupported content-encoding {other:?}"),
         )),
     }
+}
+
+/// Most bytes reserved up front for an un-gzipped body; beyond it the
+/// buffer grows with what actually arrives.
+const GUNZIP_RESERVE_MAX: usize = 1024 * 1024;
+
+/// Un-gzips a body, bounded by `max` bytes after decompression. The buffer
+/// is sized from the compressed length (OTLP compresses about 4:1) but never
+/// beyond what the limit allows nor [`GUNZIP_RESERVE_MAX`]: a small request
+/// under a large limit must not reserve memory it will not use.
+fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+    let reserve = body
+        .len()
+        .saturating_mul(4)
+        .min(max.saturating_add(1))
+        .min(GUNZIP_RESERVE_MAX);
+    let mut out = Vec::with_capacity(reserve);
+    let mut dec = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
+    if out.len() > max {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("decompressed body exceeds {max} bytes"),
+        ));
+    }
+    Ok(out)
 }
 
 fn decode<M: Message + Default + serde::de::DeserializeOwned>(
@@ -536,4 +551,54 @@ pub async fn start(
         }
     }
     bound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `data` gzipped without compression (stored blocks): the compressed
+    /// body is as long as the data, like incompressible telemetry.
+    fn stored_gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn gunzip_reserves_no_more_than_the_limit_allows() {
+        // 100 KiB under a 120 KiB limit: four times the compressed size
+        // would be 400 KiB; the limit caps it.
+        let data = vec![7u8; 100 * 1024];
+        let max = 120 * 1024;
+        let out = gunzip(&stored_gzip(&data), max).unwrap();
+        assert_eq!(out, data);
+        assert!(out.capacity() <= max + 1, "reserved {}", out.capacity());
+
+        // 2 MiB under a 64 MiB limit: at most 1 MiB up front, then the
+        // buffer grows with the data (not 8 MiB at once).
+        let data = vec![7u8; 2 * 1024 * 1024];
+        let out = gunzip(&stored_gzip(&data), 64 * 1024 * 1024).unwrap();
+        assert_eq!(out.len(), data.len());
+        assert!(
+            out.capacity() <= 4 * 1024 * 1024,
+            "reserved {}",
+            out.capacity()
+        );
+    }
+
+    #[test]
+    fn gunzip_enforces_the_limit_and_rejects_bad_bodies() {
+        let body = stored_gzip(&[1u8; 2000]);
+        assert_eq!(gunzip(&body, 2000).unwrap().len(), 2000);
+        assert_eq!(
+            gunzip(&body, 1999).unwrap_err().0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            gunzip(b"not gzip", 2000).unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+    }
 }
