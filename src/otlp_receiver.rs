@@ -10,8 +10,17 @@
 //! function did not set, then re-encoded as protobuf (the outbox's form).
 //! Answers are a collector's: success (an empty response), 400 for an
 //! undecodable body, 413 over the size limit, 415 for an unknown content
-//! type, 503 with `Retry-After` (gRPC UNAVAILABLE with `RetryInfo`) when the
-//! outbox has no room.
+//! type.
+//!
+//! The function is never made to wait or retry because of the collector
+//! (its SDK would do so inside the handler, billed to the function): a
+//! request is accepted even when the outbox is full, and the outbox drops
+//! its oldest data to make room (counted as `outbox_full`). Only a part that
+//! can never fit, larger than the whole outbox, is left out: its items are
+//! counted the same way and answered as an OTLP partial success
+//! (`rejected_spans` / `rejected_data_points` / `rejected_log_records` with
+//! an error message), which clients do not retry. No answer of this
+//! receiver is a retryable status.
 //!
 //! Both listeners are bound before the first `/next` (binding costs a few
 //! microseconds), so exports made during the function's init are accepted.
@@ -30,19 +39,19 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -77,14 +86,107 @@ pub struct Forwarder {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReceiverStats {
     pub requests: u64,
-    pub refused_full: u64,
+    /// Items answered as rejected (each part of the request that held them
+    /// was larger than the whole outbox).
+    pub rejected_items: u64,
     pub bad_requests: u64,
 }
 
-/// Why a request was not accepted.
-#[derive(Debug)]
-enum Refusal {
-    Full,
+/// What became of an accepted request's items: all queued (`rejected` 0,
+/// no message), or some rejected because they can never fit in the outbox.
+/// Answered as an OTLP partial success, which clients do not retry.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub rejected: u64,
+    pub message: String,
+}
+
+/// An OTLP export request of one signal, as the receiver handles it.
+trait ExportRequest: Message + Default + serde::de::DeserializeOwned + Send + 'static {
+    const SIGNAL: Signal;
+    /// What its items are called, in answers.
+    const ITEMS: &'static str;
+    type Response: Message + serde::Serialize + Default + Send + 'static;
+    /// The resource of every `resource_*` entry.
+    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>>;
+    /// Redacted (when configured), encoded and split as the outbox takes
+    /// them: each part with its item count.
+    fn into_parts(self, exporter: &Exporter) -> Vec<(Bytes, u64)>;
+    /// The answer: empty, or a partial success.
+    fn response(accepted: &Accepted) -> Self::Response;
+}
+
+impl ExportRequest for ExportTraceServiceRequest {
+    const SIGNAL: Signal = Signal::Traces;
+    const ITEMS: &'static str = "spans";
+    type Response = ExportTraceServiceResponse;
+    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
+        self.resource_spans
+            .iter_mut()
+            .map(|r| &mut r.resource)
+            .collect()
+    }
+    fn into_parts(mut self, exporter: &Exporter) -> Vec<(Bytes, u64)> {
+        exporter.redact_traces(&mut self);
+        exporter.encode_traces(self)
+    }
+    fn response(a: &Accepted) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: (a != &Accepted::default()).then(|| ExportTracePartialSuccess {
+                rejected_spans: a.rejected.min(i64::MAX as u64) as i64,
+                error_message: a.message.clone(),
+            }),
+        }
+    }
+}
+
+impl ExportRequest for ExportMetricsServiceRequest {
+    const SIGNAL: Signal = Signal::Metrics;
+    const ITEMS: &'static str = "data points";
+    type Response = ExportMetricsServiceResponse;
+    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
+        self.resource_metrics
+            .iter_mut()
+            .map(|r| &mut r.resource)
+            .collect()
+    }
+    fn into_parts(self, _exporter: &Exporter) -> Vec<(Bytes, u64)> {
+        let body = Bytes::from(self.encode_to_vec());
+        let items = count_items(Signal::Metrics, &body);
+        vec![(body, items)]
+    }
+    fn response(a: &Accepted) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: (a != &Accepted::default()).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: a.rejected.min(i64::MAX as u64) as i64,
+                error_message: a.message.clone(),
+            }),
+        }
+    }
+}
+
+impl ExportRequest for ExportLogsServiceRequest {
+    const SIGNAL: Signal = Signal::Logs;
+    const ITEMS: &'static str = "log records";
+    type Response = ExportLogsServiceResponse;
+    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
+        self.resource_logs
+            .iter_mut()
+            .map(|r| &mut r.resource)
+            .collect()
+    }
+    fn into_parts(mut self, exporter: &Exporter) -> Vec<(Bytes, u64)> {
+        exporter.redact_logs(&mut self);
+        exporter.encode_logs(self)
+    }
+    fn response(a: &Accepted) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: (a != &Accepted::default()).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: a.rejected.min(i64::MAX as u64) as i64,
+                error_message: a.message.clone(),
+            }),
+        }
+    }
 }
 
 impl Forwarder {
@@ -132,53 +234,48 @@ impl Forwarder {
         }
     }
 
-    fn accept(&self, signal: Signal, body: Bytes) -> Result<(), Refusal> {
-        let items = count_items(signal, &body);
-        self.accept_parts(signal, vec![(body, items)])
+    /// Queues a decoded request (enriched, redacted, split).
+    fn forward<R: ExportRequest>(&self, mut req: R) -> Accepted {
+        for resource in req.resources_mut() {
+            self.enrich(resource);
+        }
+        let parts = req.into_parts(&self.exporter);
+        self.queue::<R>(parts)
     }
 
-    /// Queues every part of one request, or none (a partial acceptance
-    /// would make the function's retry duplicate the accepted parts).
-    fn accept_parts(&self, signal: Signal, parts: Vec<(Bytes, u64)>) -> Result<(), Refusal> {
-        let bytes: usize = parts.iter().map(|(b, _)| b.len()).sum();
-        let items: u64 = parts.iter().map(|(_, n)| n).sum();
-        self.stats().requests += 1;
-        if !self.exporter.has_room(bytes) {
-            self.stats().refused_full += 1;
-            self.exporter
-                .count_drop(signal, DropReason::OutboxFull, items);
-            return Err(Refusal::Full);
-        }
+    /// Queues every part that can fit in the outbox. The outbox makes room
+    /// by dropping its oldest data (counted as `outbox_full`): the function
+    /// is never asked to wait or retry because the collector is slow or
+    /// down. Only a part larger than the whole outbox is left out; its items
+    /// are counted as `outbox_full` too and answered as rejected.
+    fn queue<R: ExportRequest>(&self, parts: Vec<(Bytes, u64)>) -> Accepted {
+        let signal = R::SIGNAL;
+        let cap = self.exporter.outbox_capacity();
+        let mut accepted = Accepted::default();
+        let mut too_large = 0usize;
         for (body, items) in parts {
-            self.exporter
-                .enqueue_raw(signal, body, items, Origin::Function);
+            if body.len() > cap {
+                too_large += 1;
+                accepted.rejected += items;
+                self.exporter
+                    .count_drop(signal, DropReason::OutboxFull, items);
+            } else {
+                self.exporter
+                    .enqueue_raw(signal, body, items, Origin::Function);
+            }
         }
-        Ok(())
-    }
-
-    fn forward_traces(&self, mut req: ExportTraceServiceRequest) -> Result<(), Refusal> {
-        for rs in &mut req.resource_spans {
-            self.enrich(&mut rs.resource);
+        if too_large > 0 {
+            accepted.message = format!(
+                "{} {} dropped: larger than the bridge's whole outbox ({cap} bytes, \
+                 LAMBDA_OTEL_BRIDGE_OUTBOX_MAX_BYTES)",
+                accepted.rejected,
+                R::ITEMS,
+            );
         }
-        self.exporter.redact_traces(&mut req);
-        let parts = self.exporter.encode_traces(req);
-        self.accept_parts(Signal::Traces, parts)
-    }
-
-    fn forward_metrics(&self, mut req: ExportMetricsServiceRequest) -> Result<(), Refusal> {
-        for rm in &mut req.resource_metrics {
-            self.enrich(&mut rm.resource);
-        }
-        self.accept(Signal::Metrics, Bytes::from(req.encode_to_vec()))
-    }
-
-    fn forward_logs(&self, mut req: ExportLogsServiceRequest) -> Result<(), Refusal> {
-        for rl in &mut req.resource_logs {
-            self.enrich(&mut rl.resource);
-        }
-        self.exporter.redact_logs(&mut req);
-        let parts = self.exporter.encode_logs(req);
-        self.accept_parts(Signal::Logs, parts)
+        let mut stats = self.stats();
+        stats.requests += 1;
+        stats.rejected_items += accepted.rejected;
+        accepted
     }
 }
 
@@ -229,19 +326,14 @@ fn content(headers: &HeaderMap) -> Option<Encoding> {
     }
 }
 
-/// An OTLP/HTTP error answer: a `google.rpc.Status` message in the request's encoding.
-fn http_error(
-    status: StatusCode,
-    enc: Encoding,
-    message: &str,
-    retry_after: Option<u64>,
-) -> Response {
+/// An OTLP/HTTP error answer: a `google.rpc.Status` message in the request's
+/// encoding. None of them asks for a retry: they are about the request itself.
+fn http_error(status: StatusCode, enc: Encoding, message: &str) -> Response {
     let code = match status {
-        StatusCode::SERVICE_UNAVAILABLE => 14,
         StatusCode::PAYLOAD_TOO_LARGE => 8,
         _ => 3,
     };
-    let mut resp = match enc {
+    match enc {
         Encoding::Json => (
             status,
             [("content-type", "application/json")],
@@ -259,28 +351,25 @@ fn http_error(
             .encode_to_vec(),
         )
             .into_response(),
-    };
-    if let Some(s) = retry_after {
-        if let Ok(v) = s.to_string().parse() {
-            resp.headers_mut().insert("retry-after", v);
-        }
     }
-    resp
 }
 
-fn success<M: Message + serde::Serialize + Default>(enc: Encoding) -> Response {
-    let m = M::default();
+/// 200 with the `Export*ServiceResponse`: empty, or a partial success.
+fn success<R: ExportRequest>(enc: Encoding, accepted: &Accepted) -> Response {
+    let response = R::response(accepted);
     match enc {
-        Encoding::Json => (
-            StatusCode::OK,
-            [("content-type", "application/json")],
-            "{}".to_string(),
-        )
-            .into_response(),
+        Encoding::Json => {
+            let body = if accepted == &Accepted::default() {
+                "{}".to_owned()
+            } else {
+                serde_json::to_string(&response).unwrap_or_else(|_| "{}".to_owned())
+            };
+            (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+        }
         Encoding::Protobuf => (
             StatusCode::OK,
             [("content-type", "application/x-protobuf")],
-            m.encode_to_vec(),
+            response.encode_to_vec(),
         )
             .into_response(),
     }
@@ -341,33 +430,23 @@ fn decode<M: Message + Default + serde::de::DeserializeOwned>(
     }
 }
 
-async fn handle<M, R>(
-    st: &HttpState,
-    headers: &HeaderMap,
-    body: Bytes,
-    forward: impl Fn(&Forwarder, M) -> Result<(), Refusal>,
-) -> Response
-where
-    M: Message + Default + serde::de::DeserializeOwned,
-    R: Message + Default + serde::Serialize,
-{
+async fn handle<R: ExportRequest>(st: &HttpState, headers: &HeaderMap, body: Bytes) -> Response {
     let Some(enc) = content(headers) else {
         st.forwarder.stats().bad_requests += 1;
         return http_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Encoding::Json,
             "content-type must be application/x-protobuf or application/json",
-            None,
         );
     };
     let body = match body_bytes(headers, body, st.max) {
         Ok(b) => b,
         Err((status, msg)) => {
             st.forwarder.stats().bad_requests += 1;
-            return http_error(status, enc, &msg, None);
+            return http_error(status, enc, &msg);
         }
     };
-    let req: M = match decode(enc, &body) {
+    let req: R = match decode(enc, &body) {
         Ok(r) => r,
         Err(e) => {
             st.forwarder.stats().bad_requests += 1;
@@ -375,49 +454,22 @@ where
                 StatusCode::BAD_REQUEST,
                 enc,
                 &format!("undecodable OTLP request: {e}"),
-                None,
             );
         }
     };
-    match forward(&st.forwarder, req) {
-        Ok(()) => success::<R>(enc),
-        Err(Refusal::Full) => http_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            enc,
-            "the bridge's outbox is full; retry later",
-            Some(1),
-        ),
-    }
+    success::<R>(enc, &st.forwarder.forward(req))
 }
 
 async fn traces(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
-        &st,
-        &headers,
-        body,
-        Forwarder::forward_traces,
-    )
-    .await
+    handle::<ExportTraceServiceRequest>(&st, &headers, body).await
 }
 
 async fn metrics(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
-        &st,
-        &headers,
-        body,
-        Forwarder::forward_metrics,
-    )
-    .await
+    handle::<ExportMetricsServiceRequest>(&st, &headers, body).await
 }
 
 async fn logs(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportLogsServiceRequest, ExportLogsServiceResponse>(
-        &st,
-        &headers,
-        body,
-        Forwarder::forward_logs,
-    )
-    .await
+    handle::<ExportLogsServiceRequest>(&st, &headers, body).await
 }
 
 // ---- gRPC ------------------------------------------------------------------
@@ -425,27 +477,16 @@ async fn logs(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> R
 #[derive(Clone)]
 struct Grpc(Arc<Forwarder>);
 
-/// UNAVAILABLE with a one-second `RetryInfo`, as a collector signals throttling.
-fn unavailable() -> tonic::Status {
-    let message = "the bridge's outbox is full; retry later";
-    let details = crate::export::rpc::status_with_retry(
-        tonic::Code::Unavailable as i32,
-        message,
-        std::time::Duration::from_secs(1),
-    );
-    tonic::Status::with_details(tonic::Code::Unavailable, message, details.into())
-}
-
 #[tonic::async_trait]
 impl TraceService for Grpc {
     async fn export(
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0
-            .forward_traces(req.into_inner())
-            .map_err(|_| unavailable())?;
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        let accepted = self.0.forward(req.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceRequest::response(
+            &accepted,
+        )))
     }
 }
 
@@ -455,10 +496,10 @@ impl MetricsService for Grpc {
         &self,
         req: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.0
-            .forward_metrics(req.into_inner())
-            .map_err(|_| unavailable())?;
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+        let accepted = self.0.forward(req.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceRequest::response(
+            &accepted,
+        )))
     }
 }
 
@@ -468,10 +509,10 @@ impl LogsService for Grpc {
         &self,
         req: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.0
-            .forward_logs(req.into_inner())
-            .map_err(|_| unavailable())?;
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+        let accepted = self.0.forward(req.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceRequest::response(
+            &accepted,
+        )))
     }
 }
 
@@ -600,5 +641,172 @@ mod tests {
             gunzip(b"not gzip", 2000).unwrap_err().0,
             StatusCode::BAD_REQUEST
         );
+    }
+
+    use crate::config::env_of;
+    use crate::export::outbox::SignalKey;
+    use crate::export::settings::ExportSettings;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    const OUTBOX: usize = 64 * 1024;
+
+    /// A forwarder in front of an outbox of `OUTBOX` bytes whose collector
+    /// is down (nothing is ever flushed here).
+    fn state() -> (Arc<Exporter>, HttpState) {
+        let env = env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")]);
+        let exporter = Arc::new(Exporter::new(
+            &ExportSettings::from_env(&env).unwrap(),
+            OUTBOX,
+        ));
+        let forwarder = Arc::new(Forwarder::new(exporter.clone(), false));
+        (
+            exporter,
+            HttpState {
+                forwarder,
+                max: 4 * 1024 * 1024,
+            },
+        )
+    }
+
+    fn text(s: String) -> Option<AnyValue> {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s)),
+        })
+    }
+
+    /// One log request with a record per body length.
+    fn logs(lens: &[usize]) -> ExportLogsServiceRequest {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: lens
+                        .iter()
+                        .map(|n| LogRecord {
+                            body: text("x".repeat(*n)),
+                            ..LogRecord::default()
+                        })
+                        .collect(),
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        }
+    }
+
+    async fn post_logs(st: &HttpState, json: bool, req: &ExportLogsServiceRequest) -> Response {
+        let mut headers = HeaderMap::new();
+        let body = if json {
+            headers.insert("content-type", "application/json".parse().unwrap());
+            Bytes::from(serde_json::to_vec(req).unwrap())
+        } else {
+            headers.insert("content-type", "application/x-protobuf".parse().unwrap());
+            Bytes::from(req.encode_to_vec())
+        };
+        handle::<ExportLogsServiceRequest>(st, &headers, body).await
+    }
+
+    async fn answer(resp: Response) -> (StatusCode, Bytes) {
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, body)
+    }
+
+    fn outbox_full(exporter: &Exporter, signal: SignalKey) -> u64 {
+        exporter
+            .drops()
+            .get(&(signal, DropReason::OutboxFull))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_its_oldest_data_and_never_refuses_the_function() {
+        let (exporter, st) = state();
+        // Six requests of ~20 KB into a 64 KiB outbox: every one is accepted
+        // with an empty answer; the oldest three make room for the newest.
+        for i in 0..6 {
+            let (status, body) = answer(post_logs(&st, false, &logs(&[20_000])).await).await;
+            assert_eq!(status, StatusCode::OK, "request {i}");
+            assert_eq!(
+                ExportLogsServiceResponse::decode(body).unwrap(),
+                ExportLogsServiceResponse::default(),
+                "request {i}: no partial success"
+            );
+        }
+        assert_eq!(outbox_full(&exporter, SignalKey::Logs), 3);
+        assert!(
+            exporter.queued_bytes() >= 3 * 20_000,
+            "{}",
+            exporter.queued_bytes()
+        );
+        assert!(exporter.queued_bytes() <= OUTBOX);
+        let stats = st.forwarder.stats().clone();
+        assert_eq!((stats.requests, stats.rejected_items), (6, 0));
+
+        // The same over gRPC.
+        let grpc = Grpc(st.forwarder.clone());
+        let resp = LogsService::export(&grpc, tonic::Request::new(logs(&[20_000])))
+            .await
+            .expect("accepted");
+        assert_eq!(resp.into_inner(), ExportLogsServiceResponse::default());
+        assert_eq!(outbox_full(&exporter, SignalKey::Logs), 4);
+    }
+
+    #[tokio::test]
+    async fn only_what_can_never_fit_is_rejected_as_a_partial_success() {
+        let (exporter, st) = state();
+        // A record larger than the whole outbox between two small ones:
+        // the small ones are queued, the large one is rejected and counted.
+        let req = logs(&[100, OUTBOX + 1000, 100]);
+        let (status, body) = answer(post_logs(&st, false, &req).await).await;
+        assert_eq!(status, StatusCode::OK);
+        let partial = ExportLogsServiceResponse::decode(body)
+            .unwrap()
+            .partial_success
+            .expect("a partial success");
+        assert_eq!(partial.rejected_log_records, 1);
+        assert!(
+            partial
+                .error_message
+                .contains("LAMBDA_OTEL_BRIDGE_OUTBOX_MAX_BYTES"),
+            "{}",
+            partial.error_message
+        );
+        assert_eq!(outbox_full(&exporter, SignalKey::Logs), 1);
+        assert!(exporter.queued_bytes() > 200 && exporter.queued_bytes() < 1000);
+        assert_eq!(st.forwarder.stats().rejected_items, 1);
+
+        // OTLP/JSON: the same answer in JSON.
+        let (status, body) = answer(post_logs(&st, true, &req).await).await;
+        assert_eq!(status, StatusCode::OK);
+        let json: ExportLogsServiceResponse = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json.partial_success.unwrap().rejected_log_records, 1);
+
+        // gRPC: OK with rejected_spans, not an error status.
+        let span = Span {
+            name: "y".repeat(OUTBOX + 1000),
+            ..Span::default()
+        };
+        let traces = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span, Span::default()],
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        };
+        let resp = TraceService::export(&Grpc(st.forwarder.clone()), tonic::Request::new(traces))
+            .await
+            .expect("accepted");
+        assert_eq!(
+            resp.into_inner().partial_success.map(|p| p.rejected_spans),
+            Some(1)
+        );
+        assert_eq!(outbox_full(&exporter, SignalKey::Traces), 1);
     }
 }

@@ -263,6 +263,11 @@ impl Exporter {
         self.outbox().has_room(len)
     }
 
+    /// The outbox's byte cap: a request larger than this can never be queued.
+    pub fn outbox_capacity(&self) -> usize {
+        self.outbox().cap()
+    }
+
     /// The listener's counters, reported with the bridge's own metrics.
     pub fn set_receiver_counts(&self, c: ReceiverCounts) {
         self.self_metrics
