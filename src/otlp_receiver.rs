@@ -5,9 +5,17 @@
 //! data and leaves at the same flush points, so nothing the function sent
 //! is lost when the sandbox freezes.
 //!
-//! Requests are forwarded as received: decoded only to check them, count
-//! their items and optionally add the Lambda resource attributes the
-//! function did not set, then re-encoded as protobuf (the outbox's form).
+//! Protobuf requests (OTLP/HTTP protobuf, OTLP/gRPC) are forwarded as
+//! received: decoded only to check them, count their items and see which
+//! Lambda resource attributes (`faas.*`, `cloud.*`) each resource lacks,
+//! while what is queued are the received bytes, with the missing attributes
+//! appended and, over the part size, split at the wire level
+//! ([`crate::wire`]). So fields newer than the bridge's OTLP version reach
+//! the collector. Two paths decode and re-encode instead (prost), and lose
+//! such fields: OTLP/JSON (the outbox holds protobuf; there are no bytes to
+//! keep), and traces and logs when redaction is configured (it rewrites
+//! values inside the records).
+//!
 //! Answers are a collector's: success (an empty response), 400 for an
 //! undecodable body, 413 over the size limit, 415 for an unknown content
 //! type.
@@ -25,9 +33,12 @@
 //! Both listeners are bound before the first `/next` (binding costs a few
 //! microseconds), so exports made during the function's init are accepted.
 
+use std::convert::Infallible;
 use std::io::Read;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -35,20 +46,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -56,10 +58,13 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 
+use crate::export::otlp::RawCodec;
 use crate::export::outbox::{DropReason, Origin};
 use crate::export::settings::Signal;
-use crate::export::{count_items, Exporter};
+use crate::export::{log_items, metric_items, span_items, Exporter};
+use crate::wire;
 
 /// Receiver settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,9 +111,17 @@ trait ExportRequest: Message + Default + serde::de::DeserializeOwned + Send + 's
     const SIGNAL: Signal;
     /// What its items are called, in answers.
     const ITEMS: &'static str;
+    /// The gRPC service that receives it.
+    const GRPC_SERVICE: &'static str;
+    /// Whether it is redacted and split (traces and logs) or queued whole
+    /// (metrics).
+    const REDACTED_AND_SPLIT: bool;
     type Response: Message + serde::Serialize + Default + Send + 'static;
     /// The resource of every `resource_*` entry.
+    fn resources(&self) -> Vec<Option<&Resource>>;
     fn resources_mut(&mut self) -> Vec<&mut Option<Resource>>;
+    /// Spans, data points or log records.
+    fn items(&self) -> u64;
     /// Redacted (when configured), encoded and split as the outbox takes
     /// them: each part with its item count.
     fn into_parts(self, exporter: &Exporter) -> Vec<(Bytes, u64)>;
@@ -116,15 +129,31 @@ trait ExportRequest: Message + Default + serde::de::DeserializeOwned + Send + 's
     fn response(accepted: &Accepted) -> Self::Response;
 }
 
+/// The count of a partial success.
+fn rejected(a: &Accepted) -> i64 {
+    a.rejected.min(i64::MAX as u64) as i64
+}
+
 impl ExportRequest for ExportTraceServiceRequest {
     const SIGNAL: Signal = Signal::Traces;
     const ITEMS: &'static str = "spans";
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const REDACTED_AND_SPLIT: bool = true;
     type Response = ExportTraceServiceResponse;
+    fn resources(&self) -> Vec<Option<&Resource>> {
+        self.resource_spans
+            .iter()
+            .map(|r| r.resource.as_ref())
+            .collect()
+    }
     fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
         self.resource_spans
             .iter_mut()
             .map(|r| &mut r.resource)
             .collect()
+    }
+    fn items(&self) -> u64 {
+        span_items(self)
     }
     fn into_parts(mut self, exporter: &Exporter) -> Vec<(Bytes, u64)> {
         exporter.redact_traces(&mut self);
@@ -133,7 +162,7 @@ impl ExportRequest for ExportTraceServiceRequest {
     fn response(a: &Accepted) -> Self::Response {
         ExportTraceServiceResponse {
             partial_success: (a != &Accepted::default()).then(|| ExportTracePartialSuccess {
-                rejected_spans: a.rejected.min(i64::MAX as u64) as i64,
+                rejected_spans: rejected(a),
                 error_message: a.message.clone(),
             }),
         }
@@ -143,22 +172,32 @@ impl ExportRequest for ExportTraceServiceRequest {
 impl ExportRequest for ExportMetricsServiceRequest {
     const SIGNAL: Signal = Signal::Metrics;
     const ITEMS: &'static str = "data points";
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const REDACTED_AND_SPLIT: bool = false;
     type Response = ExportMetricsServiceResponse;
+    fn resources(&self) -> Vec<Option<&Resource>> {
+        self.resource_metrics
+            .iter()
+            .map(|r| r.resource.as_ref())
+            .collect()
+    }
     fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
         self.resource_metrics
             .iter_mut()
             .map(|r| &mut r.resource)
             .collect()
     }
+    fn items(&self) -> u64 {
+        metric_items(self)
+    }
     fn into_parts(self, _exporter: &Exporter) -> Vec<(Bytes, u64)> {
-        let body = Bytes::from(self.encode_to_vec());
-        let items = count_items(Signal::Metrics, &body);
-        vec![(body, items)]
+        let items = self.items();
+        vec![(Bytes::from(self.encode_to_vec()), items)]
     }
     fn response(a: &Accepted) -> Self::Response {
         ExportMetricsServiceResponse {
             partial_success: (a != &Accepted::default()).then(|| ExportMetricsPartialSuccess {
-                rejected_data_points: a.rejected.min(i64::MAX as u64) as i64,
+                rejected_data_points: rejected(a),
                 error_message: a.message.clone(),
             }),
         }
@@ -168,12 +207,23 @@ impl ExportRequest for ExportMetricsServiceRequest {
 impl ExportRequest for ExportLogsServiceRequest {
     const SIGNAL: Signal = Signal::Logs;
     const ITEMS: &'static str = "log records";
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const REDACTED_AND_SPLIT: bool = true;
     type Response = ExportLogsServiceResponse;
+    fn resources(&self) -> Vec<Option<&Resource>> {
+        self.resource_logs
+            .iter()
+            .map(|r| r.resource.as_ref())
+            .collect()
+    }
     fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
         self.resource_logs
             .iter_mut()
             .map(|r| &mut r.resource)
             .collect()
+    }
+    fn items(&self) -> u64 {
+        log_items(self)
     }
     fn into_parts(mut self, exporter: &Exporter) -> Vec<(Bytes, u64)> {
         exporter.redact_logs(&mut self);
@@ -182,7 +232,7 @@ impl ExportRequest for ExportLogsServiceRequest {
     fn response(a: &Accepted) -> Self::Response {
         ExportLogsServiceResponse {
             partial_success: (a != &Accepted::default()).then(|| ExportLogsPartialSuccess {
-                rejected_log_records: a.rejected.min(i64::MAX as u64) as i64,
+                rejected_log_records: rejected(a),
                 error_message: a.message.clone(),
             }),
         }
@@ -218,29 +268,92 @@ impl Forwarder {
         self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn enrich(&self, resource: &mut Option<Resource>) {
+    /// The Lambda attributes a resource lacks (none when enrichment is off).
+    fn missing(&self, resource: Option<&Resource>) -> Vec<KeyValue> {
         if !self.enrich {
-            return;
+            return Vec::new();
         }
-        let add = self
-            .lambda_attributes
+        let have = resource.map_or(&[][..], |r| &r.attributes[..]);
+        self.lambda_attributes
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let r = resource.get_or_insert_with(Resource::default);
-        for kv in add.iter() {
-            if !r.attributes.iter().any(|a| a.key == kv.key) {
-                r.attributes.push(kv.clone());
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|kv| !have.iter().any(|a| a.key == kv.key))
+            .cloned()
+            .collect()
+    }
+
+    /// Queues a decoded request: enriched, redacted, split and re-encoded
+    /// (prost). Fields the bridge's OTLP version does not know are lost on
+    /// this path; it serves OTLP/JSON and redaction.
+    fn forward<R: ExportRequest>(&self, req: R) -> Accepted {
+        let parts = self.decoded_parts(req);
+        self.queue::<R>(parts)
+    }
+
+    /// The decoded path's parts: enriched, redacted, split, re-encoded.
+    fn decoded_parts<R: ExportRequest>(&self, mut req: R) -> Vec<(Bytes, u64)> {
+        for resource in req.resources_mut() {
+            let add = self.missing(resource.as_ref());
+            if !add.is_empty() {
+                resource
+                    .get_or_insert_with(Resource::default)
+                    .attributes
+                    .extend(add);
+            }
+        }
+        req.into_parts(&self.exporter)
+    }
+
+    /// Queues a protobuf request as received. It is decoded to check it,
+    /// count its items and see which attributes each resource lacks, but
+    /// what is queued are the received bytes: as they are when nothing is
+    /// added; else with the attributes appended at the wire level
+    /// ([`wire::add_resource_attributes`]); split between whole entries,
+    /// scope entries or items when over the part size ([`wire::split`]).
+    /// Fields newer than the bridge's OTLP version survive. With redaction
+    /// configured, traces and logs take the decoded path ([`Self::forward`]),
+    /// which loses them.
+    fn forward_protobuf<R: ExportRequest>(&self, body: Bytes) -> Result<Accepted, String> {
+        let req = R::decode(&body[..]).map_err(|e| e.to_string())?;
+        if R::REDACTED_AND_SPLIT && self.exporter.redacts() {
+            return Ok(self.forward(req));
+        }
+        match self.raw_parts(&req, body) {
+            Ok(parts) => Ok(self.queue::<R>(parts)),
+            Err(e) => {
+                // Not expected after a successful decode; re-encoding is safe.
+                tracing::debug!("forwarding a re-encoded request: {e}");
+                Ok(self.forward(req))
             }
         }
     }
 
-    /// Queues a decoded request (enriched, redacted, split).
-    fn forward<R: ExportRequest>(&self, mut req: R) -> Accepted {
-        for resource in req.resources_mut() {
-            self.enrich(resource);
+    /// The received bytes, enriched and split at the wire level.
+    fn raw_parts<R: ExportRequest>(
+        &self,
+        req: &R,
+        body: Bytes,
+    ) -> Result<Vec<(Bytes, u64)>, wire::WireError> {
+        let add: Vec<Vec<KeyValue>> = req
+            .resources()
+            .into_iter()
+            .map(|r| self.missing(r))
+            .collect();
+        let body = if add.iter().all(Vec::is_empty) {
+            body
+        } else {
+            Bytes::from(wire::add_resource_attributes(&body, &add)?)
+        };
+        let max = self.exporter.request_part_bytes();
+        if R::REDACTED_AND_SPLIT && body.len() > max {
+            Ok(wire::split(&body, max)?
+                .into_iter()
+                .map(|(part, items)| (Bytes::from(part), items))
+                .collect())
+        } else {
+            Ok(vec![(body, req.items())])
         }
-        let parts = req.into_parts(&self.exporter);
-        self.queue::<R>(parts)
     }
 
     /// Queues every part that can fit in the outbox. The outbox makes room
@@ -420,16 +533,6 @@ fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, (StatusCode, String)> {
     Ok(out)
 }
 
-fn decode<M: Message + Default + serde::de::DeserializeOwned>(
-    enc: Encoding,
-    body: &[u8],
-) -> Result<M, String> {
-    match enc {
-        Encoding::Protobuf => M::decode(body).map_err(|e| e.to_string()),
-        Encoding::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
-    }
-}
-
 async fn handle<R: ExportRequest>(st: &HttpState, headers: &HeaderMap, body: Bytes) -> Response {
     let Some(enc) = content(headers) else {
         st.forwarder.stats().bad_requests += 1;
@@ -446,18 +549,24 @@ async fn handle<R: ExportRequest>(st: &HttpState, headers: &HeaderMap, body: Byt
             return http_error(status, enc, &msg);
         }
     };
-    let req: R = match decode(enc, &body) {
-        Ok(r) => r,
+    let forwarded = match enc {
+        Encoding::Protobuf => st.forwarder.forward_protobuf::<R>(body),
+        // OTLP/JSON takes the decoded path: there is no JSON to keep.
+        Encoding::Json => serde_json::from_slice::<R>(&body)
+            .map(|req| st.forwarder.forward(req))
+            .map_err(|e| e.to_string()),
+    };
+    match forwarded {
+        Ok(accepted) => success::<R>(enc, &accepted),
         Err(e) => {
             st.forwarder.stats().bad_requests += 1;
-            return http_error(
+            http_error(
                 StatusCode::BAD_REQUEST,
                 enc,
                 &format!("undecodable OTLP request: {e}"),
-            );
+            )
         }
-    };
-    success::<R>(enc, &st.forwarder.forward(req))
+    }
 }
 
 async fn traces(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -474,45 +583,83 @@ async fn logs(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> R
 
 // ---- gRPC ------------------------------------------------------------------
 
-#[derive(Clone)]
-struct Grpc(Arc<Forwarder>);
+/// One OTLP export service over gRPC (`/<service>/Export`), taking the
+/// request message as received ([`RawCodec`]: protobuf bytes) so that it is
+/// forwarded like an OTLP/HTTP protobuf body.
+struct GrpcExport<R> {
+    forwarder: Arc<Forwarder>,
+    max: usize,
+    request: PhantomData<fn() -> R>,
+}
 
-#[tonic::async_trait]
-impl TraceService for Grpc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let accepted = self.0.forward(req.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceRequest::response(
-            &accepted,
-        )))
+impl<R> GrpcExport<R> {
+    fn new(forwarder: Arc<Forwarder>, max: usize) -> Self {
+        GrpcExport {
+            forwarder,
+            max,
+            request: PhantomData,
+        }
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for Grpc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let accepted = self.0.forward(req.into_inner());
-        Ok(tonic::Response::new(ExportMetricsServiceRequest::response(
-            &accepted,
-        )))
+impl<R> Clone for GrpcExport<R> {
+    fn clone(&self) -> Self {
+        GrpcExport::new(self.forwarder.clone(), self.max)
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Grpc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let accepted = self.0.forward(req.into_inner());
-        Ok(tonic::Response::new(ExportLogsServiceRequest::response(
-            &accepted,
-        )))
+impl<R: ExportRequest> tonic::server::NamedService for GrpcExport<R> {
+    const NAME: &'static str = R::GRPC_SERVICE;
+}
+
+impl<R, B> Service<http::Request<B>> for GrpcExport<R>
+where
+    R: ExportRequest,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let export = Export::<R>(self.forwarder.clone(), PhantomData);
+        let max = self.max;
+        Box::pin(async move {
+            if req.uri().path().rsplit('/').next() != Some("Export") {
+                return Ok(tonic::Status::unimplemented("only Export exists").into_http());
+            }
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .max_decoding_message_size(max);
+            Ok(grpc.unary(export, req).await)
+        })
+    }
+}
+
+/// The `Export` call of one signal.
+struct Export<R>(Arc<Forwarder>, PhantomData<fn() -> R>);
+
+impl<R: ExportRequest> tonic::server::UnaryService<Bytes> for Export<R> {
+    type Response = Bytes;
+    type Future = std::future::Ready<Result<tonic::Response<Bytes>, tonic::Status>>;
+
+    fn call(&mut self, req: tonic::Request<Bytes>) -> Self::Future {
+        std::future::ready(match self.0.forward_protobuf::<R>(req.into_inner()) {
+            Ok(accepted) => Ok(tonic::Response::new(Bytes::from(
+                R::response(&accepted).encode_to_vec(),
+            ))),
+            Err(e) => {
+                self.0.stats().bad_requests += 1;
+                Err(tonic::Status::invalid_argument(format!(
+                    "undecodable OTLP request: {e}"
+                )))
+            }
+        })
     }
 }
 
@@ -537,29 +684,19 @@ pub async fn start(
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 bound.0 = listener.local_addr().ok();
-                let grpc = Grpc(forwarder.clone());
                 let max = cfg.max_body_bytes;
-                                let gzip = tonic::codec::CompressionEncoding::Gzip;
+                let traces = GrpcExport::<ExportTraceServiceRequest>::new(forwarder.clone(), max);
+                let metrics = GrpcExport::<ExportMetricsServiceRequest>::new(forwarder.clone(), max);
+                let logs = GrpcExport::<ExportLogsServiceRequest>::new(forwarder.clone(), max);
                 let mut go = go.clone();
                 tokio::spawn(async move {
                     let _ = go.wait_for(|v| *v).await;
-                    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                        .with_nodelay(Some(true));
                     let result = tonic::transport::Server::builder()
-                        .add_service(
-                            TraceServiceServer::new(grpc.clone())
-                                .max_decoding_message_size(max)
-                                .accept_compressed(gzip),
-                        )
-                        .add_service(
-                            MetricsServiceServer::new(grpc.clone())
-                                .max_decoding_message_size(max)
-                                .accept_compressed(gzip),
-                        )
-                        .add_service(
-                            LogsServiceServer::new(grpc)
-                                .max_decoding_message_size(max)
-                                .accept_compressed(gzip),
-                        )
+                        .add_service(traces)
+                        .add_service(metrics)
+                        .add_service(logs)
                         .serve_with_incoming(incoming)
                         .await;
                     if let Err(e) = result {
@@ -576,7 +713,7 @@ pub async fn start(
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 bound.1 = listener.local_addr().ok();
-                                let max = cfg.max_body_bytes;
+                let max = cfg.max_body_bytes;
                 let mut go = go.clone();
                 tokio::spawn(async move {
                     let _ = go.wait_for(|v| *v).await;
@@ -707,6 +844,19 @@ mod tests {
         handle::<ExportLogsServiceRequest>(st, &headers, body).await
     }
 
+    /// A gRPC `Export` call as the server makes it, with the message as bytes.
+    async fn grpc_export<R: ExportRequest>(
+        forwarder: &Arc<Forwarder>,
+        req: &R,
+    ) -> Result<R::Response, tonic::Status> {
+        use tonic::server::UnaryService;
+        let mut call = Export::<R>(forwarder.clone(), PhantomData);
+        let resp = call
+            .call(tonic::Request::new(Bytes::from(req.encode_to_vec())))
+            .await?;
+        Ok(R::Response::decode(resp.into_inner()).expect("a response message"))
+    }
+
     async fn answer(resp: Response) -> (StatusCode, Bytes) {
         let status = resp.status();
         let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
@@ -748,11 +898,10 @@ mod tests {
         assert_eq!((stats.requests, stats.rejected_items), (6, 0));
 
         // The same over gRPC.
-        let grpc = Grpc(st.forwarder.clone());
-        let resp = LogsService::export(&grpc, tonic::Request::new(logs(&[20_000])))
+        let resp = grpc_export(&st.forwarder, &logs(&[20_000]))
             .await
             .expect("accepted");
-        assert_eq!(resp.into_inner(), ExportLogsServiceResponse::default());
+        assert_eq!(resp, ExportLogsServiceResponse::default());
         assert_eq!(outbox_full(&exporter, SignalKey::Logs), 4);
     }
 
@@ -800,13 +949,163 @@ mod tests {
                 ..ResourceSpans::default()
             }],
         };
-        let resp = TraceService::export(&Grpc(st.forwarder.clone()), tonic::Request::new(traces))
+        let resp = grpc_export(&st.forwarder, &traces).await.expect("accepted");
+        assert_eq!(resp.partial_success.map(|p| p.rejected_spans), Some(1));
+        assert_eq!(outbox_full(&exporter, SignalKey::Traces), 1);
+    }
+
+    /// A trace request with fields newer than the bridge's OTLP: field 1000
+    /// in a Span, 999 in the ResourceSpans, 77 in the Resource, 50 in the
+    /// request. `with_lambda`: its resource already has the attributes the
+    /// bridge would add.
+    fn request_from_the_future(with_lambda: bool) -> Vec<u8> {
+        let field = |number: u32, value: &[u8]| {
+            let mut out = Vec::new();
+            wire::put_len_field(&mut out, number, value);
+            out
+        };
+        let span = [
+            Span {
+                trace_id: vec![1; 16],
+                span_id: vec![2; 8],
+                name: "handler".into(),
+                ..Span::default()
+            }
+            .encode_to_vec(),
+            field(1000, b"a field of a newer OTLP"),
+        ]
+        .concat();
+        let mut attributes = vec![crate::mapping::proto::kv_str("service.name", "orders")];
+        if with_lambda {
+            attributes.extend(lambda_attributes());
+        }
+        let resource = [
+            Resource {
+                attributes,
+                ..Resource::default()
+            }
+            .encode_to_vec(),
+            field(77, b"resource extra"),
+        ]
+        .concat();
+        let entry = [
+            field(1, &resource),
+            field(2, &field(2, &span)),
+            field(999, b"entry extra"),
+        ]
+        .concat();
+        [field(1, &entry), field(50, b"request extra")].concat()
+    }
+
+    fn lambda_attributes() -> Vec<KeyValue> {
+        vec![
+            crate::mapping::proto::kv_str("cloud.provider", "aws"),
+            crate::mapping::proto::kv_str("faas.name", "orders-fn"),
+        ]
+    }
+
+    fn enriching(enrich: bool) -> (Arc<Exporter>, Forwarder) {
+        let (exporter, _) = state();
+        let forwarder = Forwarder::new(exporter.clone(), enrich);
+        let mut resource = Resource {
+            attributes: lambda_attributes(),
+            ..Resource::default()
+        };
+        resource
+            .attributes
+            .push(crate::mapping::proto::kv_str("service.name", "bridge"));
+        forwarder.set_lambda_resource(&resource);
+        (exporter, forwarder)
+    }
+
+    #[test]
+    fn unknown_fields_are_forwarded_byte_for_byte() {
+        // Enrichment off, or nothing missing: the request as received.
+        for (enrich, with_lambda) in [(false, false), (true, true)] {
+            let body = Bytes::from(request_from_the_future(with_lambda));
+            let (_, forwarder) = enriching(enrich);
+            let req = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+            let parts = forwarder.raw_parts(&req, body.clone()).unwrap();
+            assert_eq!(parts, vec![(body.clone(), 1)], "enrich {enrich}");
+            // The decoded path would have lost them.
+            let decoded = forwarder.decoded_parts(req);
+            assert_ne!(decoded[0].0, body);
+        }
+        // Attributes to add: every unknown field is still there, and the
+        // result decodes like the decoded path's.
+        let body = Bytes::from(request_from_the_future(false));
+        let (_, forwarder) = enriching(true);
+        let req = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+        let parts = forwarder.raw_parts(&req, body.clone()).unwrap();
+        assert_eq!(parts.len(), 1);
+        let out = &parts[0].0;
+        for extra in [
+            &b"a field of a newer OTLP"[..],
+            b"resource extra",
+            b"entry extra",
+            b"request extra",
+        ] {
+            assert!(
+                out.windows(extra.len()).any(|w| w == extra),
+                "{:?} lost",
+                String::from_utf8_lossy(extra)
+            );
+        }
+        let decoded = forwarder.decoded_parts(req);
+        assert_eq!(
+            ExportTraceServiceRequest::decode(&out[..]).unwrap(),
+            ExportTraceServiceRequest::decode(&decoded[0].0[..]).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn protobuf_over_http_and_grpc_is_queued_as_received_unless_redacted() {
+        use tonic::server::UnaryService;
+        let body = Bytes::from(request_from_the_future(false));
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/x-protobuf".parse().unwrap());
+        let (exporter, st) = state();
+        // HTTP: the body as received (enrichment is off here).
+        let (status, _) =
+            answer(handle::<ExportTraceServiceRequest>(&st, &headers, body.clone()).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(exporter.queued_bytes(), body.len());
+        // gRPC: the message as received.
+        let mut call = Export::<ExportTraceServiceRequest>(st.forwarder.clone(), PhantomData);
+        call.call(tonic::Request::new(body.clone()))
             .await
             .expect("accepted");
-        assert_eq!(
-            resp.into_inner().partial_success.map(|p| p.rejected_spans),
-            Some(1)
+        assert_eq!(exporter.queued_bytes(), 2 * body.len());
+        // Undecodable over gRPC: INVALID_ARGUMENT, counted.
+        let status = call
+            .call(tonic::Request::new(Bytes::from_static(b"\xff\xff")))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(st.forwarder.stats().bad_requests, 1);
+
+        // With redaction the request is decoded and re-encoded: the fields
+        // the bridge does not know are lost (documented).
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("LAMBDA_OTEL_BRIDGE_REDACT", "default"),
+        ]);
+        let redactor = crate::redact::Redactor::from_env(&env)
+            .unwrap()
+            .map(Arc::new);
+        assert!(redactor.is_some());
+        let exporter = Arc::new(
+            Exporter::new(&ExportSettings::from_env(&env).unwrap(), OUTBOX).with_redactor(redactor),
         );
-        assert_eq!(outbox_full(&exporter, SignalKey::Traces), 1);
+        let st = HttpState {
+            forwarder: Arc::new(Forwarder::new(exporter.clone(), false)),
+            max: 4 * 1024 * 1024,
+        };
+        let (status, _) =
+            answer(handle::<ExportTraceServiceRequest>(&st, &headers, body.clone()).await).await;
+        assert_eq!(status, StatusCode::OK);
+        let decoded = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+        assert_eq!(exporter.queued_bytes(), decoded.encoded_len());
+        assert!(decoded.encoded_len() < body.len());
     }
 }

@@ -617,3 +617,157 @@ async fn a_down_collector_never_makes_the_functions_sdk_wait_or_retry() {
     let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
     assert_eq!(out.exit_code, Some(0), "{}", emu.output());
 }
+
+/// A length-delimited protobuf field.
+fn pb_field(number: u32, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::encode_varint((u64::from(number) << 3) | 2, &mut out);
+    prost::encoding::encode_varint(value.len() as u64, &mut out);
+    out.extend_from_slice(value);
+    out
+}
+
+/// A trace request with fields a newer OTLP could add: 1000 inside the
+/// Span, 999 inside the ResourceSpans, 50 in the request itself.
+fn request_from_the_future(span_name: &str) -> Vec<u8> {
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    let span = [
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: span_name.into(),
+            ..Span::default()
+        }
+        .encode_to_vec(),
+        pb_field(1000, b"span field from the future"),
+    ]
+    .concat();
+    let entry = [
+        pb_field(2, &pb_field(2, &span)),
+        pb_field(999, b"entry field from the future"),
+    ]
+    .concat();
+    [
+        pb_field(1, &entry),
+        pb_field(50, b"request field from the future"),
+    ]
+    .concat()
+}
+
+/// The function's protobuf requests reach the collector with the fields the
+/// bridge does not know (a newer OTLP's): byte for byte when nothing is
+/// added, over OTLP/HTTP and OTLP/gRPC; with the Lambda resource attributes
+/// added, every unknown field is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_the_bridge_does_not_know_reach_the_collector() {
+    let collector = FaultCollector::start().await;
+    for enrich in ["false", "true"] {
+        let (grpc_port, http_port) = (free_port(), free_port());
+        let emu = start_initialized(EmulatorOptions {
+            freeze_between_invocations: false,
+            extra_env: env(&[
+                (
+                    "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT",
+                    &collector.http_endpoint(),
+                ),
+                ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
+                ("LAMBDA_OTEL_BRIDGE_RECEIVER_ENRICH", enrich),
+                (
+                    "LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR",
+                    &format!("127.0.0.1:{grpc_port}"),
+                ),
+                (
+                    "LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR",
+                    &format!("127.0.0.1:{http_port}"),
+                ),
+            ]),
+            ..EmulatorOptions::default()
+        })
+        .await;
+        let over_http = request_from_the_future(&format!("future span http enrich={enrich}"));
+        let over_grpc = request_from_the_future(&format!("future span grpc enrich={enrich}"));
+
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let (status, _, _) = post(
+            &client,
+            &format!("http://127.0.0.1:{http_port}/v1/traces"),
+            over_http.clone(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("gRPC receiver");
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.expect("ready");
+        grpc.unary(
+            tonic::Request::new(Bytes::from(over_grpc.clone())),
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                .parse()
+                .unwrap(),
+            lambda_otel_bridge::export::otlp::RawCodec,
+        )
+        .await
+        .expect("accepted over gRPC");
+
+        emu.invoke(InvokeSpec::default()).await.expect("invoke");
+        for (protocol, sent) in [("http", &over_http), ("grpc", &over_grpc)] {
+            let marker = format!("future span {protocol} enrich={enrich}");
+            let has_marker = |m: &Bytes| m.windows(marker.len()).any(|w| w == marker.as_bytes());
+            collector
+                .wait_until(&marker, Duration::from_secs(5), |c| {
+                    c.requests_for("traces")
+                        .iter()
+                        .any(|r| r.accepted() && r.message.as_ref().is_some_and(has_marker))
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", emu.output()));
+            let received = collector
+                .requests_for("traces")
+                .into_iter()
+                .filter_map(|r| r.message)
+                .find(|m| has_marker(m))
+                .expect("found above");
+            if enrich == "false" {
+                assert_eq!(
+                    &received[..],
+                    &sent[..],
+                    "{protocol}: forwarded byte for byte"
+                );
+            } else {
+                for extra in [
+                    &b"span field from the future"[..],
+                    b"entry field from the future",
+                    b"request field from the future",
+                ] {
+                    assert!(
+                        received.windows(extra.len()).any(|w| w == extra),
+                        "{protocol}: {:?} lost",
+                        String::from_utf8_lossy(extra)
+                    );
+                }
+                let decoded =
+                    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                        &received[..],
+                    )
+                    .unwrap();
+                let resource = decoded.resource_spans[0]
+                    .resource
+                    .clone()
+                    .unwrap_or_default();
+                assert!(
+                    resource
+                        .attributes
+                        .iter()
+                        .any(|a| a.key == "cloud.provider"),
+                    "{protocol}: enriched: {resource:?}"
+                );
+            }
+        }
+        let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+        assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    }
+}
