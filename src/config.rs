@@ -204,11 +204,12 @@ impl Config {
         }
         let (log_level, log_json) = parse_log(env)?;
         let (flush_policy, adaptive) = crate::export::flush::from_env(env)?;
-        let receiver = parse_receiver(env)?;
+        let (receiver, receiver_warnings) = parse_receiver(env)?;
         let mut export = ExportSettings::from_env(env)?;
         let mut warnings: Vec<String> = check_export_loop(&receiver, &mut export)?
             .into_iter()
             .collect();
+        warnings.extend(receiver_warnings);
         warnings.extend(skip_verify_warnings(&export));
         Ok(Config {
             lambda,
@@ -324,21 +325,55 @@ fn parse_types(env: &dyn Env) -> Result<TelemetryTypes, ConfigError> {
     Ok(t)
 }
 
-fn parse_receiver(env: &dyn Env) -> Result<crate::otlp_receiver::ReceiverConfig, ConfigError> {
-    let addr = |name: &str, default: &str| -> Result<Option<std::net::SocketAddr>, ConfigError> {
-        let var = format!("{PREFIX}{name}");
-        let v = env.get(&var).unwrap_or_else(|| default.to_owned());
-        if v.trim().eq_ignore_ascii_case("off") {
-            return Ok(None);
-        }
-        v.trim().parse().map(Some).map_err(|_| {
-            ConfigError::new(&var, &v, "expected ip:port (e.g. 127.0.0.1:4318) or off")
-        })
-    };
-    Ok(crate::otlp_receiver::ReceiverConfig {
-        enabled: bool_var(env, &format!("{PREFIX}RECEIVER"), true)?,
-        grpc_addr: addr("RECEIVER_GRPC_ADDR", "127.0.0.1:4317")?,
-        http_addr: addr("RECEIVER_HTTP_ADDR", "127.0.0.1:4318")?,
+/// The local OTLP receiver's settings, and the start-up warnings they call
+/// for. The receiver has no authentication: an address other than loopback
+/// (`0.0.0.0`, the sandbox's own address) would let anyone who reaches it
+/// send telemetry in the function's name, so it is a configuration error
+/// unless `LAMBDA_OTEL_BRIDGE_RECEIVER_ALLOW_NON_LOOPBACK=true`, and then
+/// warned about.
+fn parse_receiver(
+    env: &dyn Env,
+) -> Result<(crate::otlp_receiver::ReceiverConfig, Vec<String>), ConfigError> {
+    let enabled = bool_var(env, &format!("{PREFIX}RECEIVER"), true)?;
+    let allow_var = format!("{PREFIX}RECEIVER_ALLOW_NON_LOOPBACK");
+    let allow_non_loopback = bool_var(env, &allow_var, false)?;
+    let mut warnings = Vec::new();
+    let mut addr =
+        |name: &str, default: &str| -> Result<Option<std::net::SocketAddr>, ConfigError> {
+            let var = format!("{PREFIX}{name}");
+            let v = env.get(&var).unwrap_or_else(|| default.to_owned());
+            if v.trim().eq_ignore_ascii_case("off") {
+                return Ok(None);
+            }
+            let a: std::net::SocketAddr = v.trim().parse().map_err(|_| {
+                ConfigError::new(&var, &v, "expected ip:port (e.g. 127.0.0.1:4318) or off")
+            })?;
+            if enabled && !a.ip().to_canonical().is_loopback() {
+                if !allow_non_loopback {
+                    return Err(ConfigError::new(
+                        &var,
+                        &v,
+                        format!(
+                        "not a loopback address: the local OTLP receiver has no authentication, \
+                         so anyone who can reach {a} could send telemetry in the function's name; \
+                         use 127.0.0.1 (or [::1]), or set {allow_var}=true to accept that"
+                    ),
+                    ));
+                }
+                warnings.push(format!(
+                    "the local OTLP receiver listens on {a} ({var}), not only on loopback, as \
+                 {allow_var}=true allows: it has no authentication, and whatever reaches that \
+                 address is forwarded to the collector as the function's telemetry"
+                ));
+            }
+            Ok(Some(a))
+        };
+    let grpc_addr = addr("RECEIVER_GRPC_ADDR", "127.0.0.1:4317")?;
+    let http_addr = addr("RECEIVER_HTTP_ADDR", "127.0.0.1:4318")?;
+    let receiver = crate::otlp_receiver::ReceiverConfig {
+        enabled,
+        grpc_addr,
+        http_addr,
         enrich: bool_var(env, &format!("{PREFIX}RECEIVER_ENRICH"), true)?,
         max_body_bytes: int_setting(
             env,
@@ -347,7 +382,8 @@ fn parse_receiver(env: &dyn Env) -> Result<crate::otlp_receiver::ReceiverConfig,
             1024,
             64 * 1024 * 1024,
         )? as usize,
-    })
+    };
+    Ok((receiver, warnings))
 }
 
 /// Lambda gives the function and the bridge the same environment: a
@@ -668,6 +704,85 @@ mod tests {
         assert!(c.export.metrics.tls.skip_verify.is_none());
         assert!(c.export.logs.tls.skip_verify.is_some());
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn receiver_addresses_must_be_loopback_unless_allowed() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut vars = vec![
+                ("AWS_LAMBDA_RUNTIME_API", "x:1"),
+                (
+                    "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT",
+                    "http://collector:4318",
+                ),
+            ];
+            vars.extend_from_slice(pairs);
+            Config::from_env(&env_of(&vars))
+        };
+        // Loopback in every spelling is accepted without a warning.
+        for (var, addr) in [
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR", "127.0.0.1:4318"),
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR", "127.0.0.9:4318"),
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR", "[::1]:4317"),
+            (
+                "LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR",
+                "[::ffff:127.0.0.1]:4317",
+            ),
+        ] {
+            let c = with(&[(var, addr)]).unwrap_or_else(|e| panic!("{addr}: {e}"));
+            assert!(c.warnings.is_empty(), "{addr}: {:?}", c.warnings);
+        }
+        // Anything else is an error naming the variable and the value.
+        for (var, addr) in [
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR", "0.0.0.0:4318"),
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR", "0.0.0.0:4317"),
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR", "[::]:4317"),
+            (
+                "LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR",
+                "169.254.100.1:4318",
+            ),
+            (
+                "LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR",
+                "[::ffff:10.0.0.1]:4318",
+            ),
+        ] {
+            let e = with(&[(var, addr)]).expect_err(addr);
+            assert_eq!((e.var.as_str(), e.value.as_str()), (var, addr));
+            assert!(e.reason.contains("loopback"), "{e}");
+            assert!(
+                e.reason
+                    .contains("LAMBDA_OTEL_BRIDGE_RECEIVER_ALLOW_NON_LOOPBACK=true"),
+                "{e}"
+            );
+        }
+        // Allowed explicitly: accepted, and a start-up warning names the address.
+        let c = with(&[
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR", "0.0.0.0:4318"),
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_ALLOW_NON_LOOPBACK", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.receiver.http_addr, Some("0.0.0.0:4318".parse().unwrap()));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("0.0.0.0:4318"), "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("LAMBDA_OTEL_BRIDGE_RECEIVER_ALLOW_NON_LOOPBACK"),
+            "{:?}",
+            c.warnings
+        );
+        // Off by default, false keeps it off, and other values are errors.
+        assert!(with(&[
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR", "0.0.0.0:4318"),
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_ALLOW_NON_LOOPBACK", "false"),
+        ])
+        .is_err());
+        let e = with(&[("LAMBDA_OTEL_BRIDGE_RECEIVER_ALLOW_NON_LOOPBACK", "yes")]).unwrap_err();
+        assert_eq!(e.var, "LAMBDA_OTEL_BRIDGE_RECEIVER_ALLOW_NON_LOOPBACK");
+        // With the receiver off nothing listens: its addresses do not matter.
+        assert!(with(&[
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER", "false"),
+            ("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR", "0.0.0.0:4318"),
+        ])
+        .is_ok());
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   queues it, as received, in the same outbox.
 //! - [`redact`] (optional) rewrites secrets in traces and logs before
 //!   they are queued.
+//! - [`wire`] walks and rewrites protobuf at the wire level, so forwarded
+//!   requests keep the fields the bridge does not know.
 //! - [`config`] reads every setting; [`time`] parses and formats timestamps.
 
 pub mod config;
@@ -29,3 +31,4 @@ pub mod pipeline;
 pub mod redact;
 pub mod telemetry_receiver;
 pub mod time;
+pub mod wire;

@@ -164,7 +164,12 @@ pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigErro
         .await
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let listener = match telemetry_receiver::bind(ip, config.telemetry.listener_port).await {
-        Ok(l) => l,
+        Ok((l, fallback)) => {
+            if let Some(w) = fallback {
+                tracing::warn!("{w}");
+            }
+            l
+        }
         Err(e) => {
             let msg = format!(
                 "cannot listen on {ip}:{} for the Telemetry API (LAMBDA_OTEL_BRIDGE_TELEMETRY_PORT): {e}",

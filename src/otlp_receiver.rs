@@ -5,20 +5,40 @@
 //! data and leaves at the same flush points, so nothing the function sent
 //! is lost when the sandbox freezes.
 //!
-//! Requests are forwarded as received: decoded only to check them, count
-//! their items and optionally add the Lambda resource attributes the
-//! function did not set, then re-encoded as protobuf (the outbox's form).
+//! Protobuf requests (OTLP/HTTP protobuf, OTLP/gRPC) are forwarded as
+//! received: decoded only to check them, count their items and see which
+//! Lambda resource attributes (`faas.*`, `cloud.*`) each resource lacks,
+//! while what is queued are the received bytes, with the missing attributes
+//! appended and, over the part size, split at the wire level
+//! ([`crate::wire`]). So fields newer than the bridge's OTLP version reach
+//! the collector. Two paths decode and re-encode instead (prost), and lose
+//! such fields: OTLP/JSON (the outbox holds protobuf; there are no bytes to
+//! keep), and traces and logs when redaction is configured (it rewrites
+//! values inside the records).
+//!
 //! Answers are a collector's: success (an empty response), 400 for an
 //! undecodable body, 413 over the size limit, 415 for an unknown content
-//! type, 503 with `Retry-After` (gRPC UNAVAILABLE with `RetryInfo`) when the
-//! outbox has no room.
+//! type.
+//!
+//! The function is never made to wait or retry because of the collector
+//! (its SDK would do so inside the handler, billed to the function): a
+//! request is accepted even when the outbox is full, and the outbox drops
+//! its oldest data to make room (counted as `outbox_full`). Only a part that
+//! can never fit, larger than the whole outbox, is left out: its items are
+//! counted the same way and answered as an OTLP partial success
+//! (`rejected_spans` / `rejected_data_points` / `rejected_log_records` with
+//! an error message), which clients do not retry. No answer of this
+//! receiver is a retryable status.
 //!
 //! Both listeners are bound before the first `/next` (binding costs a few
 //! microseconds), so exports made during the function's init are accepted.
 
+use std::convert::Infallible;
 use std::io::Read;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -26,31 +46,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 
+use crate::export::otlp::RawCodec;
 use crate::export::outbox::{DropReason, Origin};
 use crate::export::settings::Signal;
-use crate::export::{count_items, Exporter};
+use crate::export::{log_items, metric_items, span_items, Exporter};
+use crate::wire;
 
 /// Receiver settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,14 +91,152 @@ pub struct Forwarder {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReceiverStats {
     pub requests: u64,
-    pub refused_full: u64,
+    /// Items answered as rejected (each part of the request that held them
+    /// was larger than the whole outbox).
+    pub rejected_items: u64,
     pub bad_requests: u64,
 }
 
-/// Why a request was not accepted.
-#[derive(Debug)]
-enum Refusal {
-    Full,
+/// What became of an accepted request's items: all queued (`rejected` 0,
+/// no message), or some rejected because they can never fit in the outbox.
+/// Answered as an OTLP partial success, which clients do not retry.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub rejected: u64,
+    pub message: String,
+}
+
+/// An OTLP export request of one signal, as the receiver handles it.
+trait ExportRequest: Message + Default + serde::de::DeserializeOwned + Send + 'static {
+    const SIGNAL: Signal;
+    /// What its items are called, in answers.
+    const ITEMS: &'static str;
+    /// The gRPC service that receives it.
+    const GRPC_SERVICE: &'static str;
+    /// Whether it is redacted and split (traces and logs) or queued whole
+    /// (metrics).
+    const REDACTED_AND_SPLIT: bool;
+    type Response: Message + serde::Serialize + Default + Send + 'static;
+    /// The resource of every `resource_*` entry.
+    fn resources(&self) -> Vec<Option<&Resource>>;
+    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>>;
+    /// Spans, data points or log records.
+    fn items(&self) -> u64;
+    /// Redacted (when configured), encoded and split as the outbox takes
+    /// them: each part with its item count.
+    fn into_parts(self, exporter: &Exporter) -> Vec<(Bytes, u64)>;
+    /// The answer: empty, or a partial success.
+    fn response(accepted: &Accepted) -> Self::Response;
+}
+
+/// The count of a partial success.
+fn rejected(a: &Accepted) -> i64 {
+    a.rejected.min(i64::MAX as u64) as i64
+}
+
+impl ExportRequest for ExportTraceServiceRequest {
+    const SIGNAL: Signal = Signal::Traces;
+    const ITEMS: &'static str = "spans";
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const REDACTED_AND_SPLIT: bool = true;
+    type Response = ExportTraceServiceResponse;
+    fn resources(&self) -> Vec<Option<&Resource>> {
+        self.resource_spans
+            .iter()
+            .map(|r| r.resource.as_ref())
+            .collect()
+    }
+    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
+        self.resource_spans
+            .iter_mut()
+            .map(|r| &mut r.resource)
+            .collect()
+    }
+    fn items(&self) -> u64 {
+        span_items(self)
+    }
+    fn into_parts(mut self, exporter: &Exporter) -> Vec<(Bytes, u64)> {
+        exporter.redact_traces(&mut self);
+        exporter.encode_traces(self)
+    }
+    fn response(a: &Accepted) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: (a != &Accepted::default()).then(|| ExportTracePartialSuccess {
+                rejected_spans: rejected(a),
+                error_message: a.message.clone(),
+            }),
+        }
+    }
+}
+
+impl ExportRequest for ExportMetricsServiceRequest {
+    const SIGNAL: Signal = Signal::Metrics;
+    const ITEMS: &'static str = "data points";
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const REDACTED_AND_SPLIT: bool = false;
+    type Response = ExportMetricsServiceResponse;
+    fn resources(&self) -> Vec<Option<&Resource>> {
+        self.resource_metrics
+            .iter()
+            .map(|r| r.resource.as_ref())
+            .collect()
+    }
+    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
+        self.resource_metrics
+            .iter_mut()
+            .map(|r| &mut r.resource)
+            .collect()
+    }
+    fn items(&self) -> u64 {
+        metric_items(self)
+    }
+    fn into_parts(self, _exporter: &Exporter) -> Vec<(Bytes, u64)> {
+        let items = self.items();
+        vec![(Bytes::from(self.encode_to_vec()), items)]
+    }
+    fn response(a: &Accepted) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: (a != &Accepted::default()).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: rejected(a),
+                error_message: a.message.clone(),
+            }),
+        }
+    }
+}
+
+impl ExportRequest for ExportLogsServiceRequest {
+    const SIGNAL: Signal = Signal::Logs;
+    const ITEMS: &'static str = "log records";
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const REDACTED_AND_SPLIT: bool = true;
+    type Response = ExportLogsServiceResponse;
+    fn resources(&self) -> Vec<Option<&Resource>> {
+        self.resource_logs
+            .iter()
+            .map(|r| r.resource.as_ref())
+            .collect()
+    }
+    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
+        self.resource_logs
+            .iter_mut()
+            .map(|r| &mut r.resource)
+            .collect()
+    }
+    fn items(&self) -> u64 {
+        log_items(self)
+    }
+    fn into_parts(mut self, exporter: &Exporter) -> Vec<(Bytes, u64)> {
+        exporter.redact_logs(&mut self);
+        exporter.encode_logs(self)
+    }
+    fn response(a: &Accepted) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: (a != &Accepted::default()).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: rejected(a),
+                error_message: a.message.clone(),
+            }),
+        }
+    }
 }
 
 impl Forwarder {
@@ -116,69 +268,127 @@ impl Forwarder {
         self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn enrich(&self, resource: &mut Option<Resource>) {
+    /// The Lambda attributes a resource lacks (none when enrichment is off).
+    fn missing(&self, resource: Option<&Resource>) -> Vec<KeyValue> {
         if !self.enrich {
-            return;
+            return Vec::new();
         }
-        let add = self
-            .lambda_attributes
+        let have = resource.map_or(&[][..], |r| &r.attributes[..]);
+        self.lambda_attributes
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let r = resource.get_or_insert_with(Resource::default);
-        for kv in add.iter() {
-            if !r.attributes.iter().any(|a| a.key == kv.key) {
-                r.attributes.push(kv.clone());
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|kv| !have.iter().any(|a| a.key == kv.key))
+            .cloned()
+            .collect()
+    }
+
+    /// Queues a decoded request: enriched, redacted, split and re-encoded
+    /// (prost). Fields the bridge's OTLP version does not know are lost on
+    /// this path; it serves OTLP/JSON and redaction.
+    fn forward<R: ExportRequest>(&self, req: R) -> Accepted {
+        let parts = self.decoded_parts(req);
+        self.queue::<R>(parts)
+    }
+
+    /// The decoded path's parts: enriched, redacted, split, re-encoded.
+    fn decoded_parts<R: ExportRequest>(&self, mut req: R) -> Vec<(Bytes, u64)> {
+        for resource in req.resources_mut() {
+            let add = self.missing(resource.as_ref());
+            if !add.is_empty() {
+                resource
+                    .get_or_insert_with(Resource::default)
+                    .attributes
+                    .extend(add);
+            }
+        }
+        req.into_parts(&self.exporter)
+    }
+
+    /// Queues a protobuf request as received. It is decoded to check it,
+    /// count its items and see which attributes each resource lacks, but
+    /// what is queued are the received bytes: as they are when nothing is
+    /// added; else with the attributes appended at the wire level
+    /// ([`wire::add_resource_attributes`]); split between whole entries,
+    /// scope entries or items when over the part size ([`wire::split`]).
+    /// Fields newer than the bridge's OTLP version survive. With redaction
+    /// configured, traces and logs take the decoded path ([`Self::forward`]),
+    /// which loses them.
+    fn forward_protobuf<R: ExportRequest>(&self, body: Bytes) -> Result<Accepted, String> {
+        let req = R::decode(&body[..]).map_err(|e| e.to_string())?;
+        if R::REDACTED_AND_SPLIT && self.exporter.redacts() {
+            return Ok(self.forward(req));
+        }
+        match self.raw_parts(&req, body) {
+            Ok(parts) => Ok(self.queue::<R>(parts)),
+            Err(e) => {
+                // Not expected after a successful decode; re-encoding is safe.
+                tracing::debug!("forwarding a re-encoded request: {e}");
+                Ok(self.forward(req))
             }
         }
     }
 
-    fn accept(&self, signal: Signal, body: Bytes) -> Result<(), Refusal> {
-        let items = count_items(signal, &body);
-        self.accept_parts(signal, vec![(body, items)])
+    /// The received bytes, enriched and split at the wire level.
+    fn raw_parts<R: ExportRequest>(
+        &self,
+        req: &R,
+        body: Bytes,
+    ) -> Result<Vec<(Bytes, u64)>, wire::WireError> {
+        let add: Vec<Vec<KeyValue>> = req
+            .resources()
+            .into_iter()
+            .map(|r| self.missing(r))
+            .collect();
+        let body = if add.iter().all(Vec::is_empty) {
+            body
+        } else {
+            Bytes::from(wire::add_resource_attributes(&body, &add)?)
+        };
+        let max = self.exporter.request_part_bytes();
+        if R::REDACTED_AND_SPLIT && body.len() > max {
+            Ok(wire::split(&body, max)?
+                .into_iter()
+                .map(|(part, items)| (Bytes::from(part), items))
+                .collect())
+        } else {
+            Ok(vec![(body, req.items())])
+        }
     }
 
-    /// Queues every part of one request, or none (a partial acceptance
-    /// would make the function's retry duplicate the accepted parts).
-    fn accept_parts(&self, signal: Signal, parts: Vec<(Bytes, u64)>) -> Result<(), Refusal> {
-        let bytes: usize = parts.iter().map(|(b, _)| b.len()).sum();
-        let items: u64 = parts.iter().map(|(_, n)| n).sum();
-        self.stats().requests += 1;
-        if !self.exporter.has_room(bytes) {
-            self.stats().refused_full += 1;
-            self.exporter
-                .count_drop(signal, DropReason::OutboxFull, items);
-            return Err(Refusal::Full);
-        }
+    /// Queues every part that can fit in the outbox. The outbox makes room
+    /// by dropping its oldest data (counted as `outbox_full`): the function
+    /// is never asked to wait or retry because the collector is slow or
+    /// down. Only a part larger than the whole outbox is left out; its items
+    /// are counted as `outbox_full` too and answered as rejected.
+    fn queue<R: ExportRequest>(&self, parts: Vec<(Bytes, u64)>) -> Accepted {
+        let signal = R::SIGNAL;
+        let cap = self.exporter.outbox_capacity();
+        let mut accepted = Accepted::default();
+        let mut too_large = 0usize;
         for (body, items) in parts {
-            self.exporter
-                .enqueue_raw(signal, body, items, Origin::Function);
+            if body.len() > cap {
+                too_large += 1;
+                accepted.rejected += items;
+                self.exporter
+                    .count_drop(signal, DropReason::OutboxFull, items);
+            } else {
+                self.exporter
+                    .enqueue_raw(signal, body, items, Origin::Function);
+            }
         }
-        Ok(())
-    }
-
-    fn forward_traces(&self, mut req: ExportTraceServiceRequest) -> Result<(), Refusal> {
-        for rs in &mut req.resource_spans {
-            self.enrich(&mut rs.resource);
+        if too_large > 0 {
+            accepted.message = format!(
+                "{} {} dropped: larger than the bridge's whole outbox ({cap} bytes, \
+                 LAMBDA_OTEL_BRIDGE_OUTBOX_MAX_BYTES)",
+                accepted.rejected,
+                R::ITEMS,
+            );
         }
-        self.exporter.redact_traces(&mut req);
-        let parts = self.exporter.encode_traces(req);
-        self.accept_parts(Signal::Traces, parts)
-    }
-
-    fn forward_metrics(&self, mut req: ExportMetricsServiceRequest) -> Result<(), Refusal> {
-        for rm in &mut req.resource_metrics {
-            self.enrich(&mut rm.resource);
-        }
-        self.accept(Signal::Metrics, Bytes::from(req.encode_to_vec()))
-    }
-
-    fn forward_logs(&self, mut req: ExportLogsServiceRequest) -> Result<(), Refusal> {
-        for rl in &mut req.resource_logs {
-            self.enrich(&mut rl.resource);
-        }
-        self.exporter.redact_logs(&mut req);
-        let parts = self.exporter.encode_logs(req);
-        self.accept_parts(Signal::Logs, parts)
+        let mut stats = self.stats();
+        stats.requests += 1;
+        stats.rejected_items += accepted.rejected;
+        accepted
     }
 }
 
@@ -229,19 +439,14 @@ fn content(headers: &HeaderMap) -> Option<Encoding> {
     }
 }
 
-/// An OTLP/HTTP error answer: a `google.rpc.Status` message in the request's encoding.
-fn http_error(
-    status: StatusCode,
-    enc: Encoding,
-    message: &str,
-    retry_after: Option<u64>,
-) -> Response {
+/// An OTLP/HTTP error answer: a `google.rpc.Status` message in the request's
+/// encoding. None of them asks for a retry: they are about the request itself.
+fn http_error(status: StatusCode, enc: Encoding, message: &str) -> Response {
     let code = match status {
-        StatusCode::SERVICE_UNAVAILABLE => 14,
         StatusCode::PAYLOAD_TOO_LARGE => 8,
         _ => 3,
     };
-    let mut resp = match enc {
+    match enc {
         Encoding::Json => (
             status,
             [("content-type", "application/json")],
@@ -259,28 +464,25 @@ fn http_error(
             .encode_to_vec(),
         )
             .into_response(),
-    };
-    if let Some(s) = retry_after {
-        if let Ok(v) = s.to_string().parse() {
-            resp.headers_mut().insert("retry-after", v);
-        }
     }
-    resp
 }
 
-fn success<M: Message + serde::Serialize + Default>(enc: Encoding) -> Response {
-    let m = M::default();
+/// 200 with the `Export*ServiceResponse`: empty, or a partial success.
+fn success<R: ExportRequest>(enc: Encoding, accepted: &Accepted) -> Response {
+    let response = R::response(accepted);
     match enc {
-        Encoding::Json => (
-            StatusCode::OK,
-            [("content-type", "application/json")],
-            "{}".to_string(),
-        )
-            .into_response(),
+        Encoding::Json => {
+            let body = if accepted == &Accepted::default() {
+                "{}".to_owned()
+            } else {
+                serde_json::to_string(&response).unwrap_or_else(|_| "{}".to_owned())
+            };
+            (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+        }
         Encoding::Protobuf => (
             StatusCode::OK,
             [("content-type", "application/x-protobuf")],
-            m.encode_to_vec(),
+            response.encode_to_vec(),
         )
             .into_response(),
     }
@@ -296,19 +498,7 @@ fn body_bytes(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, (St
         .to_ascii_lowercase();
     match encoding.as_str() {
         "identity" | "" => Ok(body),
-        "gzip" => {
-            let mut out = Vec::with_capacity(body.len() * 4);
-            let mut dec = flate2::read::GzDecoder::new(&body[..]).take(max as u64 + 1);
-            dec.read_to_end(&mut out)
-                .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
-            if out.len() > max {
-                return Err((
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("decompressed body exceeds {max} bytes"),
-                ));
-            }
-            Ok(Bytes::from(out))
-        }
+        "gzip" => gunzip(&body, max).map(Bytes::from),
         other => Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("unsupported content-encoding {other:?}"),
@@ -316,147 +506,160 @@ fn body_bytes(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, (St
     }
 }
 
-fn decode<M: Message + Default + serde::de::DeserializeOwned>(
-    enc: Encoding,
-    body: &[u8],
-) -> Result<M, String> {
-    match enc {
-        Encoding::Protobuf => M::decode(body).map_err(|e| e.to_string()),
-        Encoding::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
+/// Most bytes reserved up front for an un-gzipped body; beyond it the
+/// buffer grows with what actually arrives.
+const GUNZIP_RESERVE_MAX: usize = 1024 * 1024;
+
+/// Un-gzips a body, bounded by `max` bytes after decompression. The buffer
+/// is sized from the compressed length (OTLP compresses about 4:1) but never
+/// beyond what the limit allows nor [`GUNZIP_RESERVE_MAX`]: a small request
+/// under a large limit must not reserve memory it will not use.
+fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+    let reserve = body
+        .len()
+        .saturating_mul(4)
+        .min(max.saturating_add(1))
+        .min(GUNZIP_RESERVE_MAX);
+    let mut out = Vec::with_capacity(reserve);
+    let mut dec = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
+    if out.len() > max {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("decompressed body exceeds {max} bytes"),
+        ));
     }
+    Ok(out)
 }
 
-async fn handle<M, R>(
-    st: &HttpState,
-    headers: &HeaderMap,
-    body: Bytes,
-    forward: impl Fn(&Forwarder, M) -> Result<(), Refusal>,
-) -> Response
-where
-    M: Message + Default + serde::de::DeserializeOwned,
-    R: Message + Default + serde::Serialize,
-{
+async fn handle<R: ExportRequest>(st: &HttpState, headers: &HeaderMap, body: Bytes) -> Response {
     let Some(enc) = content(headers) else {
         st.forwarder.stats().bad_requests += 1;
         return http_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Encoding::Json,
             "content-type must be application/x-protobuf or application/json",
-            None,
         );
     };
     let body = match body_bytes(headers, body, st.max) {
         Ok(b) => b,
         Err((status, msg)) => {
             st.forwarder.stats().bad_requests += 1;
-            return http_error(status, enc, &msg, None);
+            return http_error(status, enc, &msg);
         }
     };
-    let req: M = match decode(enc, &body) {
-        Ok(r) => r,
+    let forwarded = match enc {
+        Encoding::Protobuf => st.forwarder.forward_protobuf::<R>(body),
+        // OTLP/JSON takes the decoded path: there is no JSON to keep.
+        Encoding::Json => serde_json::from_slice::<R>(&body)
+            .map(|req| st.forwarder.forward(req))
+            .map_err(|e| e.to_string()),
+    };
+    match forwarded {
+        Ok(accepted) => success::<R>(enc, &accepted),
         Err(e) => {
             st.forwarder.stats().bad_requests += 1;
-            return http_error(
+            http_error(
                 StatusCode::BAD_REQUEST,
                 enc,
                 &format!("undecodable OTLP request: {e}"),
-                None,
-            );
+            )
         }
-    };
-    match forward(&st.forwarder, req) {
-        Ok(()) => success::<R>(enc),
-        Err(Refusal::Full) => http_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            enc,
-            "the bridge's outbox is full; retry later",
-            Some(1),
-        ),
     }
 }
 
 async fn traces(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
-        &st,
-        &headers,
-        body,
-        Forwarder::forward_traces,
-    )
-    .await
+    handle::<ExportTraceServiceRequest>(&st, &headers, body).await
 }
 
 async fn metrics(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
-        &st,
-        &headers,
-        body,
-        Forwarder::forward_metrics,
-    )
-    .await
+    handle::<ExportMetricsServiceRequest>(&st, &headers, body).await
 }
 
 async fn logs(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportLogsServiceRequest, ExportLogsServiceResponse>(
-        &st,
-        &headers,
-        body,
-        Forwarder::forward_logs,
-    )
-    .await
+    handle::<ExportLogsServiceRequest>(&st, &headers, body).await
 }
 
 // ---- gRPC ------------------------------------------------------------------
 
-#[derive(Clone)]
-struct Grpc(Arc<Forwarder>);
-
-/// UNAVAILABLE with a one-second `RetryInfo`, as a collector signals throttling.
-fn unavailable() -> tonic::Status {
-    let message = "the bridge's outbox is full; retry later";
-    let details = crate::export::rpc::status_with_retry(
-        tonic::Code::Unavailable as i32,
-        message,
-        std::time::Duration::from_secs(1),
-    );
-    tonic::Status::with_details(tonic::Code::Unavailable, message, details.into())
+/// One OTLP export service over gRPC (`/<service>/Export`), taking the
+/// request message as received ([`RawCodec`]: protobuf bytes) so that it is
+/// forwarded like an OTLP/HTTP protobuf body.
+struct GrpcExport<R> {
+    forwarder: Arc<Forwarder>,
+    max: usize,
+    request: PhantomData<fn() -> R>,
 }
 
-#[tonic::async_trait]
-impl TraceService for Grpc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0
-            .forward_traces(req.into_inner())
-            .map_err(|_| unavailable())?;
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+impl<R> GrpcExport<R> {
+    fn new(forwarder: Arc<Forwarder>, max: usize) -> Self {
+        GrpcExport {
+            forwarder,
+            max,
+            request: PhantomData,
+        }
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for Grpc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.0
-            .forward_metrics(req.into_inner())
-            .map_err(|_| unavailable())?;
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+impl<R> Clone for GrpcExport<R> {
+    fn clone(&self) -> Self {
+        GrpcExport::new(self.forwarder.clone(), self.max)
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Grpc {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.0
-            .forward_logs(req.into_inner())
-            .map_err(|_| unavailable())?;
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+impl<R: ExportRequest> tonic::server::NamedService for GrpcExport<R> {
+    const NAME: &'static str = R::GRPC_SERVICE;
+}
+
+impl<R, B> Service<http::Request<B>> for GrpcExport<R>
+where
+    R: ExportRequest,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let export = Export::<R>(self.forwarder.clone(), PhantomData);
+        let max = self.max;
+        Box::pin(async move {
+            if req.uri().path().rsplit('/').next() != Some("Export") {
+                return Ok(tonic::Status::unimplemented("only Export exists").into_http());
+            }
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .max_decoding_message_size(max);
+            Ok(grpc.unary(export, req).await)
+        })
+    }
+}
+
+/// The `Export` call of one signal.
+struct Export<R>(Arc<Forwarder>, PhantomData<fn() -> R>);
+
+impl<R: ExportRequest> tonic::server::UnaryService<Bytes> for Export<R> {
+    type Response = Bytes;
+    type Future = std::future::Ready<Result<tonic::Response<Bytes>, tonic::Status>>;
+
+    fn call(&mut self, req: tonic::Request<Bytes>) -> Self::Future {
+        std::future::ready(match self.0.forward_protobuf::<R>(req.into_inner()) {
+            Ok(accepted) => Ok(tonic::Response::new(Bytes::from(
+                R::response(&accepted).encode_to_vec(),
+            ))),
+            Err(e) => {
+                self.0.stats().bad_requests += 1;
+                Err(tonic::Status::invalid_argument(format!(
+                    "undecodable OTLP request: {e}"
+                )))
+            }
+        })
     }
 }
 
@@ -481,29 +684,19 @@ pub async fn start(
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 bound.0 = listener.local_addr().ok();
-                let grpc = Grpc(forwarder.clone());
                 let max = cfg.max_body_bytes;
-                                let gzip = tonic::codec::CompressionEncoding::Gzip;
+                let traces = GrpcExport::<ExportTraceServiceRequest>::new(forwarder.clone(), max);
+                let metrics = GrpcExport::<ExportMetricsServiceRequest>::new(forwarder.clone(), max);
+                let logs = GrpcExport::<ExportLogsServiceRequest>::new(forwarder.clone(), max);
                 let mut go = go.clone();
                 tokio::spawn(async move {
                     let _ = go.wait_for(|v| *v).await;
-                    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                        .with_nodelay(Some(true));
                     let result = tonic::transport::Server::builder()
-                        .add_service(
-                            TraceServiceServer::new(grpc.clone())
-                                .max_decoding_message_size(max)
-                                .accept_compressed(gzip),
-                        )
-                        .add_service(
-                            MetricsServiceServer::new(grpc.clone())
-                                .max_decoding_message_size(max)
-                                .accept_compressed(gzip),
-                        )
-                        .add_service(
-                            LogsServiceServer::new(grpc)
-                                .max_decoding_message_size(max)
-                                .accept_compressed(gzip),
-                        )
+                        .add_service(traces)
+                        .add_service(metrics)
+                        .add_service(logs)
                         .serve_with_incoming(incoming)
                         .await;
                     if let Err(e) = result {
@@ -520,7 +713,7 @@ pub async fn start(
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 bound.1 = listener.local_addr().ok();
-                                let max = cfg.max_body_bytes;
+                let max = cfg.max_body_bytes;
                 let mut go = go.clone();
                 tokio::spawn(async move {
                     let _ = go.wait_for(|v| *v).await;
@@ -536,4 +729,383 @@ pub async fn start(
         }
     }
     bound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `data` gzipped without compression (stored blocks): the compressed
+    /// body is as long as the data, like incompressible telemetry.
+    fn stored_gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn gunzip_reserves_no_more_than_the_limit_allows() {
+        // 100 KiB under a 120 KiB limit: four times the compressed size
+        // would be 400 KiB; the limit caps it.
+        let data = vec![7u8; 100 * 1024];
+        let max = 120 * 1024;
+        let out = gunzip(&stored_gzip(&data), max).unwrap();
+        assert_eq!(out, data);
+        assert!(out.capacity() <= max + 1, "reserved {}", out.capacity());
+
+        // 2 MiB under a 64 MiB limit: at most 1 MiB up front, then the
+        // buffer grows with the data (not 8 MiB at once).
+        let data = vec![7u8; 2 * 1024 * 1024];
+        let out = gunzip(&stored_gzip(&data), 64 * 1024 * 1024).unwrap();
+        assert_eq!(out.len(), data.len());
+        assert!(
+            out.capacity() <= 4 * 1024 * 1024,
+            "reserved {}",
+            out.capacity()
+        );
+    }
+
+    #[test]
+    fn gunzip_enforces_the_limit_and_rejects_bad_bodies() {
+        let body = stored_gzip(&[1u8; 2000]);
+        assert_eq!(gunzip(&body, 2000).unwrap().len(), 2000);
+        assert_eq!(
+            gunzip(&body, 1999).unwrap_err().0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            gunzip(b"not gzip", 2000).unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    use crate::config::env_of;
+    use crate::export::outbox::SignalKey;
+    use crate::export::settings::ExportSettings;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    const OUTBOX: usize = 64 * 1024;
+
+    /// A forwarder in front of an outbox of `OUTBOX` bytes whose collector
+    /// is down (nothing is ever flushed here).
+    fn state() -> (Arc<Exporter>, HttpState) {
+        let env = env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")]);
+        let exporter = Arc::new(Exporter::new(
+            &ExportSettings::from_env(&env).unwrap(),
+            OUTBOX,
+        ));
+        let forwarder = Arc::new(Forwarder::new(exporter.clone(), false));
+        (
+            exporter,
+            HttpState {
+                forwarder,
+                max: 4 * 1024 * 1024,
+            },
+        )
+    }
+
+    fn text(s: String) -> Option<AnyValue> {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s)),
+        })
+    }
+
+    /// One log request with a record per body length.
+    fn logs(lens: &[usize]) -> ExportLogsServiceRequest {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: lens
+                        .iter()
+                        .map(|n| LogRecord {
+                            body: text("x".repeat(*n)),
+                            ..LogRecord::default()
+                        })
+                        .collect(),
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        }
+    }
+
+    async fn post_logs(st: &HttpState, json: bool, req: &ExportLogsServiceRequest) -> Response {
+        let mut headers = HeaderMap::new();
+        let body = if json {
+            headers.insert("content-type", "application/json".parse().unwrap());
+            Bytes::from(serde_json::to_vec(req).unwrap())
+        } else {
+            headers.insert("content-type", "application/x-protobuf".parse().unwrap());
+            Bytes::from(req.encode_to_vec())
+        };
+        handle::<ExportLogsServiceRequest>(st, &headers, body).await
+    }
+
+    /// A gRPC `Export` call as the server makes it, with the message as bytes.
+    async fn grpc_export<R: ExportRequest>(
+        forwarder: &Arc<Forwarder>,
+        req: &R,
+    ) -> Result<R::Response, tonic::Status> {
+        use tonic::server::UnaryService;
+        let mut call = Export::<R>(forwarder.clone(), PhantomData);
+        let resp = call
+            .call(tonic::Request::new(Bytes::from(req.encode_to_vec())))
+            .await?;
+        Ok(R::Response::decode(resp.into_inner()).expect("a response message"))
+    }
+
+    async fn answer(resp: Response) -> (StatusCode, Bytes) {
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, body)
+    }
+
+    fn outbox_full(exporter: &Exporter, signal: SignalKey) -> u64 {
+        exporter
+            .drops()
+            .get(&(signal, DropReason::OutboxFull))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_its_oldest_data_and_never_refuses_the_function() {
+        let (exporter, st) = state();
+        // Six requests of ~20 KB into a 64 KiB outbox: every one is accepted
+        // with an empty answer; the oldest three make room for the newest.
+        for i in 0..6 {
+            let (status, body) = answer(post_logs(&st, false, &logs(&[20_000])).await).await;
+            assert_eq!(status, StatusCode::OK, "request {i}");
+            assert_eq!(
+                ExportLogsServiceResponse::decode(body).unwrap(),
+                ExportLogsServiceResponse::default(),
+                "request {i}: no partial success"
+            );
+        }
+        assert_eq!(outbox_full(&exporter, SignalKey::Logs), 3);
+        assert!(
+            exporter.queued_bytes() >= 3 * 20_000,
+            "{}",
+            exporter.queued_bytes()
+        );
+        assert!(exporter.queued_bytes() <= OUTBOX);
+        let stats = st.forwarder.stats().clone();
+        assert_eq!((stats.requests, stats.rejected_items), (6, 0));
+
+        // The same over gRPC.
+        let resp = grpc_export(&st.forwarder, &logs(&[20_000]))
+            .await
+            .expect("accepted");
+        assert_eq!(resp, ExportLogsServiceResponse::default());
+        assert_eq!(outbox_full(&exporter, SignalKey::Logs), 4);
+    }
+
+    #[tokio::test]
+    async fn only_what_can_never_fit_is_rejected_as_a_partial_success() {
+        let (exporter, st) = state();
+        // A record larger than the whole outbox between two small ones:
+        // the small ones are queued, the large one is rejected and counted.
+        let req = logs(&[100, OUTBOX + 1000, 100]);
+        let (status, body) = answer(post_logs(&st, false, &req).await).await;
+        assert_eq!(status, StatusCode::OK);
+        let partial = ExportLogsServiceResponse::decode(body)
+            .unwrap()
+            .partial_success
+            .expect("a partial success");
+        assert_eq!(partial.rejected_log_records, 1);
+        assert!(
+            partial
+                .error_message
+                .contains("LAMBDA_OTEL_BRIDGE_OUTBOX_MAX_BYTES"),
+            "{}",
+            partial.error_message
+        );
+        assert_eq!(outbox_full(&exporter, SignalKey::Logs), 1);
+        assert!(exporter.queued_bytes() > 200 && exporter.queued_bytes() < 1000);
+        assert_eq!(st.forwarder.stats().rejected_items, 1);
+
+        // OTLP/JSON: the same answer in JSON.
+        let (status, body) = answer(post_logs(&st, true, &req).await).await;
+        assert_eq!(status, StatusCode::OK);
+        let json: ExportLogsServiceResponse = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json.partial_success.unwrap().rejected_log_records, 1);
+
+        // gRPC: OK with rejected_spans, not an error status.
+        let span = Span {
+            name: "y".repeat(OUTBOX + 1000),
+            ..Span::default()
+        };
+        let traces = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span, Span::default()],
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        };
+        let resp = grpc_export(&st.forwarder, &traces).await.expect("accepted");
+        assert_eq!(resp.partial_success.map(|p| p.rejected_spans), Some(1));
+        assert_eq!(outbox_full(&exporter, SignalKey::Traces), 1);
+    }
+
+    /// A trace request with fields newer than the bridge's OTLP: field 1000
+    /// in a Span, 999 in the ResourceSpans, 77 in the Resource, 50 in the
+    /// request. `with_lambda`: its resource already has the attributes the
+    /// bridge would add.
+    fn request_from_the_future(with_lambda: bool) -> Vec<u8> {
+        let field = |number: u32, value: &[u8]| {
+            let mut out = Vec::new();
+            wire::put_len_field(&mut out, number, value);
+            out
+        };
+        let span = [
+            Span {
+                trace_id: vec![1; 16],
+                span_id: vec![2; 8],
+                name: "handler".into(),
+                ..Span::default()
+            }
+            .encode_to_vec(),
+            field(1000, b"a field of a newer OTLP"),
+        ]
+        .concat();
+        let mut attributes = vec![crate::mapping::proto::kv_str("service.name", "orders")];
+        if with_lambda {
+            attributes.extend(lambda_attributes());
+        }
+        let resource = [
+            Resource {
+                attributes,
+                ..Resource::default()
+            }
+            .encode_to_vec(),
+            field(77, b"resource extra"),
+        ]
+        .concat();
+        let entry = [
+            field(1, &resource),
+            field(2, &field(2, &span)),
+            field(999, b"entry extra"),
+        ]
+        .concat();
+        [field(1, &entry), field(50, b"request extra")].concat()
+    }
+
+    fn lambda_attributes() -> Vec<KeyValue> {
+        vec![
+            crate::mapping::proto::kv_str("cloud.provider", "aws"),
+            crate::mapping::proto::kv_str("faas.name", "orders-fn"),
+        ]
+    }
+
+    fn enriching(enrich: bool) -> (Arc<Exporter>, Forwarder) {
+        let (exporter, _) = state();
+        let forwarder = Forwarder::new(exporter.clone(), enrich);
+        let mut resource = Resource {
+            attributes: lambda_attributes(),
+            ..Resource::default()
+        };
+        resource
+            .attributes
+            .push(crate::mapping::proto::kv_str("service.name", "bridge"));
+        forwarder.set_lambda_resource(&resource);
+        (exporter, forwarder)
+    }
+
+    #[test]
+    fn unknown_fields_are_forwarded_byte_for_byte() {
+        // Enrichment off, or nothing missing: the request as received.
+        for (enrich, with_lambda) in [(false, false), (true, true)] {
+            let body = Bytes::from(request_from_the_future(with_lambda));
+            let (_, forwarder) = enriching(enrich);
+            let req = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+            let parts = forwarder.raw_parts(&req, body.clone()).unwrap();
+            assert_eq!(parts, vec![(body.clone(), 1)], "enrich {enrich}");
+            // The decoded path would have lost them.
+            let decoded = forwarder.decoded_parts(req);
+            assert_ne!(decoded[0].0, body);
+        }
+        // Attributes to add: every unknown field is still there, and the
+        // result decodes like the decoded path's.
+        let body = Bytes::from(request_from_the_future(false));
+        let (_, forwarder) = enriching(true);
+        let req = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+        let parts = forwarder.raw_parts(&req, body.clone()).unwrap();
+        assert_eq!(parts.len(), 1);
+        let out = &parts[0].0;
+        for extra in [
+            &b"a field of a newer OTLP"[..],
+            b"resource extra",
+            b"entry extra",
+            b"request extra",
+        ] {
+            assert!(
+                out.windows(extra.len()).any(|w| w == extra),
+                "{:?} lost",
+                String::from_utf8_lossy(extra)
+            );
+        }
+        let decoded = forwarder.decoded_parts(req);
+        assert_eq!(
+            ExportTraceServiceRequest::decode(&out[..]).unwrap(),
+            ExportTraceServiceRequest::decode(&decoded[0].0[..]).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn protobuf_over_http_and_grpc_is_queued_as_received_unless_redacted() {
+        use tonic::server::UnaryService;
+        let body = Bytes::from(request_from_the_future(false));
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/x-protobuf".parse().unwrap());
+        let (exporter, st) = state();
+        // HTTP: the body as received (enrichment is off here).
+        let (status, _) =
+            answer(handle::<ExportTraceServiceRequest>(&st, &headers, body.clone()).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(exporter.queued_bytes(), body.len());
+        // gRPC: the message as received.
+        let mut call = Export::<ExportTraceServiceRequest>(st.forwarder.clone(), PhantomData);
+        call.call(tonic::Request::new(body.clone()))
+            .await
+            .expect("accepted");
+        assert_eq!(exporter.queued_bytes(), 2 * body.len());
+        // Undecodable over gRPC: INVALID_ARGUMENT, counted.
+        let status = call
+            .call(tonic::Request::new(Bytes::from_static(b"\xff\xff")))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(st.forwarder.stats().bad_requests, 1);
+
+        // With redaction the request is decoded and re-encoded: the fields
+        // the bridge does not know are lost (documented).
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("LAMBDA_OTEL_BRIDGE_REDACT", "default"),
+        ]);
+        let redactor = crate::redact::Redactor::from_env(&env)
+            .unwrap()
+            .map(Arc::new);
+        assert!(redactor.is_some());
+        let exporter = Arc::new(
+            Exporter::new(&ExportSettings::from_env(&env).unwrap(), OUTBOX).with_redactor(redactor),
+        );
+        let st = HttpState {
+            forwarder: Arc::new(Forwarder::new(exporter.clone(), false)),
+            max: 4 * 1024 * 1024,
+        };
+        let (status, _) =
+            answer(handle::<ExportTraceServiceRequest>(&st, &headers, body.clone()).await).await;
+        assert_eq!(status, StatusCode::OK);
+        let decoded = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+        assert_eq!(exporter.queued_bytes(), decoded.encoded_len());
+        assert!(decoded.encoded_len() < body.len());
+    }
 }

@@ -9,7 +9,8 @@
 //!   level: the extension's own output comes back as `extension` events.
 //!
 //! It listens on the address `sandbox.localdomain` resolves to, which is where
-//! Lambda delivers; see [`listen_ip`].
+//! Lambda delivers (see [`listen_ip`]), or on `0.0.0.0`, with a warning, when
+//! that address cannot be bound here (see [`bind`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -134,9 +135,36 @@ async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
     response
 }
 
-/// Binds the listener.
-pub async fn bind(ip: IpAddr, port: u16) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await
+/// Binds the listener on `ip` (what [`listen_ip`] found), falling back to
+/// `0.0.0.0` when `ip` cannot be bound here (`sandbox.localdomain` resolving
+/// to an address that is not this machine's: `EADDRNOTAVAIL`). Lambda
+/// delivers to whatever address the name resolves to for the platform, so
+/// listening on every address still receives it. Returns the listener and,
+/// after a fallback, a warning naming the address that failed; only a
+/// failure to bind the fallback too is an error (naming both attempts).
+pub async fn bind(
+    ip: IpAddr,
+    port: u16,
+) -> std::io::Result<(tokio::net::TcpListener, Option<String>)> {
+    let first = match tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await {
+        Ok(listener) => return Ok((listener, None)),
+        Err(e) if ip.is_unspecified() => return Err(e),
+        Err(e) => e,
+    };
+    let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+    match tokio::net::TcpListener::bind(any).await {
+        Ok(listener) => {
+            let warning = format!(
+                "cannot listen on {ip}:{port}, the address {SANDBOX_HOST} resolves to ({first}); \
+                 listening on {any} instead"
+            );
+            Ok((listener, Some(warning)))
+        }
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("{ip}:{port}: {first}; fallback {any}: {e}"),
+        )),
+    }
 }
 
 /// Serves until the process ends.
@@ -151,6 +179,53 @@ pub fn spawn(listener: tokio::net::TcpListener, router: Router) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 192.0.2.1 (TEST-NET-1) is assigned to no machine: bind() refuses it
+    /// locally with EADDRNOTAVAIL, like a `sandbox.localdomain` entry that
+    /// names another host. No packet is sent.
+    const NOT_HERE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+
+    #[tokio::test]
+    async fn an_address_that_is_not_local_falls_back_to_every_address() {
+        // The premise: this machine really cannot bind the address.
+        let direct = tokio::net::TcpListener::bind(SocketAddr::new(NOT_HERE, 0)).await;
+        assert!(
+            direct.is_err(),
+            "192.0.2.1 is bindable on this machine; the test needs an address that is not"
+        );
+        let (listener, warning) = bind(NOT_HERE, 0).await.expect("fallback binds");
+        let addr = listener.local_addr().unwrap();
+        assert!(addr.ip().is_unspecified(), "{addr}");
+        let warning = warning.expect("a warning");
+        assert!(warning.contains("192.0.2.1"), "{warning}");
+        assert!(warning.contains("0.0.0.0"), "{warning}");
+        // The fallback listener accepts on loopback.
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", addr.port()));
+        let (accepted, connected) = tokio::join!(listener.accept(), connect);
+        accepted.expect("accepted");
+        connected.expect("connected");
+    }
+
+    #[tokio::test]
+    async fn a_bindable_address_is_used_without_warning() {
+        let (listener, warning) = bind(IpAddr::V4(Ipv4Addr::LOCALHOST), 0).await.unwrap();
+        assert_eq!(
+            listener.local_addr().unwrap().ip(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(warning, None);
+    }
+
+    #[tokio::test]
+    async fn a_failing_fallback_is_an_error_naming_both_addresses() {
+        // The port is taken on every address: the fallback fails too.
+        let taken = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let e = bind(NOT_HERE, port).await.expect_err("no address left");
+        let text = e.to_string();
+        assert!(text.contains(&format!("192.0.2.1:{port}")), "{text}");
+        assert!(text.contains(&format!("0.0.0.0:{port}")), "{text}");
+    }
 
     #[test]
     fn hosts_file_lookup() {

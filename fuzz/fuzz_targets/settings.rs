@@ -20,7 +20,7 @@ use lambda_otel_bridge::mapping::resource::{build, parse_resource_attributes, Re
 
 /// Every variable read by src/config.rs, src/export/settings.rs and
 /// src/export/flush.rs, plus the resource variables the lifecycle reads.
-const BRIDGE: [&str; 23] = [
+const BRIDGE: [&str; 24] = [
     "TELEMETRY_TYPES",
     "TELEMETRY_TIMEOUT_MS",
     "TELEMETRY_MAX_ITEMS",
@@ -38,6 +38,7 @@ const BRIDGE: [&str; 23] = [
     "RECEIVER",
     "RECEIVER_GRPC_ADDR",
     "RECEIVER_HTTP_ADDR",
+    "RECEIVER_ALLOW_NON_LOOPBACK",
     "RECEIVER_ENRICH",
     "RECEIVER_MAX_BODY_BYTES",
     "INVOCATION_SPAN_ID",

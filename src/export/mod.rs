@@ -210,7 +210,8 @@ pub fn count_items(signal: Signal, body: &[u8]) -> u64 {
     .unwrap_or(0)
 }
 
-fn span_items(
+/// Spans in a trace request.
+pub fn span_items(
     r: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
 ) -> u64 {
     r.resource_spans
@@ -220,7 +221,8 @@ fn span_items(
         .sum()
 }
 
-fn metric_items(r: &ExportMetricsServiceRequest) -> u64 {
+/// Data points in a metrics request.
+pub fn metric_items(r: &ExportMetricsServiceRequest) -> u64 {
     r.resource_metrics
         .iter()
         .flat_map(|rm| &rm.scope_metrics)
@@ -229,7 +231,10 @@ fn metric_items(r: &ExportMetricsServiceRequest) -> u64 {
         .sum()
 }
 
-fn log_items(r: &opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest) -> u64 {
+/// Log records in a log request.
+pub fn log_items(
+    r: &opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+) -> u64 {
     r.resource_logs
         .iter()
         .flat_map(|rl| &rl.scope_logs)
@@ -444,6 +449,21 @@ impl Exporter {
     /// Whether a request of `len` bytes fits without dropping older data.
     pub fn has_room(&self, len: usize) -> bool {
         self.outbox().has_room(len)
+    }
+
+    /// The outbox's byte cap: a request larger than this can never be queued.
+    pub fn outbox_capacity(&self) -> usize {
+        self.outbox().cap()
+    }
+
+    /// Trace and log requests above this many bytes are split into parts.
+    pub fn request_part_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
+    /// Whether trace and log requests are redacted before they are queued.
+    pub fn redacts(&self) -> bool {
+        self.redactor.is_some()
     }
 
     /// The listener's counters, reported with the bridge's own metrics.

@@ -132,6 +132,10 @@ pub struct Received {
     pub items: usize,
     /// Body length on the wire (still compressed; for gRPC including the 5-byte frame header).
     pub body_len: usize,
+    /// The protobuf request message exactly as received (decompressed; for gRPC without the
+    /// frame header), whether or not it could be decoded; `None` for OTLP/JSON and for bodies
+    /// that could not be read or decompressed.
+    pub message: Option<Bytes>,
     /// Why the body could not be read or decoded, if it could not.
     pub error: Option<String>,
 }
@@ -994,6 +998,7 @@ async fn handle_http(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
         grpc_status: None,
         items: 0,
         body_len: 0,
+        message: None,
         error: None,
     };
 
@@ -1047,8 +1052,11 @@ async fn handle_http(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
         }
         f => f,
     };
-    let decoded = decompress(content_encoding.as_deref(), &body)
-        .and_then(|raw| Payload::decode(signal, json, &raw));
+    let raw = decompress(content_encoding.as_deref(), &body);
+    if let (false, Ok(m)) = (json, &raw) {
+        rec.message = Some(Bytes::copy_from_slice(m));
+    }
+    let decoded = raw.and_then(|raw| Payload::decode(signal, json, &raw));
     match &decoded {
         Ok(p) => rec.items = p.items(),
         Err(e) => rec.error = Some(e.clone()),
@@ -1230,6 +1238,7 @@ async fn handle_grpc(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
         grpc_status: None,
         items: 0,
         body_len: 0,
+        message: None,
         error: None,
     };
     let answer = |rec: &mut Received, code: i32| {
@@ -1267,8 +1276,11 @@ async fn handle_grpc(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
         }
         f => f,
     };
-    let decoded = grpc_message(content_encoding.as_deref(), &body)
-        .and_then(|raw| Payload::decode(signal, false, &raw));
+    let raw = grpc_message(content_encoding.as_deref(), &body);
+    if let Ok(m) = &raw {
+        rec.message = Some(Bytes::copy_from_slice(m));
+    }
+    let decoded = raw.and_then(|raw| Payload::decode(signal, false, &raw));
     match &decoded {
         Ok(p) => rec.items = p.items(),
         Err(e) => rec.error = Some(e.clone()),
