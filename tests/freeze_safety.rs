@@ -570,3 +570,57 @@ async fn a_long_freeze_with_a_request_in_flight_sends_nothing_twice() {
         );
     }
 }
+
+/// SHUTDOWN's two waits (for the last report, then for a quiet telemetry
+/// stream) share one `SHUTDOWN_REPORT_WAIT_MS` budget: with a report that
+/// never comes and telemetry that never stops, SHUTDOWN takes about the
+/// budget once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_share_one_budget() {
+    use support::emulator::telemetry_event;
+    let collector = FaultCollector::start().await;
+    let emu = start_with(
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
+            ("LAMBDA_OTEL_BRIDGE_SHUTDOWN_REPORT_WAIT_MS", "1000"),
+        ]),
+        true,
+    )
+    .await;
+    let rid = new_request_id();
+    emu.invoke(InvokeSpec {
+        request_id: rid.clone(),
+        logs: vec![line(&rid, "before shutdown")],
+        ..InvokeSpec::default()
+    })
+    .await
+    .expect("invoke");
+    // The newest invocation's report never comes.
+    let unreported = new_request_id();
+    emu.push_events(vec![telemetry_event(
+        "platform.start",
+        serde_json::json!({"requestId": unreported}),
+    )])
+    .await;
+    // Telemetry keeps arriving during SHUTDOWN, never quiet for 50 ms.
+    let trickle = async {
+        for i in 0..100 {
+            let line =
+                telemetry_event("extension", serde_json::json!(format!("still talking {i}")));
+            let _ = emu
+                .push_raw(serde_json::to_vec(&vec![line]).expect("json"))
+                .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (out, _) = tokio::join!(emu.shutdown("spindown", Duration::from_secs(5)), trickle);
+    assert!(out.exited_by_itself, "{out:?}\n{}", emu.output());
+    // One budget of 1 s (plus the final flush), where two waits would take 2 s.
+    assert!(
+        out.elapsed < Duration::from_millis(1700),
+        "SHUTDOWN took {:?}\n{}",
+        out.elapsed,
+        emu.output()
+    );
+}

@@ -446,11 +446,6 @@ impl Exporter {
                 .unwrap_or(false)
     }
 
-    /// Whether a request of `len` bytes fits without dropping older data.
-    pub fn has_room(&self, len: usize) -> bool {
-        self.outbox().has_room(len)
-    }
-
     /// The outbox's byte cap: a request larger than this can never be queued.
     pub fn outbox_capacity(&self) -> usize {
         self.outbox().cap()

@@ -153,11 +153,6 @@ impl Outbox {
         self.len() == 0
     }
 
-    /// Whether `len` more bytes fit without dropping anything.
-    pub fn has_room(&self, len: usize) -> bool {
-        self.bytes + len <= self.cap
-    }
-
     /// Counts dropped items.
     pub fn count_drop(&mut self, signal: Signal, reason: DropReason, items: u64) {
         if items == 0 {
