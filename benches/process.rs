@@ -5,19 +5,29 @@
 //! ```sh
 //! cargo bench --bench process            # all sections
 //! BENCH_QUICK=1 cargo bench --bench process   # fewer repetitions
-//! BENCH_ONLY=startup cargo bench --bench process
+//! BENCH_ONLY=startup cargo bench --bench process   # one section
 //! ```
 //!
-//! Sections: spawn → first `/next` (median of N starts, with the local OTLP
-//! receiver on and off); RSS after init and peak after a workload; CPU
-//! seconds per 1,000 invocations with 50 log lines each; post-runtime time
-//! per invocation (runtimeDone delivered → `/next`) p50/p99 in `end` and
-//! `adaptive` mode; binary size.
+//! Sections (`BENCH_ONLY=<section>`):
+//! - `startup`: spawn → first `/next` (median of N starts, with the local
+//!   OTLP receiver on and off), RSS after init;
+//! - `workload`: RSS at the end and at peak, CPU seconds per 1,000
+//!   invocations with 50 log lines each, post-runtime time per invocation
+//!   (runtimeDone delivered → `/next`) p50/p99 in `end` and `adaptive` mode;
+//! - `age`: data age at the collector per flush policy for bursty traffic
+//!   ([`age`]);
+//! - `faults`: billed post-runtime time and requests per invocation against
+//!   a misbehaving collector ([`faults`]).
 
 #[path = "../tests/support/emulator.rs"]
 mod emulator;
 #[path = "../tests/support/fault_collector.rs"]
 mod fault_collector;
+
+#[path = "process/age.rs"]
+mod age;
+#[path = "process/faults.rs"]
+mod faults;
 
 use std::time::Duration;
 
@@ -231,32 +241,42 @@ fn main() {
                 .map(|n| n.get())
                 .unwrap_or(0)
         );
-        let collector = FaultCollector::start().await;
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-        if only.is_empty() || only == "startup" {
-            startup(&collector).await;
-        }
-        let started = std::time::Instant::now();
-        if only == "startup" {
+        let wants = |section: &str| only.is_empty() || only == section;
+        if !["", "startup", "workload", "age", "faults"].contains(&only.as_str()) {
+            println!("unknown BENCH_ONLY={only:?}: startup, workload, age or faults");
             return;
         }
-        let n = if quick() { 50 } else { 200 };
-        println!("\n## workload (emulated sandbox frozen between invocations, loopback collector)");
-        for (policy, lines_per) in [("end", 50), ("adaptive", 50), ("adaptive", 500)] {
-            let t = std::time::Instant::now();
-            workload(&collector, policy, n, lines_per).await;
+        let collector = FaultCollector::start().await;
+        if wants("startup") {
+            startup(&collector).await;
+        }
+        if wants("workload") {
+            let n = if quick() { 50 } else { 200 };
             println!(
-                "{:>9}  ({:.1} s wall, {:.0} log lines/s offered)",
-                "",
-                t.elapsed().as_secs_f64(),
-                (n * lines_per) as f64 / t.elapsed().as_secs_f64()
+                "\n## workload (emulated sandbox frozen between invocations, loopback collector)"
+            );
+            for (policy, lines_per) in [("end", 50), ("adaptive", 50), ("adaptive", 500)] {
+                let t = std::time::Instant::now();
+                workload(&collector, policy, n, lines_per).await;
+                println!(
+                    "{:>9}  ({:.1} s wall, {:.0} log lines/s offered)",
+                    "",
+                    t.elapsed().as_secs_f64(),
+                    (n * lines_per) as f64 / t.elapsed().as_secs_f64()
+                );
+            }
+            println!(
+                "\ncollector received {} requests, {} log records",
+                collector.requests().len(),
+                collector.log_records().len()
             );
         }
-        let _ = started;
-        println!(
-            "\ncollector received {} requests, {} log records",
-            collector.requests().len(),
-            collector.log_records().len()
-        );
+        if wants("age") {
+            age::run().await;
+        }
+        if wants("faults") {
+            faults::run().await;
+        }
     });
 }
