@@ -776,13 +776,18 @@ impl Exporter {
         let allowed = drain::attempts_allowed(degraded);
         let mut failures = 0u32;
         loop {
-            // Bounded concurrency: wait for a slot, within the deadline.
+            // Bounded concurrency: wait for a slot, within the deadline; on
+            // the function's path, not at all while the collector is failing
+            // or busy (the slots are held by requests it has not answered).
             loop {
                 let notified = self.core.settled.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 if self.core.outstanding_of(signal).requests < drain::MAX_OUTSTANDING {
                     break;
+                }
+                if kind == FlushKind::Billed && degraded {
+                    return report;
                 }
                 if tokio::time::timeout_at(wait_until, notified).await.is_err() {
                     return report;
@@ -1271,6 +1276,25 @@ mod tests {
         e.flush(Instant::now() + ms(20)).await;
         queue_log(&e, queued);
         e
+    }
+
+    // Paused clock: the waits below are virtual, so the check is exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_collector_costs_a_billed_flush_nothing_once_slots_are_full() {
+        let logs = Scripted::new(vec![], (ms(10_000), ok()));
+        let e = exporter(logs.clone());
+        for _ in 0..drain::MAX_OUTSTANDING {
+            queue_log(&e, 1);
+            e.flush(Instant::now() + ms(20)).await;
+        }
+        assert_eq!(e.outstanding_requests(), drain::MAX_OUTSTANDING);
+        queue_log(&e, 1);
+        let started = Instant::now();
+        let r = e.flush(Instant::now() + ms(1000)).await;
+        assert_eq!(logs.calls() as usize, drain::MAX_OUTSTANDING, "{r:?}");
+        // No slot: the billed flush does not wait for one (it used to wait
+        // DEGRADED_WAIT).
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test]
