@@ -69,8 +69,9 @@ pub struct FlushReport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushKind {
     /// On the function's path (before `/next`): once the collector has
-    /// failed, or a request of the signal is still running from an earlier
-    /// flush, wait at most [`DEGRADED_WAIT`] for answers.
+    /// failed, or a request of the signal has been running for
+    /// [`STALLED_AFTER`] (a slow or hanging collector), one attempt per
+    /// signal and at most [`DEGRADED_WAIT`] of waiting for answers.
     Billed,
     /// Off the function's path (a background flush).
     Background,
@@ -78,6 +79,12 @@ pub enum FlushKind {
     /// the deadline.
     Final,
 }
+
+/// A request unanswered for this long means a slow or hanging collector
+/// (a healthy one answers in milliseconds; a background export may have
+/// started one a moment before a billed flush, which is no reason to stop
+/// waiting for answers).
+pub const STALLED_AFTER: Duration = Duration::from_millis(500);
 
 /// How often the data-age histogram alone makes the bridge export its own
 /// metrics.
@@ -758,13 +765,13 @@ impl Exporter {
     ) -> drain::DrainReport {
         let transport = self.transports[signal_index(signal)].clone();
         let mut report = drain::DrainReport::default();
-        // A request of this signal still running from an earlier flush: the
-        // collector is slow or hanging.
+        // A request of this signal running for longer than a healthy
+        // collector takes: the collector is slow or hanging.
         let stalled = self
             .core
             .outstanding_of(signal)
             .oldest
-            .is_some_and(|t| t < flush_started);
+            .is_some_and(|t| flush_started.saturating_duration_since(t) >= STALLED_AFTER);
         let degraded = kind != FlushKind::Final && (failing || stalled);
         // Waiting for answers on the function's path is cut short while the
         // collector is failing or busy; the requests still go out.
@@ -1288,6 +1295,8 @@ mod tests {
             e.flush(Instant::now() + ms(20)).await;
         }
         assert_eq!(e.outstanding_requests(), drain::MAX_OUTSTANDING);
+        // Unanswered for long enough to count as a busy collector.
+        tokio::time::sleep(STALLED_AFTER).await;
         queue_log(&e, 1);
         let started = Instant::now();
         let r = e.flush(Instant::now() + ms(1000)).await;
