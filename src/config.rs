@@ -145,8 +145,8 @@ pub struct Config {
     pub faas_trigger: String,
     /// Emit platform events as CloudWatch-style log lines.
     pub platform_log_lines: bool,
-    pub flush_policy: crate::export::flush::FlushPolicy,
-    pub adaptive: crate::export::flush::AdaptiveTuning,
+    pub flush_policy: crate::flush_policy::FlushPolicy,
+    pub adaptive: crate::flush_policy::AdaptiveTuning,
     /// Longest time a flush may add to an invocation (also bounded by its deadline).
     pub flush_timeout: Duration,
     /// Byte cap of the outbox of undelivered requests.
@@ -203,7 +203,7 @@ impl Config {
             ));
         }
         let (log_level, log_json) = parse_log(env)?;
-        let (flush_policy, adaptive) = crate::export::flush::from_env(env)?;
+        let (flush_policy, adaptive) = crate::flush_policy::from_env(env)?;
         let (receiver, receiver_warnings) = parse_receiver(env)?;
         let mut export = ExportSettings::from_env(env)?;
         let mut warnings: Vec<String> = check_export_loop(&receiver, &mut export)?

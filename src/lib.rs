@@ -5,7 +5,8 @@
 //!
 //! - [`lifecycle`] registers with the Extensions API, starts the listener,
 //!   subscribes to the Telemetry API and runs the `/next` loop; it decides
-//!   the flush points (the sandbox may freeze after each `/next`).
+//!   the flush points (the sandbox may freeze after each `/next`) by the
+//!   [`flush_policy`] beside it.
 //! - [`telemetry_receiver`] accepts the batches Lambda POSTs and decodes
 //!   them leniently into [`lambda::events`].
 //! - [`pipeline`] holds the shared state between the two.
@@ -23,6 +24,7 @@
 
 pub mod config;
 pub mod export;
+pub mod flush_policy;
 pub mod lambda;
 pub mod lifecycle;
 pub mod mapping;

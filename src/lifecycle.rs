@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{Config, Env};
-use crate::export::flush::{Decision, FlushPolicy, FlushState};
 use crate::export::{Exporter, FlushKind};
+use crate::flush_policy::{Decision, FlushPolicy, FlushState};
 use crate::lambda::extensions_api::{ExtensionsApi, InvokeEvent, NextEvent, ShutdownEvent};
 use crate::lambda::telemetry_api::{self, Subscription};
 use crate::lambda::{new_client, ApiClient};

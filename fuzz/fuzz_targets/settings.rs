@@ -19,7 +19,7 @@ use lambda_otel_bridge::export::settings::{percent_decode, ExportSettings, Signa
 use lambda_otel_bridge::mapping::resource::{build, parse_resource_attributes, ResourceInfo};
 
 /// Every variable read by src/config.rs, src/export/settings.rs and
-/// src/export/flush.rs, plus the resource variables the lifecycle reads.
+/// src/flush_policy.rs, plus the resource variables the lifecycle reads.
 const BRIDGE: [&str; 24] = [
     "TELEMETRY_TYPES",
     "TELEMETRY_TIMEOUT_MS",
