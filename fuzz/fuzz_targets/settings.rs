@@ -14,8 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use libfuzzer_sys::fuzz_target;
 
-use lambda_otel_bridge::config::{Config, Env};
-use lambda_otel_bridge::export::settings::{percent_decode, ExportSettings, Signal};
+use lambda_otel_bridge::config::Config;
+use lambda_otel_bridge::options::{percent_decode, ConfigError, Env};
+use lambda_otel_bridge::export::settings::{ExportSettings, Signal};
 use lambda_otel_bridge::mapping::resource::{build, parse_resource_attributes, ResourceInfo};
 
 /// Every variable read by src/config.rs, src/export/settings.rs and
@@ -166,7 +167,7 @@ fn check_export(e: &ExportSettings) {
     }
 }
 
-fn check_error(e: &lambda_otel_bridge::config::ConfigError) {
+fn check_error(e: &ConfigError) {
     let _ = e.to_string();
     // Header values may hold credentials: errors never repeat them.
     if e.var.ends_with("_HEADERS") {
