@@ -449,6 +449,10 @@ mod tests {
         let defaults = Config::from_env(&env_of(&[API])).unwrap();
         let blank = Config::from_env(&Blank).unwrap();
         assert_eq!(format!("{blank:?}"), format!("{defaults:?}"));
+        assert_eq!(blank.export, defaults.export);
+        assert_eq!(blank.telemetry, defaults.telemetry);
+        assert_eq!(blank.receiver, defaults.receiver);
+        assert_eq!(blank.lambda, defaults.lambda);
 
         let read = |name: &str, v: &str| Config::from_env(&env_of(&[API, (name, v)]));
         for e in ALL {

@@ -19,8 +19,9 @@ use std::time::Duration;
 use crate::mapping::metrics::Temporality;
 use crate::options::read::{choice_for, flag, flag_for, int, text_for, Given};
 use crate::options::table::{
-    TextDefault, CERTIFICATE, CLIENT_CERTIFICATE, CLIENT_KEY, COMPRESSION, CONNECTION_MAX_IDLE_MS,
-    ENDPOINT, HEADERS, INSECURE, INSECURE_SKIP_VERIFY, PROTOCOL, SDK_DISABLED, TIMEOUT,
+    CERTIFICATE, CLIENT_CERTIFICATE, CLIENT_KEY, COMPRESSION, CONNECTION_MAX_IDLE_MS,
+    DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, ENDPOINT, HEADERS, INSECURE,
+    INSECURE_SKIP_VERIFY, PROTOCOL, SDK_DISABLED, TIMEOUT,
 };
 use crate::options::{percent_decode, ConfigError, Env};
 
@@ -237,13 +238,9 @@ impl SignalSettings {
 
 /// The declared default endpoint for a protocol and signal.
 fn default_endpoint(protocol: Protocol, signal: Signal) -> String {
-    let (http, grpc) = match ENDPOINT.default {
-        TextDefault::ByProtocol { http, grpc } => (http, grpc),
-        _ => ("", ""),
-    };
     match protocol {
-        Protocol::Grpc => grpc.to_owned(),
-        _ => format!("{http}/{}", signal.http_path()),
+        Protocol::Grpc => DEFAULT_GRPC_ENDPOINT.to_owned(),
+        _ => format!("{DEFAULT_HTTP_ENDPOINT}/{}", signal.http_path()),
     }
 }
 

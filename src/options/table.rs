@@ -468,12 +468,16 @@ pub const LOG_JSON: Flag = Flag {
 
 // ---- OTLP exporter (src/export/settings.rs) --------------------------------
 
+/// The default OTLP/HTTP endpoint (`v1/<signal>` is appended).
+pub const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
+/// The default OTLP/gRPC endpoint.
+pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 pub const ENDPOINT: Text = Text {
     name: "OTEL_EXPORTER_OTLP_ENDPOINT",
     forms: exporter("ENDPOINT"),
     default: TextDefault::ByProtocol {
-        http: "http://localhost:4318",
-        grpc: "http://localhost:4317",
+        http: DEFAULT_HTTP_ENDPOINT,
+        grpc: DEFAULT_GRPC_ENDPOINT,
     },
     format: "URL",
     range: None,
