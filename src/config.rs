@@ -1,132 +1,26 @@
-//! Every setting of the extension, read from environment variables, with
-//! defaults and validation. An invalid value is an error that names the
-//! variable and the value, so it can be reported to Lambda as
-//! `Extension.ConfigInvalid` and read in the function's logs.
+//! The whole configuration, assembled from the settings of every component.
 //!
-//! Settings of the bridge itself use the `LAMBDA_OTEL_BRIDGE_` prefix; the
-//! OpenTelemetry ones keep their standard `OTEL_` names (see
-//! [`crate::export::settings`]). The table in README.md ("Configuration")
-//! lists them all with defaults and units.
+//! Each component owns its settings and reads them from the environment
+//! through [`crate::options`], where every variable is declared once with
+//! its default, range and doc (and checked against the README's
+//! "Configuration" tables). This module only puts the results together and
+//! checks what spans components: an exporter pointed at the bridge's own
+//! receiver, and the TLS verification opt-out's warnings. An invalid value
+//! is an error that names the variable and the value, so it can be reported
+//! to Lambda as `Extension.ConfigInvalid` and read in the function's logs.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::export::settings::ExportSettings;
-
-/// Prefix of every bridge-specific variable.
-pub const PREFIX: &str = "LAMBDA_OTEL_BRIDGE_";
-
-/// A configuration error: which variable, which value, what is wrong.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{var}={value:?}: {reason}")]
-pub struct ConfigError {
-    pub var: String,
-    pub value: String,
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub fn new(var: &str, value: &str, reason: impl Into<String>) -> Self {
-        ConfigError {
-            var: var.to_owned(),
-            value: value.to_owned(),
-            reason: reason.into(),
-        }
-    }
-}
-
-/// Where environment variables come from: the process, or a map in tests.
-pub trait Env {
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment. An empty value counts as unset (OTel spec rule).
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-    }
-}
-
-impl Env for HashMap<String, String> {
-    fn get(&self, name: &str) -> Option<String> {
-        HashMap::get(self, name)
-            .cloned()
-            .filter(|v| !v.trim().is_empty())
-    }
-}
-
-/// The Telemetry API streams the extension subscribes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TelemetryTypes {
-    pub platform: bool,
-    pub function: bool,
-    pub extension: bool,
-}
-
-impl TelemetryTypes {
-    pub fn names(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.platform {
-            v.push("platform");
-        }
-        if self.function {
-            v.push("function");
-        }
-        if self.extension {
-            v.push("extension");
-        }
-        v
-    }
-}
-
-/// Telemetry API subscription settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TelemetryConfig {
-    pub types: TelemetryTypes,
-    /// `buffering.timeoutMs` (25..=30000).
-    pub timeout_ms: u32,
-    /// `buffering.maxItems` (1000..=10000).
-    pub max_items: u32,
-    /// `buffering.maxBytes` (262144..=1048576).
-    pub max_bytes: u32,
-    /// Listener port; 0 lets the OS choose a free one.
-    pub listener_port: u16,
-}
-
-impl TelemetryConfig {
-    /// Largest request body the listener accepts: Lambda may send up to
-    /// `2 * maxBytes` of records plus the per-event envelope
-    /// (`{"time":..,"type":..,"record":..}`, under 100 bytes each).
-    pub fn body_limit(&self) -> usize {
-        2 * self.max_bytes as usize + self.max_items as usize * 128 + 64 * 1024
-    }
-}
-
-/// Facts about the function, from the variables Lambda sets.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct LambdaEnv {
-    /// `AWS_LAMBDA_RUNTIME_API` (`host:port`).
-    pub runtime_api: String,
-    pub function_name: Option<String>,
-    pub function_version: Option<String>,
-    pub memory_mb: Option<u64>,
-    pub region: Option<String>,
-    pub initialization_type: Option<String>,
-}
-
-/// How the extension's own diagnostics are written (to stderr; Lambda sends
-/// them to CloudWatch and back to us as `extension` logs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Off,
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
+use crate::diagnostics::LogLevel;
+use crate::export::settings::{ExportSettings, Signal};
+use crate::flush_policy::{AdaptiveTuning, FlushPolicy, Waits};
+use crate::lambda::environment::{LambdaEnv, RUNTIME_API};
+use crate::lambda::telemetry_api::TelemetryConfig;
+use crate::mapping::invocation::SpanIdMode;
+use crate::options::table::BRIDGE_EXPORTER_PREFIX;
+use crate::options::{ConfigError, Env, PREFIX};
+use crate::otlp_receiver::ReceiverConfig;
+use crate::redact::Redactor;
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
@@ -145,18 +39,18 @@ pub struct Config {
     pub faas_trigger: String,
     /// Emit platform events as CloudWatch-style log lines.
     pub platform_log_lines: bool,
-    pub flush_policy: crate::export::flush::FlushPolicy,
-    pub adaptive: crate::export::flush::AdaptiveTuning,
+    pub flush_policy: FlushPolicy,
+    pub adaptive: AdaptiveTuning,
     /// Longest time a flush may add to an invocation (also bounded by its deadline).
     pub flush_timeout: Duration,
     /// Byte cap of the outbox of undelivered requests.
     pub outbox_max_bytes: usize,
     /// The local OTLP receiver for the function's own telemetry.
-    pub receiver: crate::otlp_receiver::ReceiverConfig,
+    pub receiver: ReceiverConfig,
     /// Which id invocation spans take.
-    pub span_id_mode: crate::mapping::invocation::SpanIdMode,
+    pub span_id_mode: SpanIdMode,
     /// Redaction of secrets in traces and logs (off unless configured).
-    pub redact: Option<std::sync::Arc<crate::redact::Redactor>>,
+    pub redact: Option<std::sync::Arc<Redactor>>,
     /// Valid but noteworthy settings, logged once logging is set up.
     pub warnings: Vec<String>,
 }
@@ -165,225 +59,43 @@ impl Config {
     /// Reads `AWS_LAMBDA_RUNTIME_API` alone: it is needed to report every
     /// other configuration error to Lambda.
     pub fn runtime_api(env: &dyn Env) -> Option<String> {
-        env.get("AWS_LAMBDA_RUNTIME_API")
+        env.get(RUNTIME_API)
     }
 
     /// Reads and validates every setting.
     pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
-        let lambda = LambdaEnv {
-            runtime_api: env.get("AWS_LAMBDA_RUNTIME_API").ok_or_else(|| {
-                ConfigError::new(
-                    "AWS_LAMBDA_RUNTIME_API",
-                    "",
-                    "is not set; not running in Lambda?",
-                )
-            })?,
-            function_name: env.get("AWS_LAMBDA_FUNCTION_NAME"),
-            function_version: env.get("AWS_LAMBDA_FUNCTION_VERSION"),
-            memory_mb: env
-                .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-                .and_then(|v| v.trim().parse().ok()),
-            region: env
-                .get("AWS_REGION")
-                .or_else(|| env.get("AWS_DEFAULT_REGION")),
-            initialization_type: env.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
-        };
-        let telemetry = TelemetryConfig {
-            types: parse_types(env)?,
-            timeout_ms: int_setting(env, "TELEMETRY_TIMEOUT_MS", 25, 25, 30_000)?,
-            max_items: int_setting(env, "TELEMETRY_MAX_ITEMS", 1000, 1000, 10_000)?,
-            max_bytes: int_setting(env, "TELEMETRY_MAX_BYTES", 262_144, 262_144, 1_048_576)?,
-            listener_port: int_setting(env, "TELEMETRY_PORT", 0, 0, 65_535)? as u16,
-        };
-        if telemetry.listener_port == 9001 {
-            return Err(ConfigError::new(
-                &format!("{PREFIX}TELEMETRY_PORT"),
-                "9001",
-                "port 9001 is reserved by Lambda",
-            ));
-        }
-        let (log_level, log_json) = parse_log(env)?;
-        let (flush_policy, adaptive) = crate::export::flush::from_env(env)?;
-        let (receiver, receiver_warnings) = parse_receiver(env)?;
+        let lambda = LambdaEnv::from_env(env)?;
+        let telemetry = TelemetryConfig::from_env(env)?;
+        let (log_level, log_json) = crate::diagnostics::from_env(env)?;
+        let (flush_policy, adaptive) = crate::flush_policy::from_env(env)?;
+        let (receiver, receiver_warnings) = ReceiverConfig::from_env(env)?;
         let mut export = ExportSettings::from_env(env)?;
         let mut warnings: Vec<String> = check_export_loop(&receiver, &mut export)?
             .into_iter()
             .collect();
         warnings.extend(receiver_warnings);
         warnings.extend(skip_verify_warnings(&export));
+        let waits = Waits::from_env(env)?;
         Ok(Config {
             lambda,
             telemetry,
             log_level,
             log_json,
-            shutdown_report_wait: Duration::from_millis(u64::from(int_setting(
-                env,
-                "SHUTDOWN_REPORT_WAIT_MS",
-                300,
-                0,
-                1500,
-            )?)),
-            invoke_wait: Duration::from_millis(u64::from(int_setting(
-                env,
-                "INVOKE_WAIT_MS",
-                2000,
-                0,
-                900_000,
-            )?)),
+            shutdown_report_wait: waits.shutdown_report,
+            invoke_wait: waits.invoke,
             export,
-            faas_trigger: parse_trigger(env)?,
-            platform_log_lines: bool_var(env, &format!("{PREFIX}PLATFORM_LOG_LINES"), false)?,
+            faas_trigger: crate::mapping::traces::faas_trigger(env)?,
+            platform_log_lines: crate::mapping::platform_lines::enabled(env)?,
             flush_policy,
             adaptive,
-            flush_timeout: Duration::from_millis(u64::from(int_setting(
-                env,
-                "FLUSH_TIMEOUT_MS",
-                1000,
-                10,
-                900_000,
-            )?)),
-            outbox_max_bytes: int_setting(
-                env,
-                "OUTBOX_MAX_BYTES",
-                4 * 1024 * 1024,
-                64 * 1024,
-                256 * 1024 * 1024,
-            )? as usize,
+            flush_timeout: waits.flush_timeout,
+            outbox_max_bytes: crate::export::outbox::max_bytes_from_env(env)?,
             receiver,
-            span_id_mode: parse_span_id_mode(env)?,
-            redact: crate::redact::Redactor::from_env(env)?.map(std::sync::Arc::new),
+            span_id_mode: SpanIdMode::from_env(env)?,
+            redact: Redactor::from_env(env)?.map(std::sync::Arc::new),
             warnings,
         })
     }
-}
-
-/// Reads `LAMBDA_OTEL_BRIDGE_<name>` as an integer in `min..=max`.
-pub fn int_setting(
-    env: &dyn Env,
-    name: &str,
-    default: u32,
-    min: u32,
-    max: u32,
-) -> Result<u32, ConfigError> {
-    let var = format!("{PREFIX}{name}");
-    match env.get(&var) {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<u32>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(ConfigError::new(
-                &var,
-                &v,
-                format!("expected an integer from {min} to {max}"),
-            )),
-        },
-    }
-}
-
-/// Reads a boolean: `true`/`false` (case-insensitive), also `1`/`0`.
-pub fn bool_var(env: &dyn Env, var: &str, default: bool) -> Result<bool, ConfigError> {
-    match env.get(var) {
-        None => Ok(default),
-        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" => Ok(true),
-            "false" | "0" => Ok(false),
-            _ => Err(ConfigError::new(var, &v, "expected true or false")),
-        },
-    }
-}
-
-fn parse_types(env: &dyn Env) -> Result<TelemetryTypes, ConfigError> {
-    let var = format!("{PREFIX}TELEMETRY_TYPES");
-    let Some(v) = env.get(&var) else {
-        return Ok(TelemetryTypes {
-            platform: true,
-            function: true,
-            extension: true,
-        });
-    };
-    let mut t = TelemetryTypes {
-        platform: false,
-        function: false,
-        extension: false,
-    };
-    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part.to_ascii_lowercase().as_str() {
-            "platform" => t.platform = true,
-            "function" => t.function = true,
-            "extension" => t.extension = true,
-            _ => {
-                return Err(ConfigError::new(
-                    &var,
-                    &v,
-                    format!("unknown type {part:?}; use platform, function and/or extension"),
-                ))
-            }
-        }
-    }
-    if !(t.platform || t.function || t.extension) {
-        return Err(ConfigError::new(&var, &v, "at least one type is required"));
-    }
-    Ok(t)
-}
-
-/// The local OTLP receiver's settings, and the start-up warnings they call
-/// for. The receiver has no authentication: an address other than loopback
-/// (`0.0.0.0`, the sandbox's own address) would let anyone who reaches it
-/// send telemetry in the function's name, so it is a configuration error
-/// unless `LAMBDA_OTEL_BRIDGE_RECEIVER_ALLOW_NON_LOOPBACK=true`, and then
-/// warned about.
-fn parse_receiver(
-    env: &dyn Env,
-) -> Result<(crate::otlp_receiver::ReceiverConfig, Vec<String>), ConfigError> {
-    let enabled = bool_var(env, &format!("{PREFIX}RECEIVER"), true)?;
-    let allow_var = format!("{PREFIX}RECEIVER_ALLOW_NON_LOOPBACK");
-    let allow_non_loopback = bool_var(env, &allow_var, false)?;
-    let mut warnings = Vec::new();
-    let mut addr =
-        |name: &str, default: &str| -> Result<Option<std::net::SocketAddr>, ConfigError> {
-            let var = format!("{PREFIX}{name}");
-            let v = env.get(&var).unwrap_or_else(|| default.to_owned());
-            if v.trim().eq_ignore_ascii_case("off") {
-                return Ok(None);
-            }
-            let a: std::net::SocketAddr = v.trim().parse().map_err(|_| {
-                ConfigError::new(&var, &v, "expected ip:port (e.g. 127.0.0.1:4318) or off")
-            })?;
-            if enabled && !a.ip().to_canonical().is_loopback() {
-                if !allow_non_loopback {
-                    return Err(ConfigError::new(
-                        &var,
-                        &v,
-                        format!(
-                        "not a loopback address: the local OTLP receiver has no authentication, \
-                         so anyone who can reach {a} could send telemetry in the function's name; \
-                         use 127.0.0.1 (or [::1]), or set {allow_var}=true to accept that"
-                    ),
-                    ));
-                }
-                warnings.push(format!(
-                    "the local OTLP receiver listens on {a} ({var}), not only on loopback, as \
-                 {allow_var}=true allows: it has no authentication, and whatever reaches that \
-                 address is forwarded to the collector as the function's telemetry"
-                ));
-            }
-            Ok(Some(a))
-        };
-    let grpc_addr = addr("RECEIVER_GRPC_ADDR", "127.0.0.1:4317")?;
-    let http_addr = addr("RECEIVER_HTTP_ADDR", "127.0.0.1:4318")?;
-    let receiver = crate::otlp_receiver::ReceiverConfig {
-        enabled,
-        grpc_addr,
-        http_addr,
-        enrich: bool_var(env, &format!("{PREFIX}RECEIVER_ENRICH"), true)?,
-        max_body_bytes: int_setting(
-            env,
-            "RECEIVER_MAX_BODY_BYTES",
-            4 * 1024 * 1024,
-            1024,
-            64 * 1024 * 1024,
-        )? as usize,
-    };
-    Ok((receiver, warnings))
 }
 
 /// Lambda gives the function and the bridge the same environment: a
@@ -395,7 +107,7 @@ fn parse_receiver(
 /// variable that turned it off, naming the endpoints it affects.
 fn skip_verify_warnings(export: &ExportSettings) -> Vec<String> {
     let mut by_var: Vec<(&str, Vec<String>)> = Vec::new();
-    for signal in crate::export::settings::Signal::ALL {
+    for signal in Signal::ALL {
         let s = export.signal(signal);
         let Some(var) = s.tls.skip_verify.as_deref() else {
             continue;
@@ -428,7 +140,7 @@ fn skip_verify_warnings(export: &ExportSettings) -> Vec<String> {
 }
 
 fn check_export_loop(
-    receiver: &crate::otlp_receiver::ReceiverConfig,
+    receiver: &ReceiverConfig,
     export: &mut ExportSettings,
 ) -> Result<Option<String>, ConfigError> {
     if !receiver.enabled || export.disabled {
@@ -441,7 +153,7 @@ fn check_export_loop(
     .into_iter()
     .filter_map(|(a, n)| a.filter(|a| a.port() != 0).map(|a| (a.port(), n)))
     .collect();
-    for signal in crate::export::settings::Signal::ALL {
+    for signal in Signal::ALL {
         let Some(port) = export.local_port(signal) else {
             continue;
         };
@@ -458,7 +170,7 @@ fn check_export_loop(
                         "points at the bridge's own OTLP receiver ({PREFIX}{receiver_var}), which would loop; \
                          set {}ENDPOINT to your collector (the function keeps {var} pointing at the bridge), \
                          or turn the receiver off with {PREFIX}RECEIVER=false",
-                        crate::export::settings::BRIDGE_EXPORTER_PREFIX
+                        BRIDGE_EXPORTER_PREFIX
                     ),
                 ))
             }
@@ -466,7 +178,7 @@ fn check_export_loop(
                 export.disabled = true;
                 return Ok(Some(format!(
                     "no OTLP endpoint configured (OTEL_EXPORTER_OTLP_ENDPOINT or {}ENDPOINT): exporting nothing",
-                    crate::export::settings::BRIDGE_EXPORTER_PREFIX
+                    BRIDGE_EXPORTER_PREFIX
                 )));
             }
         }
@@ -474,75 +186,10 @@ fn check_export_loop(
     Ok(None)
 }
 
-fn parse_span_id_mode(
-    env: &dyn Env,
-) -> Result<crate::mapping::invocation::SpanIdMode, ConfigError> {
-    use crate::mapping::invocation::SpanIdMode;
-    let var = format!("{PREFIX}INVOCATION_SPAN_ID");
-    match env.get(&var) {
-        None => Ok(SpanIdMode::Telemetry),
-        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "telemetry" => Ok(SpanIdMode::Telemetry),
-            "xray-parent" => Ok(SpanIdMode::XrayParent),
-            _ => Err(ConfigError::new(
-                &var,
-                &v,
-                "expected telemetry or xray-parent",
-            )),
-        },
-    }
-}
-
-fn parse_trigger(env: &dyn Env) -> Result<String, ConfigError> {
-    let var = format!("{PREFIX}FAAS_TRIGGER");
-    match env.get(&var) {
-        None => Ok("other".into()),
-        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-            t @ ("datasource" | "http" | "pubsub" | "timer" | "other") => Ok(t.to_owned()),
-            _ => Err(ConfigError::new(
-                &var,
-                &v,
-                "expected datasource, http, pubsub, timer or other",
-            )),
-        },
-    }
-}
-
-fn parse_log(env: &dyn Env) -> Result<(LogLevel, bool), ConfigError> {
-    let var = format!("{PREFIX}LOG_LEVEL");
-    let level = match env.get(&var) {
-        None => LogLevel::Info,
-        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "off" | "none" => LogLevel::Off,
-            "error" => LogLevel::Error,
-            "warn" | "warning" => LogLevel::Warn,
-            "info" => LogLevel::Info,
-            "debug" => LogLevel::Debug,
-            "trace" => LogLevel::Trace,
-            _ => {
-                return Err(ConfigError::new(
-                    &var,
-                    &v,
-                    "expected off, error, warn, info, debug or trace",
-                ))
-            }
-        },
-    };
-    let json = bool_var(env, &format!("{PREFIX}LOG_JSON"), false)?;
-    Ok((level, json))
-}
-
-#[cfg(test)]
-pub(crate) fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::env_of;
 
     #[test]
     fn defaults() {
@@ -668,7 +315,7 @@ mod tests {
             "true",
         ));
         let c = Config::from_env(&env_of(&vars)).unwrap();
-        for signal in crate::export::settings::Signal::ALL {
+        for signal in Signal::ALL {
             assert_eq!(
                 c.export.signal(signal).tls.skip_verify.as_deref(),
                 Some("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_INSECURE_SKIP_VERIFY")
@@ -783,6 +430,64 @@ mod tests {
             ("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR", "0.0.0.0:4318"),
         ])
         .is_ok());
+    }
+
+    /// Every declared setting, read by its component through the table:
+    /// a blank value is its default, every declared word and both ends of
+    /// every range are accepted, and a value just outside a range is an
+    /// error naming the variable and the value.
+    #[test]
+    fn every_declared_setting_is_read_as_declared() {
+        use crate::options::table::{Entry, ALL};
+        const API: (&str, &str) = ("AWS_LAMBDA_RUNTIME_API", "x:1");
+        struct Blank;
+        impl Env for Blank {
+            fn var(&self, name: &str) -> Option<String> {
+                Some(if name == API.0 { API.1 } else { " " }.to_owned())
+            }
+        }
+        let defaults = Config::from_env(&env_of(&[API])).unwrap();
+        let blank = Config::from_env(&Blank).unwrap();
+        assert_eq!(format!("{blank:?}"), format!("{defaults:?}"));
+        assert_eq!(blank.export, defaults.export);
+        assert_eq!(blank.telemetry, defaults.telemetry);
+        assert_eq!(blank.receiver, defaults.receiver);
+        assert_eq!(blank.lambda, defaults.lambda);
+
+        let read = |name: &str, v: &str| Config::from_env(&env_of(&[API, (name, v)]));
+        for e in ALL {
+            let name = e.name();
+            let good: Vec<String> = match e {
+                Entry::Int(s) => vec![s.min.to_string(), s.max.to_string()],
+                Entry::Flag(_) => ["true", "FALSE", "1", "0"].map(String::from).to_vec(),
+                Entry::Choice(s) => s
+                    .values
+                    .iter()
+                    .chain(s.aliases.iter().map(|(alias, _)| alias))
+                    .map(|v| v.to_uppercase())
+                    .collect(),
+                Entry::Text(s) => s.default_value().map(String::from).into_iter().collect(),
+            };
+            for v in good {
+                if let Err(err) = read(name, &v) {
+                    panic!("{name}={v:?}: {err}");
+                }
+            }
+            let bad: Vec<String> = match e {
+                Entry::Int(s) => (s.min.checked_sub(1).into_iter())
+                    .chain(s.max.checked_add(1))
+                    .map(|n| n.to_string())
+                    .chain(["x".to_owned()])
+                    .collect(),
+                Entry::Flag(s) if !s.only_true => vec!["yes".to_owned()],
+                Entry::Choice(_) => vec!["no-such-value".to_owned()],
+                _ => vec![],
+            };
+            for v in bad {
+                let err = read(name, &v).expect_err(name);
+                assert_eq!((err.var.as_str(), err.value.as_str()), (name, v.as_str()));
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! - [`lifecycle`] registers with the Extensions API, starts the listener,
 //!   subscribes to the Telemetry API and runs the `/next` loop; it decides
-//!   the flush points (the sandbox may freeze after each `/next`).
+//!   the flush points (the sandbox may freeze after each `/next`) by the
+//!   [`flush_policy`] beside it.
 //! - [`telemetry_receiver`] accepts the batches Lambda POSTs and decodes
 //!   them leniently into [`lambda::events`].
 //! - [`pipeline`] holds the shared state between the two.
@@ -19,13 +20,21 @@
 //!   they are queued.
 //! - [`wire`] walks and rewrites protobuf at the wire level, so forwarded
 //!   requests keep the fields the bridge does not know.
-//! - [`config`] reads every setting; [`time`] parses and formats timestamps.
+//! - [`options`] is the ground floor of configuration: the environment,
+//!   typed readers, `ConfigError` and the declarative table of every
+//!   setting (checked against the README). Each component reads its own
+//!   settings through it; [`config`] assembles them into one `Config`, and
+//!   [`diagnostics`] holds the extension's own log settings.
+//! - [`time`] parses and formats timestamps.
 
 pub mod config;
+pub mod diagnostics;
 pub mod export;
+pub mod flush_policy;
 pub mod lambda;
 pub mod lifecycle;
 pub mod mapping;
+pub mod options;
 pub mod otlp_receiver;
 pub mod pipeline;
 pub mod redact;

@@ -14,15 +14,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{Config, Env};
-use crate::export::flush::{Decision, FlushPolicy, FlushState};
+use crate::config::Config;
 use crate::export::{Exporter, FlushKind};
+use crate::flush_policy::{Decision, FlushPolicy, FlushState};
 use crate::lambda::extensions_api::{ExtensionsApi, InvokeEvent, NextEvent, ShutdownEvent};
 use crate::lambda::telemetry_api::{self, Subscription};
 use crate::lambda::{new_client, ApiClient};
 use crate::mapping::invocation::InvokeInfo;
 use crate::mapping::resource::{self, ResourceInfo};
 use crate::mapping::{Mapper, MapperConfig};
+use crate::options::{ConfigError, Env};
 use crate::otlp_receiver::{self, Forwarder};
 use crate::pipeline::Shared;
 use crate::telemetry_receiver;
@@ -66,7 +67,7 @@ fn instance_id() -> String {
 }
 
 /// Runs the extension; returns the process exit code.
-pub async fn run(env: &dyn Env, config: Result<Config, crate::config::ConfigError>) -> i32 {
+pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
     let Some(runtime_api) = Config::runtime_api(env) else {
         tracing::error!("AWS_LAMBDA_RUNTIME_API is not set: not running as a Lambda extension");
         return 1;

@@ -2,13 +2,15 @@
 //! lifecycle on a single-threaded runtime (a Lambda sandbox may have a
 //! fraction of a vCPU; one thread is enough and starts fastest).
 
-use lambda_otel_bridge::config::{Config, LogLevel, ProcessEnv};
+use lambda_otel_bridge::config::Config;
+use lambda_otel_bridge::diagnostics::LogLevel;
 use lambda_otel_bridge::lifecycle;
+use lambda_otel_bridge::options::{ConfigError, ProcessEnv};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-fn init_logging(config: &Result<Config, lambda_otel_bridge::config::ConfigError>) {
+fn init_logging(config: &Result<Config, ConfigError>) {
     // The level is read here (before full validation) so that configuration
     // errors themselves can be logged; an invalid value falls back to info.
     let (level, json) = match config {

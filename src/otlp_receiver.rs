@@ -64,6 +64,12 @@ use crate::export::otlp::RawCodec;
 use crate::export::outbox::{DropReason, Origin};
 use crate::export::settings::Signal;
 use crate::export::{log_items, metric_items, span_items, Exporter};
+use crate::options::read::{flag, int, text_or_default};
+use crate::options::table::{
+    Text, RECEIVER, RECEIVER_ALLOW_NON_LOOPBACK, RECEIVER_ENRICH, RECEIVER_GRPC_ADDR,
+    RECEIVER_HTTP_ADDR, RECEIVER_MAX_BODY_BYTES,
+};
+use crate::options::{ConfigError, Env};
 use crate::wire;
 
 /// Receiver settings.
@@ -76,6 +82,60 @@ pub struct ReceiverConfig {
     pub enrich: bool,
     /// Largest request accepted (after decompression).
     pub max_body_bytes: usize,
+}
+
+impl ReceiverConfig {
+    /// The receiver's settings, and the start-up warnings they call for.
+    /// The receiver has no authentication: an address other than loopback
+    /// (`0.0.0.0`, the sandbox's own address) would let anyone who reaches
+    /// it send telemetry in the function's name, so it is a configuration
+    /// error unless `LAMBDA_OTEL_BRIDGE_RECEIVER_ALLOW_NON_LOOPBACK=true`,
+    /// and then warned about.
+    pub fn from_env(env: &dyn Env) -> Result<(ReceiverConfig, Vec<String>), ConfigError> {
+        let enabled = flag(env, &RECEIVER)?;
+        let allow_var = RECEIVER_ALLOW_NON_LOOPBACK.name;
+        let allow_non_loopback = flag(env, &RECEIVER_ALLOW_NON_LOOPBACK)?;
+        let mut warnings = Vec::new();
+        let mut addr = |setting: &Text| -> Result<Option<SocketAddr>, ConfigError> {
+            let given = text_or_default(env, setting);
+            let (var, v) = (given.var.as_str(), given.value.as_str());
+            if v.trim().eq_ignore_ascii_case("off") {
+                return Ok(None);
+            }
+            let a: SocketAddr = v.trim().parse().map_err(|_| {
+                ConfigError::new(var, v, "expected ip:port (e.g. 127.0.0.1:4318) or off")
+            })?;
+            if enabled && !a.ip().to_canonical().is_loopback() {
+                if !allow_non_loopback {
+                    return Err(ConfigError::new(
+                        var,
+                        v,
+                        format!(
+                            "not a loopback address: the local OTLP receiver has no authentication, \
+                             so anyone who can reach {a} could send telemetry in the function's name; \
+                             use 127.0.0.1 (or [::1]), or set {allow_var}=true to accept that"
+                        ),
+                    ));
+                }
+                warnings.push(format!(
+                    "the local OTLP receiver listens on {a} ({var}), not only on loopback, as \
+                     {allow_var}=true allows: it has no authentication, and whatever reaches that \
+                     address is forwarded to the collector as the function's telemetry"
+                ));
+            }
+            Ok(Some(a))
+        };
+        let grpc_addr = addr(&RECEIVER_GRPC_ADDR)?;
+        let http_addr = addr(&RECEIVER_HTTP_ADDR)?;
+        let receiver = ReceiverConfig {
+            enabled,
+            grpc_addr,
+            http_addr,
+            enrich: flag(env, &RECEIVER_ENRICH)?,
+            max_body_bytes: int(env, &RECEIVER_MAX_BODY_BYTES)? as usize,
+        };
+        Ok((receiver, warnings))
+    }
 }
 
 /// What the receivers share: the exporter's outbox and the attributes to add.
@@ -780,9 +840,9 @@ mod tests {
         );
     }
 
-    use crate::config::env_of;
     use crate::export::outbox::SignalKey;
     use crate::export::settings::ExportSettings;
+    use crate::options::env_of;
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};

@@ -24,10 +24,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use regex_lite::Regex;
 
-use crate::config::{ConfigError, Env, PREFIX};
-
-/// The default replacement text.
-pub const DEFAULT_REPLACEMENT: &str = "[REDACTED]";
+use crate::options::read::{text, text_or_default};
+use crate::options::table::{REDACT, REDACT_KEYS, REDACT_PATTERNS, REDACT_REPLACEMENT};
+use crate::options::{ConfigError, Env};
 
 /// A built-in value pattern.
 struct Preset {
@@ -369,9 +368,9 @@ impl Redactor {
     /// Reads `LAMBDA_OTEL_BRIDGE_REDACT`, `_REDACT_PATTERNS`, `_REDACT_KEYS`
     /// and `_REDACT_REPLACEMENT`; `None` when nothing is to be redacted.
     pub fn from_env(env: &dyn Env) -> Result<Option<Redactor>, ConfigError> {
-        let presets_var = format!("{PREFIX}REDACT");
+        let presets_var = REDACT.name;
         let mut preset_list: Vec<&str> = Vec::new();
-        let presets_value = env.get(&presets_var).unwrap_or_default();
+        let presets_value = text_or_default(env, &REDACT).value;
         for name in presets_value
             .split(',')
             .map(str::trim)
@@ -385,7 +384,7 @@ impl Redactor {
                     Some(p) => preset_list.push(p),
                     None => {
                         return Err(ConfigError::new(
-                            &presets_var,
+                            presets_var,
                             &presets_value,
                             format!(
                                 "unknown preset {name:?}; expected a comma-separated list of default, all, none or {}",
@@ -417,10 +416,10 @@ impl Redactor {
                 check: p.check,
             });
         }
-        let patterns_var = format!("{PREFIX}REDACT_PATTERNS");
-        if let Some(v) = env.get(&patterns_var) {
-            for (i, p) in pattern_list(&patterns_var, &v)?.into_iter().enumerate() {
-                let re = compile(&patterns_var, &p)?;
+        let patterns_var = REDACT_PATTERNS.name;
+        if let Some(v) = text(env, &REDACT_PATTERNS).map(|g| g.value) {
+            for (i, p) in pattern_list(patterns_var, &v)?.into_iter().enumerate() {
+                let re = compile(patterns_var, &p)?;
                 hints.push(Hint::None);
                 values.push(ValuePattern {
                     name: format!("pattern {}", i + 1),
@@ -430,24 +429,22 @@ impl Redactor {
                 });
             }
         }
-        let keys_var = format!("{PREFIX}REDACT_KEYS");
-        if let Some(v) = env.get(&keys_var) {
-            for p in pattern_list(&keys_var, &v)? {
-                compile(&keys_var, &p)?;
+        let keys_var = REDACT_KEYS.name;
+        if let Some(v) = text(env, &REDACT_KEYS).map(|g| g.value) {
+            for p in pattern_list(keys_var, &v)? {
+                compile(keys_var, &p)?;
                 key_patterns.push(p);
             }
         }
         if values.is_empty() && key_patterns.is_empty() && !builtin_keys {
             return Ok(None);
         }
-        let replacement = env
-            .get(&format!("{PREFIX}REDACT_REPLACEMENT"))
-            .unwrap_or_else(|| DEFAULT_REPLACEMENT.to_owned());
+        let replacement = text_or_default(env, &REDACT_REPLACEMENT).value;
         let keys = if key_patterns.is_empty() {
             None
         } else {
             let joined: Vec<String> = key_patterns.iter().map(|p| format!("(?:{p})")).collect();
-            Some(compile(&keys_var, &joined.join("|"))?)
+            Some(compile(keys_var, &joined.join("|"))?)
         };
         Ok(Some(Redactor {
             values,
@@ -650,8 +647,8 @@ fn luhn_valid(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_of;
     use crate::mapping::proto::{kv, str_value};
+    use crate::options::env_of;
 
     fn redactor(pairs: &[(&str, &str)]) -> Redactor {
         Redactor::from_env(&env_of(pairs))
@@ -741,7 +738,7 @@ mod tests {
         for (input, secret, kept) in cases {
             let out = redacted(&r, input);
             assert!(!out.contains(secret), "{input:?} -> {out:?}");
-            assert!(out.contains(DEFAULT_REPLACEMENT), "{input:?} -> {out:?}");
+            assert!(out.contains("[REDACTED]"), "{input:?} -> {out:?}");
             assert!(out.contains(kept), "{input:?} -> {out:?}");
         }
         // Ordinary lines stay as they are.

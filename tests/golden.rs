@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use lambda_otel_bridge::export::settings::Temporality;
 use lambda_otel_bridge::lambda::events::parse_event;
 use lambda_otel_bridge::mapping::invocation::{InvokeInfo, SpanIdMode};
+use lambda_otel_bridge::mapping::metrics::Temporality;
 use lambda_otel_bridge::mapping::resource::{build, ResourceInfo};
 use lambda_otel_bridge::mapping::{Mapper, MapperConfig, Output};
 use lambda_otel_bridge::time::parse_rfc3339;

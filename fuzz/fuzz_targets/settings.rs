@@ -14,12 +14,14 @@ use std::collections::{HashMap, HashSet};
 
 use libfuzzer_sys::fuzz_target;
 
-use lambda_otel_bridge::config::{Config, Env};
-use lambda_otel_bridge::export::settings::{percent_decode, ExportSettings, Signal};
+use lambda_otel_bridge::config::Config;
+use lambda_otel_bridge::export::settings::{ExportSettings, Signal};
 use lambda_otel_bridge::mapping::resource::{build, parse_resource_attributes, ResourceInfo};
+use lambda_otel_bridge::options::{percent_decode, table, ConfigError, Env};
 
-/// Every variable read by src/config.rs, src/export/settings.rs and
-/// src/export/flush.rs, plus the resource variables the lifecycle reads.
+/// The variables the bridge read when this target was written; every other
+/// variable declared in src/options/table.rs is appended by [`names()`]
+/// (after these, so the `@N` of saved inputs keep their name).
 const BRIDGE: [&str; 24] = [
     "TELEMETRY_TYPES",
     "TELEMETRY_TIMEOUT_MS",
@@ -86,6 +88,14 @@ fn names() -> Vec<String> {
         v.push(format!(
             "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_{signal}INSECURE_SKIP_VERIFY"
         ));
+    }
+    // Every other declared variable (appended too).
+    for entry in table::ALL {
+        for name in entry.variables() {
+            if !v.contains(&name) {
+                v.push(name);
+            }
+        }
     }
     v
 }
@@ -166,7 +176,7 @@ fn check_export(e: &ExportSettings) {
     }
 }
 
-fn check_error(e: &lambda_otel_bridge::config::ConfigError) {
+fn check_error(e: &ConfigError) {
     let _ = e.to_string();
     // Header values may hold credentials: errors never repeat them.
     if e.var.ends_with("_HEADERS") {

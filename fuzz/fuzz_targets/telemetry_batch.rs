@@ -13,9 +13,9 @@
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
 
-use lambda_otel_bridge::export::settings::Temporality;
 use lambda_otel_bridge::lambda::events::{parse_batch, EventKind, TelemetryEvent};
 use lambda_otel_bridge::mapping::invocation::{InvokeInfo, SpanIdMode};
+use lambda_otel_bridge::mapping::metrics::Temporality;
 use lambda_otel_bridge::mapping::resource::{build, ResourceInfo};
 use lambda_otel_bridge::mapping::{Mapper, MapperConfig};
 use lambda_otel_bridge_fuzz::check_output;

@@ -13,7 +13,6 @@
 
 pub mod data_age;
 pub mod drain;
-pub mod flush;
 pub mod otlp;
 pub mod outbox;
 pub mod rpc;

@@ -14,6 +14,14 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::settings::Signal;
+use crate::options::read::int;
+use crate::options::table::OUTBOX_MAX_BYTES;
+use crate::options::{ConfigError, Env};
+
+/// Reads `LAMBDA_OTEL_BRIDGE_OUTBOX_MAX_BYTES`, the outbox's byte cap.
+pub fn max_bytes_from_env(env: &dyn Env) -> Result<usize, ConfigError> {
+    int(env, &OUTBOX_MAX_BYTES).map(|n| n as usize)
+}
 
 /// Why items were dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

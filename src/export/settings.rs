@@ -6,7 +6,8 @@
 //! its own prefixed copies (`LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_*`, same
 //! suffixes), which win when set. For each option and signal the order is:
 //! prefixed per-signal, prefixed general, standard per-signal, standard
-//! general, default.
+//! general, default (the forms, defaults and values are declared in
+//! [`crate::options::table`]).
 //!
 //! Header values may hold credentials: [`SignalSettings`]'s `Debug` output
 //! shows header names only.
@@ -15,7 +16,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{bool_var, ConfigError, Env};
+use crate::mapping::metrics::Temporality;
+use crate::options::read::{choice_for, flag, flag_for, int, text_for, Given};
+use crate::options::table::{
+    CERTIFICATE, CLIENT_CERTIFICATE, CLIENT_KEY, COMPRESSION, CONNECTION_MAX_IDLE_MS,
+    DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, ENDPOINT, HEADERS, INSECURE,
+    INSECURE_SKIP_VERIFY, PROTOCOL, SDK_DISABLED, TIMEOUT,
+};
+use crate::options::{percent_decode, ConfigError, Env};
 
 /// The three OTLP signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,14 +127,6 @@ impl fmt::Debug for SignalSettings {
     }
 }
 
-/// Metric aggregation temporality preference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Temporality {
-    Cumulative,
-    Delta,
-    LowMemory,
-}
-
 /// The resolved export configuration for all signals.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportSettings {
@@ -138,70 +138,10 @@ pub struct ExportSettings {
     pub temporality: Temporality,
 }
 
-/// Default of `LAMBDA_OTEL_BRIDGE_CONNECTION_MAX_IDLE_MS`.
-pub const DEFAULT_MAX_IDLE_MS: u32 = 15_000;
-
-/// The bridge's own prefix for exporter variables.
-pub const BRIDGE_EXPORTER_PREFIX: &str = "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_";
-const STANDARD_PREFIX: &str = "OTEL_EXPORTER_OTLP_";
-
-/// Looks up one exporter option for a signal, in precedence order. Returns the
-/// variable name that supplied the value, the value, and whether it was a
-/// per-signal variable.
-fn lookup(env: &dyn Env, signal: Signal, option: &str) -> Option<(String, String, bool)> {
-    lookup_in(
-        env,
-        signal,
-        option,
-        &[BRIDGE_EXPORTER_PREFIX, STANDARD_PREFIX],
-    )
-}
-
-fn lookup_in(
-    env: &dyn Env,
-    signal: Signal,
-    option: &str,
-    prefixes: &[&str],
-) -> Option<(String, String, bool)> {
-    for prefix in prefixes {
-        let per_signal = format!("{prefix}{}_{option}", signal.env_name());
-        if let Some(v) = env.get(&per_signal) {
-            return Some((per_signal, v, true));
-        }
-        let general = format!("{prefix}{option}");
-        if let Some(v) = env.get(&general) {
-            return Some((general, v, false));
-        }
-    }
-    None
-}
-
-/// `OTEL_SDK_DISABLED`: the specification's boolean rule, stricter than the
-/// bridge's own switches ([`bool_var`] also takes `1`/`0`): only `true`
-/// (case-insensitive) disables; any other value, `1` included, is false.
-fn sdk_disabled(env: &dyn Env) -> bool {
-    env.get("OTEL_SDK_DISABLED")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-}
-
 impl ExportSettings {
     pub fn from_env(env: &dyn Env) -> Result<ExportSettings, ConfigError> {
-        let disabled = sdk_disabled(env);
-        let temporality = match lookup(env, Signal::Metrics, "TEMPORALITY_PREFERENCE") {
-            None => Temporality::Cumulative,
-            Some((var, v, _)) => match v.trim().to_ascii_lowercase().as_str() {
-                "cumulative" => Temporality::Cumulative,
-                "delta" => Temporality::Delta,
-                "lowmemory" => Temporality::LowMemory,
-                _ => {
-                    return Err(ConfigError::new(
-                        &var,
-                        &v,
-                        "expected cumulative, delta or lowmemory",
-                    ))
-                }
-            },
-        };
+        let disabled = flag(env, &SDK_DISABLED)?;
+        let temporality = Temporality::from_env(env)?;
         Ok(ExportSettings {
             disabled,
             traces: SignalSettings::from_env(env, Signal::Traces)?,
@@ -239,82 +179,44 @@ impl ExportSettings {
 
 impl SignalSettings {
     pub fn from_env(env: &dyn Env, signal: Signal) -> Result<SignalSettings, ConfigError> {
-        let protocol = match lookup(env, signal, "PROTOCOL") {
-            None => Protocol::HttpProtobuf,
-            Some((var, v, _)) => match v.trim().to_ascii_lowercase().as_str() {
-                "grpc" => Protocol::Grpc,
-                "http/protobuf" => Protocol::HttpProtobuf,
-                "http/json" => Protocol::HttpJson,
-                _ => {
-                    return Err(ConfigError::new(
-                        &var,
-                        &v,
-                        "expected grpc, http/protobuf or http/json",
-                    ))
-                }
-            },
-        };
-        let insecure = match lookup(env, signal, "INSECURE") {
-            None => false,
-            Some((var, _, _)) => bool_var(env, &var, false)?,
-        };
-        let endpoint_var = lookup(env, signal, "ENDPOINT").map(|(var, _, _)| var);
-        let endpoint = match lookup(env, signal, "ENDPOINT") {
-            None => match protocol {
-                Protocol::Grpc => "http://localhost:4317".to_owned(),
-                _ => format!("http://localhost:4318/{}", signal.http_path()),
-            },
-            Some((var, v, per_signal)) => {
-                resolve_endpoint(&var, v.trim(), per_signal, protocol, insecure, signal)?
-            }
-        };
-        let headers = match lookup(env, signal, "HEADERS") {
-            None => Vec::new(),
-            Some((var, v, _)) => parse_headers(&var, &v)?,
-        };
-        let compression = match lookup(env, signal, "COMPRESSION") {
-            None => Compression::None,
-            Some((var, v, _)) => match v.trim().to_ascii_lowercase().as_str() {
-                "gzip" => Compression::Gzip,
-                "none" => Compression::None,
-                _ => return Err(ConfigError::new(&var, &v, "expected gzip or none")),
-            },
-        };
-        let timeout = match lookup(env, signal, "TIMEOUT") {
-            None => Duration::from_secs(10),
-            Some((var, v, _)) => match v.trim().parse::<u64>() {
-                // The spec says 0 means "no limit"; the deadline of the
-                // Lambda phase still bounds every export.
-                Ok(0) => Duration::from_secs(900),
-                Ok(ms) => Duration::from_millis(ms),
-                Err(_) => {
-                    return Err(ConfigError::new(
-                        &var,
-                        &v,
-                        "expected a whole number of milliseconds",
-                    ))
-                }
-            },
-        };
-        let path =
-            |option: &str| lookup(env, signal, option).map(|(_, v, _)| PathBuf::from(v.trim()));
-        // Not an OTEL_ variable (the spec has none): the bridge's prefix only.
-        let skip_verify = match lookup_in(
-            env,
-            signal,
-            "INSECURE_SKIP_VERIFY",
-            &[BRIDGE_EXPORTER_PREFIX],
-        ) {
-            Some((var, _, _)) if bool_var(env, &var, false)? => Some(var),
+        let at = Some(signal.env_name());
+        let protocol = choice_for(env, &PROTOCOL, at, |v| match v {
+            "grpc" => Some(Protocol::Grpc),
+            "http/protobuf" => Some(Protocol::HttpProtobuf),
+            "http/json" => Some(Protocol::HttpJson),
             _ => None,
+        })?;
+        let (insecure, _) = flag_for(env, &INSECURE, at)?;
+        let given = text_for(env, &ENDPOINT, at);
+        let endpoint_var = given.as_ref().map(|g| g.var.clone());
+        let endpoint = match given {
+            None => default_endpoint(protocol, signal),
+            Some(Given {
+                var,
+                value,
+                per_signal,
+            }) => resolve_endpoint(&var, value.trim(), per_signal, protocol, insecure, signal)?,
         };
-        let max_idle = Duration::from_millis(u64::from(crate::config::int_setting(
-            env,
-            "CONNECTION_MAX_IDLE_MS",
-            DEFAULT_MAX_IDLE_MS,
-            100,
-            3_600_000,
-        )?));
+        let headers = match text_for(env, &HEADERS, at) {
+            None => Vec::new(),
+            Some(g) => parse_headers(&g.var, &g.value)?,
+        };
+        let compression = choice_for(env, &COMPRESSION, at, |v| match v {
+            "gzip" => Some(Compression::Gzip),
+            "none" => Some(Compression::None),
+            _ => None,
+        })?;
+        let timeout = match text_for(env, &TIMEOUT, at) {
+            Some(g) => parse_timeout(&g.var, &g.value)?,
+            None => parse_timeout(TIMEOUT.name, TIMEOUT.default_value().unwrap_or_default())?,
+        };
+        let path = |s| text_for(env, s, at).map(|g| PathBuf::from(g.value.trim()));
+        // Not an OTEL_ variable (the spec has none): the bridge's prefix only.
+        let skip_verify = match flag_for(env, &INSECURE_SKIP_VERIFY, at)? {
+            (true, var) => var,
+            (false, _) => None,
+        };
+        let max_idle = Duration::from_millis(u64::from(int(env, &CONNECTION_MAX_IDLE_MS)?));
         Ok(SignalSettings {
             signal,
             protocol,
@@ -324,13 +226,36 @@ impl SignalSettings {
             compression,
             timeout,
             tls: TlsFiles {
-                ca_certificate: path("CERTIFICATE"),
-                client_certificate: path("CLIENT_CERTIFICATE"),
-                client_key: path("CLIENT_KEY"),
+                ca_certificate: path(&CERTIFICATE),
+                client_certificate: path(&CLIENT_CERTIFICATE),
+                client_key: path(&CLIENT_KEY),
                 skip_verify,
             },
             max_idle,
         })
+    }
+}
+
+/// The declared default endpoint for a protocol and signal.
+fn default_endpoint(protocol: Protocol, signal: Signal) -> String {
+    match protocol {
+        Protocol::Grpc => DEFAULT_GRPC_ENDPOINT.to_owned(),
+        _ => format!("{DEFAULT_HTTP_ENDPOINT}/{}", signal.http_path()),
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`: whole milliseconds.
+fn parse_timeout(var: &str, v: &str) -> Result<Duration, ConfigError> {
+    match v.trim().parse::<u64>() {
+        // The spec says 0 means "no limit"; the deadline of the
+        // Lambda phase still bounds every export.
+        Ok(0) => Ok(Duration::from_secs(900)),
+        Ok(ms) => Ok(Duration::from_millis(ms)),
+        Err(_) => Err(ConfigError::new(
+            var,
+            v,
+            "expected a whole number of milliseconds",
+        )),
     }
 }
 
@@ -424,32 +349,10 @@ fn parse_headers(var: &str, v: &str) -> Result<Vec<(String, String)>, ConfigErro
     Ok(out)
 }
 
-/// Decodes `%XX` escapes (UTF-8); `None` on a malformed escape.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            // Two hex digits: `from_str_radix` alone also takes a sign (`%+A`).
-            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env_of;
+    use crate::options::env_of;
 
     #[test]
     fn defaults_follow_the_spec() {
@@ -583,16 +486,5 @@ mod tests {
         ]))
         .unwrap();
         assert!(s.traces.tls.skip_verify.is_some());
-    }
-
-    #[test]
-    fn percent_decode_takes_exactly_two_hex_digits() {
-        assert_eq!(percent_decode("a%2Cb%3d").as_deref(), Some("a,b="));
-        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
-        // Found by fuzz/fuzz_targets/settings.rs: a sign was taken as part of
-        // the escape (`%+C` decoded as form feed, `%+9` as a tab).
-        for bad in ["%+C", "%+9", "a%+41", "%-1", "% 1", "%1", "%", "%zz", "%C3"] {
-            assert_eq!(percent_decode(bad), None, "{bad:?}");
-        }
     }
 }

@@ -1,6 +1,8 @@
 //! The Lambda side: the Extensions API client, the Telemetry API subscription
-//! and the typed model of the events Lambda delivers.
+//! (with its settings), the variables Lambda sets, and the typed model of
+//! the events Lambda delivers.
 
+pub mod environment;
 pub mod events;
 pub mod extensions_api;
 pub mod telemetry_api;

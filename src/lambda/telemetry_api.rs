@@ -9,9 +9,117 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use super::{send, snippet, ApiClient, ApiError};
-use crate::config::TelemetryConfig;
+use crate::options::read::{int, text_or_default};
+use crate::options::table::{
+    TELEMETRY_MAX_BYTES, TELEMETRY_MAX_ITEMS, TELEMETRY_PORT, TELEMETRY_TIMEOUT_MS, TELEMETRY_TYPES,
+};
+use crate::options::{ConfigError, Env};
 
 pub const SCHEMA_VERSIONS: [&str; 2] = ["2025-01-29", "2022-12-13"];
+
+/// The port of the Runtime API, which the listener must not take.
+const RESERVED_PORT: u16 = 9001;
+
+/// The Telemetry API streams the extension subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelemetryTypes {
+    pub platform: bool,
+    pub function: bool,
+    pub extension: bool,
+}
+
+impl TelemetryTypes {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.platform {
+            v.push("platform");
+        }
+        if self.function {
+            v.push("function");
+        }
+        if self.extension {
+            v.push("extension");
+        }
+        v
+    }
+
+    /// Reads `LAMBDA_OTEL_BRIDGE_TELEMETRY_TYPES`: a comma list.
+    pub fn from_env(env: &dyn Env) -> Result<TelemetryTypes, ConfigError> {
+        let given = text_or_default(env, &TELEMETRY_TYPES);
+        let (var, v) = (given.var.as_str(), given.value.as_str());
+        let mut t = TelemetryTypes {
+            platform: false,
+            function: false,
+            extension: false,
+        };
+        for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.to_ascii_lowercase().as_str() {
+                "platform" => t.platform = true,
+                "function" => t.function = true,
+                "extension" => t.extension = true,
+                _ => {
+                    return Err(ConfigError::new(
+                        var,
+                        v,
+                        format!("unknown type {part:?}; use platform, function and/or extension"),
+                    ))
+                }
+            }
+        }
+        if !(t.platform || t.function || t.extension) {
+            return Err(ConfigError::new(var, v, "at least one type is required"));
+        }
+        Ok(t)
+    }
+}
+
+/// Telemetry API subscription settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    pub types: TelemetryTypes,
+    /// `buffering.timeoutMs`.
+    pub timeout_ms: u32,
+    /// `buffering.maxItems`.
+    pub max_items: u32,
+    /// `buffering.maxBytes`.
+    pub max_bytes: u32,
+    /// Listener port; 0 lets the OS choose a free one.
+    pub listener_port: u16,
+}
+
+impl TelemetryConfig {
+    /// Reads the `LAMBDA_OTEL_BRIDGE_TELEMETRY_*` settings.
+    pub fn from_env(env: &dyn Env) -> Result<TelemetryConfig, ConfigError> {
+        let types = TelemetryTypes::from_env(env)?;
+        let timeout_ms = int(env, &TELEMETRY_TIMEOUT_MS)?;
+        let max_items = int(env, &TELEMETRY_MAX_ITEMS)?;
+        let max_bytes = int(env, &TELEMETRY_MAX_BYTES)?;
+        let port = int(env, &TELEMETRY_PORT)?;
+        let listener_port = u16::try_from(port)
+            .map_err(|_| ConfigError::new(TELEMETRY_PORT.name, &port.to_string(), "not a port"))?;
+        if listener_port == RESERVED_PORT {
+            return Err(ConfigError::new(
+                TELEMETRY_PORT.name,
+                &RESERVED_PORT.to_string(),
+                format!("port {RESERVED_PORT} is reserved by Lambda"),
+            ));
+        }
+        Ok(TelemetryConfig {
+            types,
+            timeout_ms,
+            max_items,
+            max_bytes,
+            listener_port,
+        })
+    }
+
+    /// Largest request body the listener accepts: Lambda may send up to
+    /// `2 * maxBytes` of records plus the per-event envelope
+    /// (`{"time":..,"type":..,"record":..}`, under 100 bytes each).
+    pub fn body_limit(&self) -> usize {
+        2 * self.max_bytes as usize + self.max_items as usize * 128 + 64 * 1024
+    }
+}
 
 /// How the subscription ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,9 @@ use std::collections::{HashMap, VecDeque};
 
 use super::xray::{derived_span_id, derived_trace_id, parse_header, parse_span_id};
 use crate::lambda::events::{Report, RuntimeDone, Start, TraceContext};
+use crate::options::read::choice;
+use crate::options::table::INVOCATION_SPAN_ID;
+use crate::options::{ConfigError, Env};
 use crate::time::UnixNanos;
 
 /// How many invocations are remembered at most. Lambda runs one invocation
@@ -75,6 +78,17 @@ pub enum SpanIdMode {
     /// whose X-Ray propagator makes `Parent` their parent, then nest inside
     /// the invocation span.
     XrayParent,
+}
+
+impl SpanIdMode {
+    /// Reads `LAMBDA_OTEL_BRIDGE_INVOCATION_SPAN_ID`.
+    pub fn from_env(env: &dyn Env) -> Result<SpanIdMode, ConfigError> {
+        choice(env, &INVOCATION_SPAN_ID, |v| match v {
+            "telemetry" => Some(SpanIdMode::Telemetry),
+            "xray-parent" => Some(SpanIdMode::XrayParent),
+            _ => None,
+        })
+    }
 }
 
 impl Invocation {

@@ -20,8 +20,31 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::proto::kv_str;
-use crate::export::settings::Temporality;
+use crate::options::read::choice_for;
+use crate::options::table::TEMPORALITY_PREFERENCE;
+use crate::options::{ConfigError, Env};
 use crate::time::UnixNanos;
+
+/// Metric aggregation temporality preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporality {
+    Cumulative,
+    Delta,
+    LowMemory,
+}
+
+impl Temporality {
+    /// Reads `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (in any of
+    /// the exporter forms).
+    pub fn from_env(env: &dyn Env) -> Result<Temporality, ConfigError> {
+        choice_for(env, &TEMPORALITY_PREFERENCE, Some("METRICS"), |v| match v {
+            "cumulative" => Some(Temporality::Cumulative),
+            "delta" => Some(Temporality::Delta),
+            "lowmemory" => Some(Temporality::LowMemory),
+            _ => None,
+        })
+    }
+}
 
 /// Bucket boundaries the FaaS conventions recommend for durations (seconds).
 pub const DURATION_BUCKETS: [f64; 14] = [

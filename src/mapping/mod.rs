@@ -35,14 +35,13 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLogRecord, ResourceL
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-use crate::export::settings::Temporality;
 use crate::lambda::events::{
     EventKind, InitStart, LogRecord, PhaseDone, PhaseReport, RestoreStart, TelemetryEvent,
 };
 use crate::time::{millis_f64_to_nanos, UnixNanos};
 use invocation::{InvocationTable, InvokeInfo, TraceIds};
 use logs::{attach_invocation, map_log_body, IdSource, LogSource};
-use metrics::{MetricId, Metrics};
+use metrics::{MetricId, Metrics, Temporality};
 use xray::{derived_span_id, derived_trace_id};
 
 /// Instrumentation scope of everything the bridge maps.

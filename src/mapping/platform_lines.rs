@@ -6,6 +6,9 @@ use crate::lambda::events::{
     InitStart, PhaseDone, PhaseReport, PlatformExtension, Report, RestoreStart, RuntimeDone, Start,
     TelemetrySubscription,
 };
+use crate::options::read::flag;
+use crate::options::table::PLATFORM_LOG_LINES;
+use crate::options::{ConfigError, Env};
 
 /// A line and the invocation it names.
 pub struct Line {
@@ -16,6 +19,11 @@ pub struct Line {
 fn fmt_ms(v: f64) -> String {
     let s = format!("{v:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Reads `LAMBDA_OTEL_BRIDGE_PLATFORM_LOG_LINES`: whether these lines are emitted.
+pub fn enabled(env: &dyn Env) -> Result<bool, ConfigError> {
+    flag(env, &PLATFORM_LOG_LINES)
 }
 
 pub fn start(s: &Start) -> Line {

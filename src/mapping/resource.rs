@@ -4,7 +4,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::proto::{kv_int, kv_str};
-use crate::export::settings::percent_decode;
+use crate::options::percent_decode;
 
 /// Inputs of the resource, gathered at start-up (pure data, for golden tests).
 #[derive(Debug, Clone, Default, PartialEq)]

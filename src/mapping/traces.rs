@@ -11,6 +11,9 @@ use super::invocation::TraceIds;
 use super::proto::{kv_bool, kv_int, kv_str};
 use super::xray::derived_span_id;
 use crate::lambda::events::PlatformSpan;
+use crate::options::read::choice;
+use crate::options::table::FAAS_TRIGGER;
+use crate::options::{ConfigError, Env};
 use crate::time::{millis_f64_to_nanos, parse_rfc3339, UnixNanos};
 
 /// `flags` bits: the W3C trace flags in bits 0–7, then HAS_IS_REMOTE and IS_REMOTE.
@@ -214,6 +217,12 @@ pub fn resource_id(invoked_arn: &str, version: Option<&str>) -> Option<String> {
         Some(v) => format!("{base}:{v}"),
         None => base,
     })
+}
+
+/// Reads `LAMBDA_OTEL_BRIDGE_FAAS_TRIGGER`, the `faas.trigger` of spans and
+/// metrics (the Telemetry API does not reveal the trigger).
+pub fn faas_trigger(env: &dyn Env) -> Result<String, ConfigError> {
+    choice(env, &FAAS_TRIGGER, |v| Some(v.to_owned()))
 }
 
 #[cfg(test)]

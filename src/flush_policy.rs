@@ -20,7 +20,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::config::{ConfigError, Env, PREFIX};
+use crate::options::read::{int, millis, text_or_default};
+use crate::options::table::{
+    ADAPTIVE_GAP_MS, ADAPTIVE_MAX_STALENESS_MS, ADAPTIVE_WARMUP, FLUSH, FLUSH_TIMEOUT_MS,
+    INVOKE_WAIT_MS, SHUTDOWN_REPORT_WAIT_MS,
+};
+use crate::options::{ConfigError, Env};
 
 /// The configured policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,38 +47,67 @@ pub struct AdaptiveTuning {
 }
 
 impl Default for AdaptiveTuning {
+    /// The declared defaults.
     fn default() -> Self {
+        let ms = |ms: u32| Duration::from_millis(u64::from(ms));
         AdaptiveTuning {
-            warmup: 3,
-            frequent_gap: Duration::from_millis(1000),
-            max_staleness: Duration::from_millis(5000),
+            warmup: ADAPTIVE_WARMUP.default,
+            frequent_gap: ms(ADAPTIVE_GAP_MS.default),
+            max_staleness: ms(ADAPTIVE_MAX_STALENESS_MS.default),
         }
+    }
+}
+
+/// The lifecycle's bounded waits around a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    /// On INVOKE, the longest wait for this invocation's `platform.start`
+    /// (`LAMBDA_OTEL_BRIDGE_INVOKE_WAIT_MS`).
+    pub invoke: Duration,
+    /// Longest time a flush may add to an invocation
+    /// (`LAMBDA_OTEL_BRIDGE_FLUSH_TIMEOUT_MS`).
+    pub flush_timeout: Duration,
+    /// After SHUTDOWN, how long to wait for the last `platform.report`
+    /// (`LAMBDA_OTEL_BRIDGE_SHUTDOWN_REPORT_WAIT_MS`).
+    pub shutdown_report: Duration,
+}
+
+impl Waits {
+    pub fn from_env(env: &dyn Env) -> Result<Waits, ConfigError> {
+        let shutdown_report = millis(env, &SHUTDOWN_REPORT_WAIT_MS)?;
+        let invoke = millis(env, &INVOKE_WAIT_MS)?;
+        Ok(Waits {
+            invoke,
+            flush_timeout: millis(env, &FLUSH_TIMEOUT_MS)?,
+            shutdown_report,
+        })
     }
 }
 
 /// Reads `LAMBDA_OTEL_BRIDGE_FLUSH` and the adaptive tuning.
 pub fn from_env(env: &dyn Env) -> Result<(FlushPolicy, AdaptiveTuning), ConfigError> {
-    let var = format!("{PREFIX}FLUSH");
-    let policy = match env.get(&var) {
-        None => FlushPolicy::Adaptive,
-        Some(v) => parse_policy(&v).ok_or_else(|| {
-            ConfigError::new(&var, &v, "expected end, adaptive or periodic:<milliseconds> (periodic:100 to periodic:600000)")
-        })?,
-    };
-    let d = AdaptiveTuning::default();
-    let ms = |name: &str, default: Duration, max: u32| -> Result<Duration, ConfigError> {
-        Ok(Duration::from_millis(u64::from(
-            crate::config::int_setting(env, name, default.as_millis() as u32, 0, max)?,
-        )))
-    };
+    let given = text_or_default(env, &FLUSH);
+    let policy = parse_policy(&given.value).ok_or_else(|| {
+        let (min, max) = periodic_range();
+        ConfigError::new(
+            &given.var,
+            &given.value,
+            format!("expected end, adaptive or periodic:<milliseconds> (periodic:{min} to periodic:{max})"),
+        )
+    })?;
     Ok((
         policy,
         AdaptiveTuning {
-            warmup: crate::config::int_setting(env, "ADAPTIVE_WARMUP", d.warmup, 0, 1000)?,
-            frequent_gap: ms("ADAPTIVE_GAP_MS", d.frequent_gap, 60_000)?,
-            max_staleness: ms("ADAPTIVE_MAX_STALENESS_MS", d.max_staleness, 3_600_000)?,
+            warmup: int(env, &ADAPTIVE_WARMUP)?,
+            frequent_gap: millis(env, &ADAPTIVE_GAP_MS)?,
+            max_staleness: millis(env, &ADAPTIVE_MAX_STALENESS_MS)?,
         },
     ))
+}
+
+/// The range of `periodic:<ms>`.
+fn periodic_range() -> (u32, u32) {
+    FLUSH.range.unwrap_or((1, u32::MAX))
 }
 
 pub fn parse_policy(v: &str) -> Option<FlushPolicy> {
@@ -82,10 +116,11 @@ pub fn parse_policy(v: &str) -> Option<FlushPolicy> {
         "end" => Some(FlushPolicy::End),
         "adaptive" => Some(FlushPolicy::Adaptive),
         _ => {
-            let ms: u64 = v.strip_prefix("periodic:")?.trim().parse().ok()?;
-            (100..=600_000)
+            let ms: u32 = v.strip_prefix("periodic:")?.trim().parse().ok()?;
+            let (min, max) = periodic_range();
+            (min..=max)
                 .contains(&ms)
-                .then(|| FlushPolicy::Periodic(Duration::from_millis(ms)))
+                .then(|| FlushPolicy::Periodic(Duration::from_millis(u64::from(ms))))
         }
     }
 }
@@ -190,7 +225,7 @@ mod tests {
         );
         assert_eq!(parse_policy("periodic:5"), None);
         assert_eq!(parse_policy("sometimes"), None);
-        let e = from_env(&crate::config::env_of(&[(
+        let e = from_env(&crate::options::env_of(&[(
             "LAMBDA_OTEL_BRIDGE_FLUSH",
             "periodic",
         )]))
