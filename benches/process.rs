@@ -14,7 +14,7 @@
 //! per invocation (runtimeDone delivered → `/next`) p50/p99 in `end` and
 //! `adaptive` mode; binary size.
 
-#[path = "../tests/support/emulator.rs"]
+#[path = "../tests/support/emulator/mod.rs"]
 mod emulator;
 #[path = "../tests/support/fault_collector.rs"]
 mod fault_collector;

@@ -10,7 +10,7 @@
 //! optionally `OTEL_EXPORTER_OTLP_PROTOCOL`), it goes to that collector
 //! instead (for example rotel or an OpenTelemetry Collector).
 
-#[path = "../tests/support/emulator.rs"]
+#[path = "../tests/support/emulator/mod.rs"]
 mod emulator;
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! Self-test of the Lambda platform emulator in `tests/support/emulator.rs`, without the real
+//! Self-test of the Lambda platform emulator in `tests/support/emulator/`, without the real
 //! extension: the child is a stand-in shell script (`exec sleep 60`), and the test itself plays
 //! the extension by calling the Runtime API over HTTP and running a telemetry listener ("sink").
 
