@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 use serde_json::Value;
-use support::common::{counter, env, start_initialized, summary_field, summary_line};
+use support::common::{counter, env, spin_down, start_initialized, summary_field, summary_line};
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::FaultCollector;
 use support::rotel::{free_port, Rotel};
@@ -370,8 +370,7 @@ async fn full_outbox_never_refuses_the_function_and_counts_drops() {
 
     // Still alive, and the drops are counted.
     emu.invoke(InvokeSpec::default()).await.expect("invoke");
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
     let summary = summary_line(&emu).await;
     let dropped = summary_field(&summary, "dropped_items");
     assert!(
@@ -614,8 +613,7 @@ async fn a_down_collector_never_makes_the_functions_sdk_wait_or_retry() {
         assert!(dropped > 0, "{signal} dropped as outbox_full: {dropped}");
     }
     function.stop().await;
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
 }
 
 /// A length-delimited protobuf field.
@@ -767,7 +765,6 @@ async fn fields_the_bridge_does_not_know_reach_the_collector() {
                 );
             }
         }
-        let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-        assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+        spin_down(&emu).await;
     }
 }
