@@ -20,6 +20,7 @@ use support::emulator::{
     http_request, iso8601, new_request_id, process_state, span_id_for, telemetry_event,
     unshare_available, Emulator, EmulatorOptions, HttpResponse, InvokeSpec,
 };
+use support::prereq::missing;
 use tokio::sync::mpsc;
 
 const STEP: Duration = Duration::from_secs(5);
@@ -885,7 +886,10 @@ async fn managed_instances_require_schema_2025_and_send_no_invoke() {
 #[tokio::test]
 async fn sandbox_ip_is_resolved_through_a_private_etc_hosts() {
     if !unshare_available() {
-        eprintln!("skipping: `unshare -m` with a bind-mounted /etc/hosts is not available here");
+        missing(
+            "unshare -m with a bind-mounted /etc/hosts",
+            "run as root where mount namespaces are allowed",
+        );
         return;
     }
     let ip = Ipv4Addr::new(127, 0, 0, 2);

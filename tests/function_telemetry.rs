@@ -26,32 +26,12 @@ use serde_json::Value;
 use support::common::{counter, env, spin_down, start_initialized, summary_field, summary_line};
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::FaultCollector;
+use support::prereq::{missing, python_sdk};
 use support::rotel::{free_port, Rotel};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const TRACE_HEADER: &str =
     "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
-
-fn venv_python() -> Option<std::path::PathBuf> {
-    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let ok = std::process::Command::new(&p)
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        Some(p)
-    } else {
-        assert!(
-            !support::rotel::required(),
-            "the OpenTelemetry Python SDK is missing: run scripts/install-test-deps.sh"
-        );
-        eprintln!("SKIPPED: OpenTelemetry Python SDK not installed (scripts/install-test-deps.sh)");
-        None
-    }
-}
 
 /// Waits until the INVOKE for `request_id` has been handed out (the runtime
 /// runs the handler from then on).
@@ -116,7 +96,13 @@ async fn finished(child: tokio::process::Child) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_sdk_telemetry_reaches_the_collector_through_the_bridge() {
-    let Some(python) = venv_python() else { return };
+    let Some(python) = python_sdk() else {
+        missing(
+            "the OpenTelemetry Python SDK",
+            "run scripts/install-test-deps.sh",
+        );
+        return;
+    };
     let Some(rotel) = Rotel::start().await else {
         return;
     };
@@ -460,17 +446,9 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_collector_never_makes_the_functions_sdk_wait_or_retry() {
     // Required, not skipped: without the SDK this test would prove nothing.
-    let python = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let sdk = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http",
-        ])
-        .output();
-    assert!(
-        sdk.is_ok_and(|o| o.status.success()),
-        "the OpenTelemetry Python SDK is missing: run scripts/install-test-deps.sh"
-    );
+    let python = python_sdk().unwrap_or_else(|| {
+        panic!("the OpenTelemetry Python SDK is missing: run scripts/install-test-deps.sh")
+    });
     let collector_port = free_port(); // nothing listens there yet
     let (grpc_port, http_port) = (free_port(), free_port());
     let emu = start_initialized(EmulatorOptions {

@@ -18,6 +18,7 @@ use support::emulator::{
     EmulatorOptions, InvokeSpec,
 };
 use support::otlp::{attr, attr_str, hex};
+use support::prereq::missing;
 use support::rotel::Rotel;
 
 const TRACE_HEADER: &str =
@@ -504,8 +505,9 @@ async fn schema_fallback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listens_where_sandbox_localdomain_resolves() {
     if !unshare_available() {
-        eprintln!(
-            "SKIPPED: unshare -m is not available to give sandbox.localdomain its own address"
+        missing(
+            "unshare -m with a bind-mounted /etc/hosts",
+            "run as root where mount namespaces are allowed",
         );
         return;
     }

@@ -7,6 +7,7 @@ pub mod common;
 pub mod emulator;
 pub mod fault_collector;
 pub mod otlp;
+pub mod prereq;
 pub mod rotel;
 pub mod silent_proxy;
 pub mod tls;
