@@ -11,7 +11,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::json;
 use support::common::{
-    body, failed_init, otlp_env, spin_down, start_initialized, start_with, summary_line,
+    body, env, failed_init, otlp_env, spin_down, start_initialized, start_with, summary_field,
+    summary_line,
 };
 use support::emulator::{
     extension_binary, new_request_id, telemetry_event, unshare_available, Emulator,
@@ -441,6 +442,9 @@ async fn config_error_is_reported_as_init_error() {
 async fn telemetry_not_supported_keeps_working() {
     let emu = start_initialized(EmulatorOptions {
         telemetry_supported: false,
+        // The longest report wait (1.5 s): a shutdown that waited for a
+        // report could not end before it.
+        extra_env: env(&[("LAMBDA_OTEL_BRIDGE_SHUTDOWN_REPORT_WAIT_MS", "1500")]),
         ..EmulatorOptions::default()
     })
     .await;
@@ -453,8 +457,16 @@ async fn telemetry_not_supported_keeps_working() {
         );
     }
     let out = spin_down(&emu).await;
-    // No report can come, so shutdown does not wait for one.
-    assert!(out.elapsed < Duration::from_millis(250), "{out:?}");
+    // The last invocation's report is outstanding (with the Telemetry API
+    // SHUTDOWN would wait for it), but none can come, so shutdown does not
+    // wait: it ends before the report wait could have.
+    let summary = summary_line(&emu).await;
+    assert!(summary_field(&summary, "awaiting_report") >= 1, "{summary}");
+    eprintln!("shutdown without the Telemetry API took {:?}", out.elapsed);
+    assert!(
+        out.exited_by_itself && out.elapsed < Duration::from_millis(1500),
+        "waited for a report that cannot come: {out:?}"
+    );
     assert_eq!(
         emu.output()
             .matches("the Telemetry API is not supported here")
