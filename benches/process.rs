@@ -19,7 +19,7 @@
 //! - `faults`: billed post-runtime time and requests per invocation against
 //!   a misbehaving collector ([`faults`]).
 
-#[path = "../tests/support/emulator.rs"]
+#[path = "../tests/support/emulator/mod.rs"]
 mod emulator;
 #[path = "../tests/support/fault_collector.rs"]
 mod fault_collector;
@@ -208,10 +208,10 @@ async fn workload(collector: &FaultCollector, policy: &str, invocations: usize, 
     // Read while frozen: the counters are stable.
     let cpu = cpu_seconds(pid) - cpu0;
     let (rss_now, peak) = rss(pid);
-    emu.shutdown("spindown", Duration::from_secs(2)).await;
+    let shutdown = emu.shutdown("spindown", Duration::from_secs(2)).await;
     post.sort_by(f64::total_cmp);
     println!(
-        "{policy:>9}: {invocations} invocations x {lines_per} lines | /next before runtimeDone in {early} | post-runtime p50 {:.3} ms p99 {:.3} ms max {:.3} ms | CPU {:.3} s per 1000 invocations | RSS after init {:.1} MiB, at end {:.1} MiB, peak {:.1} MiB",
+        "{policy:>9}: {invocations} invocations x {lines_per} lines | /next before runtimeDone in {early} | post-runtime p50 {:.3} ms p99 {:.3} ms max {:.3} ms | CPU {:.3} s per 1000 invocations | RSS after init {:.1} MiB, at end {:.1} MiB, peak {:.1} MiB | SHUTDOWN to exit {:.1} ms",
         percentile(&post, 0.5),
         percentile(&post, 0.99),
         post.last().copied().unwrap_or(f64::NAN),
@@ -219,6 +219,7 @@ async fn workload(collector: &FaultCollector, policy: &str, invocations: usize, 
         rss_init as f64 / 1024.0,
         rss_now as f64 / 1024.0,
         peak as f64 / 1024.0,
+        ms(shutdown.elapsed),
     );
 }
 

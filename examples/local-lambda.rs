@@ -10,8 +10,10 @@
 //! optionally `OTEL_EXPORTER_OTLP_PROTOCOL`), it goes to that collector
 //! instead (for example rotel or an OpenTelemetry Collector).
 
-#[path = "../tests/support/emulator.rs"]
+#[path = "../tests/support/emulator/mod.rs"]
 mod emulator;
+#[path = "../tests/support/otlp.rs"]
+mod otlp;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use emulator::{extension_binary, new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use mock_collector::{MockServer, Protocol};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
+use otlp::hex;
 use serde_json::json;
 
 const TS: &str = "2025-03-04T10:15:30.610Z";
@@ -295,8 +298,4 @@ fn print_metrics(metrics: &[opentelemetry_proto::tonic::metrics::v1::Metric]) {
     for (name, v) in latest {
         println!("  {name:<34} {v}");
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

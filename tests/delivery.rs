@@ -11,7 +11,7 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use serde_json::json;
-use support::common::{body, counter, env, line, start_initialized, start_with};
+use support::common::{body, counter, env, line, spin_down, start_initialized, start_with};
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
 use support::rotel::{free_port, Rotel};
@@ -54,12 +54,7 @@ async fn every_protocol_delivers_all_signals_to_rotel() {
             )
             .await
             .unwrap_or_else(|e| panic!("{protocol}: {e}\n{}", emu.output()));
-        assert_eq!(
-            emu.shutdown("spindown", Duration::from_secs(2))
-                .await
-                .exit_code,
-            Some(0)
-        );
+        spin_down(&emu).await;
         rotel
             .wait_for(
                 &["extensionOverhead", "aws.lambda.billed_duration"],
@@ -101,12 +96,7 @@ async fn every_protocol_delivers_all_signals_to_mock_collector() {
         })
         .await
         .unwrap();
-        assert_eq!(
-            emu.shutdown("spindown", Duration::from_secs(2))
-                .await
-                .exit_code,
-            Some(0)
-        );
+        spin_down(&emu).await;
         server
             .wait_until(
                 |c| c.span_count() >= 5 && c.log_count() >= 1 && c.metric_count() >= 5,
@@ -168,8 +158,7 @@ async fn collector_down_then_up_delivers_everything_once() {
         .unwrap();
         ids.push(rid);
     }
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
 
     let logs = collector.log_records();
     let bodies: Vec<String> = logs.iter().map(body).collect();
@@ -337,8 +326,7 @@ async fn retry_after_is_honoured_and_400_is_dropped_and_counted() {
         collector.summary()
     );
     assert_eq!(refused[0].status, 400);
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
     assert!(
         emu.output().contains("logs/refused"),
         "warning line names the drop: {}",
@@ -386,12 +374,7 @@ async fn end_and_adaptive_are_visible_in_next_timing() {
                 immediate += 1;
             }
         }
-        assert_eq!(
-            emu.shutdown("spindown", Duration::from_secs(2))
-                .await
-                .exit_code,
-            Some(0)
-        );
+        spin_down(&emu).await;
         match policy {
             "end" => assert_eq!(immediate, 0, "end never calls /next early"),
             _ => assert!(
@@ -442,8 +425,7 @@ async fn managed_instances_flush_periodically() {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", emu.output()));
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
 }
 
 /// `OTEL_SDK_DISABLED=true`: the extension registers and runs the lifecycle
@@ -464,8 +446,7 @@ async fn sdk_disabled_exports_nothing() {
     })
     .await
     .unwrap();
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
     assert!(emu.calls().iter().any(|c| c.path.ends_with("/event/next")));
     assert!(collector.requests().is_empty(), "{}", collector.summary());
 }

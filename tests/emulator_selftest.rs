@@ -1,4 +1,4 @@
-//! Self-test of the Lambda platform emulator in `tests/support/emulator.rs`, without the real
+//! Self-test of the Lambda platform emulator in `tests/support/emulator/`, without the real
 //! extension: the child is a stand-in shell script (`exec sleep 60`), and the test itself plays
 //! the extension by calling the Runtime API over HTTP and running a telemetry listener ("sink").
 
@@ -17,9 +17,10 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 use support::emulator::{
-    http_request, iso8601, new_request_id, span_id_for, telemetry_event, unshare_available,
-    Emulator, EmulatorOptions, HttpResponse, InvokeSpec,
+    http_request, iso8601, new_request_id, process_state, span_id_for, telemetry_event,
+    unshare_available, Emulator, EmulatorOptions, HttpResponse, InvokeSpec,
 };
+use support::prereq::missing;
 use tokio::sync::mpsc;
 
 const STEP: Duration = Duration::from_secs(5);
@@ -278,14 +279,6 @@ fn no_freeze() -> EmulatorOptions {
         freeze_between_invocations: false,
         ..EmulatorOptions::default()
     }
-}
-
-/// Process state letter from /proc (`T` = stopped).
-fn process_state(pid: u32) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next())
-        .unwrap_or('?')
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -682,7 +675,7 @@ async fn invocations_freeze_defer_the_report_and_shutdown_kills_at_the_deadline(
     let mut seen = run_fake_extension(ext, sink.clone());
     emu.init(vec![], STEP).await.expect("init");
     assert!(emu.is_frozen());
-    assert_eq!(process_state(emu.pid()), 'T', "stopped after init");
+    assert_eq!(process_state(emu.pid()), Some('T'), "stopped after init");
 
     let trace = "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
     let first = InvokeSpec {
@@ -699,7 +692,11 @@ async fn invocations_freeze_defer_the_report_and_shutdown_kills_at_the_deadline(
     let first_id = first.request_id.clone();
     let before_invoke = SystemTime::now();
     let outcome = emu.invoke(first).await.expect("first invoke");
-    assert_eq!(process_state(emu.pid()), 'T', "stopped between invocations");
+    assert_eq!(
+        process_state(emu.pid()),
+        Some('T'),
+        "stopped between invocations"
+    );
     let delivered = outcome
         .runtime_done_delivered_at
         .expect("runtimeDone acked");
@@ -889,7 +886,10 @@ async fn managed_instances_require_schema_2025_and_send_no_invoke() {
 #[tokio::test]
 async fn sandbox_ip_is_resolved_through_a_private_etc_hosts() {
     if !unshare_available() {
-        eprintln!("skipping: `unshare -m` with a bind-mounted /etc/hosts is not available here");
+        missing(
+            "unshare -m with a bind-mounted /etc/hosts",
+            "run as root where mount namespaces are allowed",
+        );
         return;
     }
     let ip = Ipv4Addr::new(127, 0, 0, 2);

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::common::{
-    body, counter, endpoint_for, env, invoke_line, line, start_with, summary_field, summary_line,
+    body, counter, endpoint_for, env, invoke_line, line, spin_down, start_with, summary_field,
+    summary_line,
 };
 use support::emulator::{http_request, new_request_id, telemetry_event, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
@@ -265,8 +266,7 @@ async fn killed_extension_restarts_and_works() {
     .await
     .unwrap();
     assert_eq!(resp.status, 200, "{resp:?}\n{}", second.output());
-    let out = second.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", second.output());
+    spin_down(&second).await;
     let counts = body_counts(&collector);
     for text in ["after the restart", "function line after the restart"] {
         assert_eq!(

@@ -15,19 +15,12 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use support::common::{
-    body, endpoint_for, env, init_error_call, line, start_end_mode, start_with, str_attr,
-    summary_field, summary_line,
+    body, endpoint_for, env, failed_init, line, start_end_mode, start_with, summary_field,
+    summary_line,
 };
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
-
-fn span_attr(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<String> {
-    str_attr(&span.attributes, key)
-}
-
-fn log_attr(r: &opentelemetry_proto::tonic::logs::v1::LogRecord, key: &str) -> Option<String> {
-    str_attr(&r.attributes, key)
-}
+use support::otlp::attr_str;
 
 /// Handlers of 5 s, longer than the old fixed 2 s wait: in `end` mode and
 /// with the defaults (`adaptive`, whose first invocations flush in `end`
@@ -69,7 +62,7 @@ async fn five_second_handlers_leave_before_the_freeze() {
                     )
                 });
                 assert_eq!(
-                    log_attr(r, "faas.invocation_id").as_deref(),
+                    attr_str(&r.attributes, "faas.invocation_id"),
                     Some(rid.as_str())
                 );
             }
@@ -79,7 +72,7 @@ async fn five_second_handlers_leave_before_the_freeze() {
                 .find(|s| {
                     // The invocation span is the SERVER span of the request.
                     s.kind == 2
-                        && span_attr(s, "faas.invocation_id").as_deref() == Some(rid.as_str())
+                        && attr_str(&s.attributes, "faas.invocation_id") == Some(rid.as_str())
                 })
                 .unwrap_or_else(|| {
                     panic!(
@@ -298,14 +291,9 @@ async fn managed_instances_with_an_invalid_setting_reports_the_real_error() {
         ..EmulatorOptions::default()
     })
     .await;
-    let code = emu
-        .wait_for_exit(Duration::from_secs(10))
-        .await
-        .expect("exits");
-    assert_ne!(code, 0);
+    let err = failed_init(&emu).await;
     let reg = emu.registration().expect("registered");
     assert_eq!(reg.events, vec!["SHUTDOWN".to_string()], "{reg:?}");
-    let err = init_error_call(&emu);
     assert!(
         err.body.contains("LAMBDA_OTEL_BRIDGE_FLUSH"),
         "{}",
@@ -445,7 +433,7 @@ async fn managed_instances_overlapping_invocations_keep_their_context() {
             .iter()
             .find(|sp| {
                 sp.kind == 2
-                    && span_attr(sp, "faas.invocation_id").as_deref() == Some(s.request_id.as_str())
+                    && attr_str(&sp.attributes, "faas.invocation_id") == Some(s.request_id.as_str())
             })
             .unwrap_or_else(|| panic!("no span for invocation {k}\n{}", collector.summary()));
         for j in 0..3 {
@@ -455,7 +443,7 @@ async fn managed_instances_overlapping_invocations_keep_their_context() {
                 .find(|r| body(r) == text)
                 .unwrap_or_else(|| panic!("'{text}' missing\n{}", collector.summary()));
             assert_eq!(
-                log_attr(r, "faas.invocation_id").as_deref(),
+                attr_str(&r.attributes, "faas.invocation_id"),
                 Some(s.request_id.as_str()),
                 "{text}"
             );

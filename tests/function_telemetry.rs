@@ -23,35 +23,15 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 use serde_json::Value;
-use support::common::{counter, env, start_initialized, summary_field, summary_line};
+use support::common::{counter, env, spin_down, start_initialized, summary_field, summary_line};
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::FaultCollector;
+use support::prereq::{missing, python_sdk};
 use support::rotel::{free_port, Rotel};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const TRACE_HEADER: &str =
     "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
-
-fn venv_python() -> Option<std::path::PathBuf> {
-    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let ok = std::process::Command::new(&p)
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        Some(p)
-    } else {
-        assert!(
-            !support::rotel::required(),
-            "the OpenTelemetry Python SDK is missing: run scripts/install-test-deps.sh"
-        );
-        eprintln!("SKIPPED: OpenTelemetry Python SDK not installed (scripts/install-test-deps.sh)");
-        None
-    }
-}
 
 /// Waits until the INVOKE for `request_id` has been handed out (the runtime
 /// runs the handler from then on).
@@ -116,7 +96,13 @@ async fn finished(child: tokio::process::Child) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_sdk_telemetry_reaches_the_collector_through_the_bridge() {
-    let Some(python) = venv_python() else { return };
+    let Some(python) = python_sdk() else {
+        missing(
+            "the OpenTelemetry Python SDK",
+            "run scripts/install-test-deps.sh",
+        );
+        return;
+    };
     let Some(rotel) = Rotel::start().await else {
         return;
     };
@@ -370,8 +356,7 @@ async fn full_outbox_never_refuses_the_function_and_counts_drops() {
 
     // Still alive, and the drops are counted.
     emu.invoke(InvokeSpec::default()).await.expect("invoke");
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
     let summary = summary_line(&emu).await;
     let dropped = summary_field(&summary, "dropped_items");
     assert!(
@@ -461,17 +446,9 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_collector_never_makes_the_functions_sdk_wait_or_retry() {
     // Required, not skipped: without the SDK this test would prove nothing.
-    let python = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let sdk = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http",
-        ])
-        .output();
-    assert!(
-        sdk.is_ok_and(|o| o.status.success()),
-        "the OpenTelemetry Python SDK is missing: run scripts/install-test-deps.sh"
-    );
+    let python = python_sdk().unwrap_or_else(|| {
+        panic!("the OpenTelemetry Python SDK is missing: run scripts/install-test-deps.sh")
+    });
     let collector_port = free_port(); // nothing listens there yet
     let (grpc_port, http_port) = (free_port(), free_port());
     let emu = start_initialized(EmulatorOptions {
@@ -614,8 +591,7 @@ async fn a_down_collector_never_makes_the_functions_sdk_wait_or_retry() {
         assert!(dropped > 0, "{signal} dropped as outbox_full: {dropped}");
     }
     function.stop().await;
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
 }
 
 /// A length-delimited protobuf field.
@@ -767,7 +743,6 @@ async fn fields_the_bridge_does_not_know_reach_the_collector() {
                 );
             }
         }
-        let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-        assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+        spin_down(&emu).await;
     }
 }

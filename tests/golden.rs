@@ -22,6 +22,10 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::{json, Value};
 
+#[path = "support/otlp.rs"]
+mod otlp;
+use otlp::{attr_str, hex};
+
 /// Every case the suite must contain (more are welcome).
 const REQUIRED_CASES: &[&str] = &[
     "cold-start-success",
@@ -298,25 +302,6 @@ fn describe_diff(expected: &Value, actual: &Value) -> String {
 
 // ---------------------------------------------------------------------------
 // Invariants
-
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref())
-        .and_then(|v| v.value.as_ref())
-}
-
-fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    match attr(attrs, key) {
-        Some(any_value::Value::StringValue(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn nonzero(b: &[u8]) -> bool {
     b.iter().any(|x| *x != 0)

@@ -36,6 +36,10 @@ use lambda_simulator::{EventType, InvocationStatus, ShutdownReason, Simulator};
 use mock_collector::{MockCollector, MockServer, Protocol};
 use serde_json::{json, Value};
 
+#[path = "support/otlp.rs"]
+mod otlp;
+use otlp::hex;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_lambda-otel-bridge");
 const EXTENSION_NAME: &str = "lambda-otel-bridge";
 const FUNCTION_NAME: &str = "simulated-orders";
@@ -155,10 +159,6 @@ fn trace_id_hex(xray_header: &str) -> String {
     let parts: Vec<&str> = root.split('-').collect();
     assert_eq!(parts.len(), 3, "malformed Root {root:?}");
     format!("{}{}", parts[1], parts[2]).to_ascii_lowercase()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A log line the "function" wrote: what Lambda delivers, and what the

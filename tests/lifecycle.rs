@@ -10,11 +10,16 @@ use mock_collector::{MockServer, Protocol, ServerHandle};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::json;
-use support::common::{init_error_call, start_initialized, start_with, summary_line};
+use support::common::{
+    body, env, failed_init, otlp_env, spin_down, start_initialized, start_with, summary_field,
+    summary_line,
+};
 use support::emulator::{
     extension_binary, new_request_id, telemetry_event, unshare_available, Emulator,
     EmulatorOptions, InvokeSpec,
 };
+use support::otlp::{attr, attr_str, hex};
+use support::prereq::missing;
 use support::rotel::Rotel;
 
 const TRACE_HEADER: &str =
@@ -29,37 +34,10 @@ async fn collector() -> ServerHandle {
         .expect("mock collector starts")
 }
 
-fn otlp_env(endpoint: String) -> Vec<(String, String)> {
-    vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/protobuf".into()),
-    ]
-}
-
 async fn logs_of(server: &ServerHandle) -> Vec<LogRecord> {
     server
         .with_collector(|c| c.logs().iter().map(|l| l.log_record().clone()).collect())
         .await
-}
-
-fn body(r: &LogRecord) -> String {
-    match r.body.as_ref().and_then(|b| b.value.as_ref()) {
-        Some(AV::StringValue(s)) => s.clone(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn attr(r: &LogRecord, key: &str) -> Option<String> {
-    r.attributes.iter().find(|a| a.key == key).and_then(|a| {
-        match a.value.as_ref()?.value.as_ref()? {
-            AV::StringValue(s) => Some(s.clone()),
-            other => Some(format!("{other:?}")),
-        }
-    })
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn find<'a>(logs: &'a [LogRecord], body_text: &str) -> &'a LogRecord {
@@ -86,7 +64,7 @@ async fn lifecycle_end_to_end_with_freezes() {
         "my-telemetry-ext",
         EmulatorOptions {
             freeze_between_invocations: true,
-            extra_env: otlp_env(format!("http://{}", server.addr())),
+            extra_env: otlp_env(&format!("http://{}", server.addr()), "http/protobuf"),
             ..EmulatorOptions::default()
         },
     )
@@ -230,7 +208,7 @@ async fn lifecycle_end_to_end_with_freezes() {
     let logs = logs_of(&server).await;
     let function_logs: Vec<&LogRecord> = logs
         .iter()
-        .filter(|r| attr(r, "aws.lambda.log.source").as_deref() == Some("function"))
+        .filter(|r| attr_str(&r.attributes, "aws.lambda.log.source") == Some("function"))
         .collect();
     assert_eq!(
         function_logs.len(),
@@ -244,20 +222,29 @@ async fn lifecycle_end_to_end_with_freezes() {
         (w.severity_number, w.severity_text.as_str()),
         (13, "WARNING")
     );
-    assert_eq!(attr(w, "faas.invocation_id").as_deref(), Some(r1.as_str()));
+    assert_eq!(
+        attr_str(&w.attributes, "faas.invocation_id"),
+        Some(r1.as_str())
+    );
     assert_eq!(hex(&w.trace_id), "67a1b2c34d5e6f708192a3b4c5d6e7f8");
     let n = find(&logs, "node error");
     assert_eq!(n.severity_number, 17);
     let p = find(&logs, "plain print one");
     assert_eq!(p.severity_number, 0);
-    assert_eq!(attr(p, "faas.invocation_id").as_deref(), Some(r1.as_str()));
+    assert_eq!(
+        attr_str(&p.attributes, "faas.invocation_id"),
+        Some(r1.as_str())
+    );
     assert_eq!(p.trace_id, w.trace_id);
     assert_eq!(p.span_id, w.span_id);
 
     let j = find(&logs, "json error");
     assert_eq!(j.severity_number, 17);
-    assert_eq!(attr(j, "faas.invocation_id").as_deref(), Some(r2.as_str()));
-    assert_eq!(attr(j, "orderId").as_deref(), Some("IntValue(4711)"));
+    assert_eq!(
+        attr_str(&j.attributes, "faas.invocation_id"),
+        Some(r2.as_str())
+    );
+    assert_eq!(attr(&j.attributes, "orderId"), Some(&AV::IntValue(4711)));
     let rb = find(&logs, "ruby error");
     assert_eq!(rb.trace_id, j.trace_id, "same invocation, same trace");
     assert_ne!(
@@ -269,7 +256,10 @@ async fn lifecycle_end_to_end_with_freezes() {
     let ji = find(&logs, "java info");
     assert_eq!(ji.severity_number, 9);
     let p3 = find(&logs, "plain print three");
-    assert_eq!(attr(p3, "faas.invocation_id").as_deref(), Some(r3.as_str()));
+    assert_eq!(
+        attr_str(&p3.attributes, "faas.invocation_id"),
+        Some(r3.as_str())
+    );
     assert_eq!(p3.span_id, ji.span_id);
 
     let init = find(&logs, "loading config");
@@ -283,7 +273,11 @@ async fn lifecycle_end_to_end_with_freezes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_is_lenient_and_bounded() {
     let server = collector().await;
-    let emu = start_with(otlp_env(format!("http://{}", server.addr())), false).await;
+    let emu = start_with(
+        otlp_env(&format!("http://{}", server.addr()), "http/protobuf"),
+        false,
+    )
+    .await;
     emu.wait_delivered(Duration::from_secs(5))
         .await
         .expect("init telemetry delivered");
@@ -372,8 +366,7 @@ async fn receiver_is_lenient_and_bounded() {
 
     // An invocation makes the extension flush.
     emu.invoke(InvokeSpec::default()).await.expect("invoke");
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
     summary_line(&emu).await;
     assert!(
         emu.output().contains("skipped_events=1"),
@@ -403,13 +396,16 @@ async fn receiver_is_lenient_and_bounded() {
             // No invocation has this id (the records are pushed by hand, with
             // no INVOKE or platform.start naming it): it attributes nothing
             // and stays the record's `requestId` attribute.
-            assert_eq!(attr(r, "requestId").as_deref(), Some(rid.as_str()));
-            assert_eq!(attr(r, "faas.invocation_id"), None);
+            assert_eq!(attr_str(&r.attributes, "requestId"), Some(rid.as_str()));
+            assert_eq!(attr(&r.attributes, "faas.invocation_id"), None);
         }
     }
     assert_eq!(find(&logs, "json two").severity_number, 5);
     assert_eq!(
-        attr(find(&logs, "ext text line"), "aws.lambda.log.source").as_deref(),
+        attr_str(
+            &find(&logs, "ext text line").attributes,
+            "aws.lambda.log.source"
+        ),
         Some("extension")
     );
 }
@@ -424,12 +420,7 @@ async fn config_error_is_reported_as_init_error() {
         ..EmulatorOptions::default()
     })
     .await;
-    let code = emu
-        .wait_for_exit(Duration::from_secs(10))
-        .await
-        .expect("exits");
-    assert_ne!(code, 0);
-    let err = init_error_call(&emu);
+    let err = failed_init(&emu).await;
     let calls = emu.calls();
     assert_eq!(
         err.header("Lambda-Extension-Function-Error-Type"),
@@ -451,6 +442,9 @@ async fn config_error_is_reported_as_init_error() {
 async fn telemetry_not_supported_keeps_working() {
     let emu = start_initialized(EmulatorOptions {
         telemetry_supported: false,
+        // The longest report wait (1.5 s): a shutdown that waited for a
+        // report could not end before it.
+        extra_env: env(&[("LAMBDA_OTEL_BRIDGE_SHUTDOWN_REPORT_WAIT_MS", "1500")]),
         ..EmulatorOptions::default()
     })
     .await;
@@ -462,10 +456,17 @@ async fn telemetry_not_supported_keeps_working() {
             "waited for telemetry that cannot come: {o:?}"
         );
     }
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
-    // No report can come, so shutdown does not wait for one.
-    assert!(out.elapsed < Duration::from_millis(250), "{out:?}");
+    let out = spin_down(&emu).await;
+    // The last invocation's report is outstanding (with the Telemetry API
+    // SHUTDOWN would wait for it), but none can come, so shutdown does not
+    // wait: it ends before the report wait could have.
+    let summary = summary_line(&emu).await;
+    assert!(summary_field(&summary, "awaiting_report") >= 1, "{summary}");
+    eprintln!("shutdown without the Telemetry API took {:?}", out.elapsed);
+    assert!(
+        out.exited_by_itself && out.elapsed < Duration::from_millis(1500),
+        "waited for a report that cannot come: {out:?}"
+    );
     assert_eq!(
         emu.output()
             .matches("the Telemetry API is not supported here")
@@ -482,7 +483,7 @@ async fn schema_fallback() {
     let server = collector().await;
     let emu = start_initialized(EmulatorOptions {
         accepted_schema_versions: vec!["2022-12-13".into()],
-        extra_env: otlp_env(format!("http://{}", server.addr())),
+        extra_env: otlp_env(&format!("http://{}", server.addr()), "http/protobuf"),
         ..EmulatorOptions::default()
     })
     .await;
@@ -501,15 +502,13 @@ async fn schema_fallback() {
         .unwrap_or_else(|_| panic!("{}", emu.output()));
     let logs = logs_of(&server).await;
     assert_eq!(
-        attr(find(&logs, "after fallback"), "faas.invocation_id"),
-        Some(rid)
+        attr_str(
+            &find(&logs, "after fallback").attributes,
+            "faas.invocation_id"
+        ),
+        Some(rid.as_str())
     );
-    assert_eq!(
-        emu.shutdown("spindown", Duration::from_secs(2))
-            .await
-            .exit_code,
-        Some(0)
-    );
+    spin_down(&emu).await;
 }
 
 /// Lambda delivers to whatever address `sandbox.localdomain` has in the
@@ -518,8 +517,9 @@ async fn schema_fallback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listens_where_sandbox_localdomain_resolves() {
     if !unshare_available() {
-        eprintln!(
-            "SKIPPED: unshare -m is not available to give sandbox.localdomain its own address"
+        missing(
+            "unshare -m with a bind-mounted /etc/hosts",
+            "run as root where mount namespaces are allowed",
         );
         return;
     }
@@ -527,7 +527,7 @@ async fn listens_where_sandbox_localdomain_resolves() {
     let emu = start_initialized(EmulatorOptions {
         sandbox_ip: Some("127.0.0.3".parse().unwrap()),
         freeze_between_invocations: false,
-        extra_env: otlp_env(format!("http://{}", server.addr())),
+        extra_env: otlp_env(&format!("http://{}", server.addr()), "http/protobuf"),
         ..EmulatorOptions::default()
     })
     .await;
@@ -561,12 +561,7 @@ async fn listens_where_sandbox_localdomain_resolves() {
             .is_err(),
         "bound 0.0.0.0 instead of the sandbox address"
     );
-    assert_eq!(
-        emu.shutdown("spindown", Duration::from_secs(2))
-            .await
-            .exit_code,
-        Some(0)
-    );
+    spin_down(&emu).await;
 }
 
 /// Interop with a collector nobody here wrote: rotel receives the function
@@ -581,10 +576,7 @@ async fn logs_reach_rotel_over_http_and_grpc() {
         ("grpc", rotel.grpc_endpoint()),
     ] {
         let emu = start_initialized(EmulatorOptions {
-            extra_env: vec![
-                ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into()),
-            ],
+            extra_env: otlp_env(&endpoint, protocol),
             ..EmulatorOptions::default()
         })
         .await;
@@ -603,11 +595,6 @@ async fn logs_reach_rotel_over_http_and_grpc() {
             .wait_for(&[&line, &rid], Duration::from_secs(10))
             .await
             .unwrap_or_else(|e| panic!("{e}\nextension output:\n{}", emu.output()));
-        assert_eq!(
-            emu.shutdown("spindown", Duration::from_secs(2))
-                .await
-                .exit_code,
-            Some(0)
-        );
+        spin_down(&emu).await;
     }
 }

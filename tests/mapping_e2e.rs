@@ -11,40 +11,22 @@ use std::time::Duration;
 
 use mock_collector::{MockServer, Protocol, ServerHandle};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, Metric};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::json;
 use std::time::SystemTime;
-use support::common::{body, env, start_with};
+use support::common::{body, env, otlp_env, spin_down, start_with};
 use support::emulator::{
     new_request_id, span_id_for, unix_ms, Emulator, EmulatorOptions, InvokeSpec,
 };
 use support::fault_collector::FaultCollector;
+use support::otlp::{attr, attr_str, hex};
 use support::rotel::Rotel;
 
 const ROOT: &str = "67a1b2c34d5e6f708192a3b4c5d6e7f8";
 const TRACE_HEADER: &str =
     "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
 const TS: &str = "2025-03-04T10:15:30.610Z";
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AV> {
-    attrs
-        .iter()
-        .find(|a| a.key == key)
-        .and_then(|a| a.value.as_ref()?.value.as_ref())
-}
-
-fn str_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    match attr(attrs, key)? {
-        AV::StringValue(s) => Some(s.clone()),
-        _ => None,
-    }
-}
 
 /// The latest point of each metric (cumulative: the running total).
 fn latest_metrics(metrics: &[Metric]) -> HashMap<String, Metric> {
@@ -150,8 +132,7 @@ async fn workload(extra_env: Vec<(String, String)>) -> Run {
     for spec in specs {
         emu.invoke(spec).await.expect("invoke");
     }
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
     Run { emu, ids }
 }
 
@@ -190,9 +171,7 @@ async fn traces_logs_and_metrics_at_the_collector() {
     let invocation = |rid: &str| -> &Span {
         let found: Vec<&Span> = spans
             .iter()
-            .filter(|s| {
-                s.kind == 2 && str_attr(&s.attributes, "faas.invocation_id").as_deref() == Some(rid)
-            })
+            .filter(|s| s.kind == 2 && attr_str(&s.attributes, "faas.invocation_id") == Some(rid))
             .collect();
         assert_eq!(found.len(), 1, "one SERVER span for {rid}: {spans:#?}");
         found[0]
@@ -258,15 +237,12 @@ async fn traces_logs_and_metrics_at_the_collector() {
     let err = invocation(&ids[2]);
     assert_eq!(err.status.as_ref().unwrap().code, 2);
     assert_eq!(
-        str_attr(&err.attributes, "error.type").as_deref(),
+        attr_str(&err.attributes, "error.type"),
         Some("Runtime.HandlerError")
     );
     let to = invocation(&ids[3]);
     assert_eq!(to.status.as_ref().unwrap().code, 2);
-    assert_eq!(
-        str_attr(&to.attributes, "error.type").as_deref(),
-        Some("timeout")
-    );
+    assert_eq!(attr_str(&to.attributes, "error.type"), Some("timeout"));
     assert_eq!(
         invocation(&ids[1])
             .status
@@ -302,7 +278,7 @@ async fn traces_logs_and_metrics_at_the_collector() {
         assert_eq!(r.span_id, s.span_id, "{text}: span id of its invocation");
         assert_eq!(r.severity_number, severity, "{text}");
         assert_eq!(
-            str_attr(&r.attributes, "faas.invocation_id").as_deref(),
+            attr_str(&r.attributes, "faas.invocation_id"),
             Some(ids[inv].as_str())
         );
     }
@@ -356,11 +332,7 @@ async fn all_signals_reach_rotel() {
     let Some(rotel) = Rotel::start().await else {
         return;
     };
-    let run = workload(vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), rotel.grpc_endpoint()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "grpc".into()),
-    ])
-    .await;
+    let run = workload(otlp_env(&rotel.grpc_endpoint(), "grpc")).await;
     rotel
         .wait_for(
             &[
@@ -443,12 +415,12 @@ async fn application_request_ids_keep_lines_with_their_invocation() {
             assert_eq!(hex(&r.trace_id), root, "{text}");
             assert_eq!(hex(&r.span_id), span_id_for(&rid), "{text}");
             assert_eq!(
-                str_attr(&r.attributes, "faas.invocation_id").as_deref(),
+                attr_str(&r.attributes, "faas.invocation_id"),
                 Some(rid.as_str()),
                 "{text}"
             );
             assert_eq!(
-                str_attr(&r.attributes, "requestId").as_deref(),
+                attr_str(&r.attributes, "requestId"),
                 Some(app_id.as_str()),
                 "{text}"
             );
@@ -459,8 +431,7 @@ async fn application_request_ids_keep_lines_with_their_invocation() {
             );
         }
     }
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
     // Nothing was held back for a later flush: each line exactly once.
     let bodies: Vec<String> = collector.log_records().iter().map(body).collect();
     for i in 0..3 {

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::common::{env, start_initialized, start_with};
+use support::common::{env, spin_down, start_initialized, start_with};
 use support::emulator::{http_request, new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
 use support::rotel::free_port;
@@ -140,8 +140,7 @@ async fn redaction_covers_logs_spans_and_the_functions_own_otlp() {
             .unwrap();
             assert_eq!(resp.status, 200, "{path}: {resp:?}");
         }
-        let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-        assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+        spin_down(&emu).await;
 
         let text = received(&collector);
         for context in [
@@ -204,8 +203,7 @@ async fn header_values_are_never_logged_or_exported() {
     }
     collector.set_fault(Fault::Ok);
     emu.invoke(InvokeSpec::default()).await.unwrap();
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
 
     let requests = collector.requests();
     assert!(requests.iter().any(|r| r.status == 401));

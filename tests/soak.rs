@@ -26,14 +26,13 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::{json, Value};
-use support::common::{body, start_initialized, summary_field, summary_line};
+use support::common::{body, otlp_env, start_initialized, summary_field, summary_line};
 use support::emulator::{extension_binary, iso8601, new_request_id, EmulatorOptions, InvokeSpec};
 use support::fault_collector::FaultCollector;
+use support::otlp::attr_str;
 
 /// Function log lines per invocation, one per format in [`soak_lines`].
 const LINES_PER_INVOCATION: usize = 6;
@@ -126,26 +125,6 @@ fn env_usize(name: &str) -> Option<usize> {
             .parse()
             .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
     )
-}
-
-fn otlp_env(collector: &FaultCollector) -> Vec<(String, String)> {
-    vec![
-        (
-            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-            collector.http_endpoint(),
-        ),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/protobuf".into()),
-    ]
-}
-
-fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|a| a.key == key)
-        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-            AV::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        })
 }
 
 /// The first token starting with `prefix` in `text` (`prefix` then `[A-Za-z0-9-]*`).
@@ -262,7 +241,7 @@ async fn soak(plan: SoakPlan) {
     let emu = start_initialized(EmulatorOptions {
         function_name: FUNCTION_NAME.into(),
         freeze_between_invocations: true,
-        extra_env: otlp_env(&collector),
+        extra_env: otlp_env(&collector.http_endpoint(), "http/protobuf"),
         ..EmulatorOptions::default()
     })
     .await;
@@ -550,7 +529,7 @@ async fn burst_of_1mb_batches() {
     let test_started = Instant::now();
     let burst_batches = env_usize("SOAK_BURST_BATCHES").unwrap_or(BURST_BATCHES);
     let collector = FaultCollector::start().await;
-    let mut env = otlp_env(&collector);
+    let mut env = otlp_env(&collector.http_endpoint(), "http/protobuf");
     env.extend([
         (
             "LAMBDA_OTEL_BRIDGE_TELEMETRY_MAX_BYTES".into(),

@@ -6,10 +6,9 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
-use support::common::{invoke_line, start_with};
+use support::common::{invoke_line, spin_down, start_with};
 use support::emulator::Emulator;
 use support::fault_collector::FaultCollector;
 use support::tls::{make_pki, TlsProxy};
@@ -17,8 +16,7 @@ use support::tls::{make_pki, TlsProxy};
 async fn run_one(env: Vec<(String, String)>, text: &str) -> Emulator {
     let emu = start_with(env, true).await;
     invoke_line(&emu, text).await;
-    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
-    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    spin_down(&emu).await;
     emu
 }
 

@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 use super::fault_collector::FaultCollector;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 
-use super::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeOutcome, InvokeSpec};
+use super::emulator::{
+    new_request_id, Emulator, EmulatorOptions, InvokeOutcome, InvokeSpec, RecordedCall,
+    ShutdownOutcome,
+};
 
 /// `(name, value)` pairs for `EmulatorOptions::extra_env`.
 pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -20,6 +23,15 @@ pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_EXPORTER_OTLP_PROTOCOL` for
+/// `EmulatorOptions::extra_env`.
+pub fn otlp_env(endpoint: &str, protocol: &str) -> Vec<(String, String)> {
+    env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+    ])
 }
 
 /// Starts the extension (sandbox frozen between invocations when `freeze`)
@@ -157,26 +169,30 @@ pub async fn start_end_mode(collector: &FaultCollector, protocol: &str) -> Emula
     .await
 }
 
-/// A string attribute among `attrs`.
-pub fn str_attr(
-    attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
-    key: &str,
-) -> Option<String> {
-    attrs
-        .iter()
-        .find(|a| a.key == key)
-        .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-            AV::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
-}
-
 /// The extension's `init/error` call (panics with the calls when none).
-pub fn init_error_call(emu: &Emulator) -> super::emulator::RecordedCall {
+pub fn init_error_call(emu: &Emulator) -> RecordedCall {
     let calls = emu.calls();
     calls
         .iter()
         .find(|c| c.path.ends_with("/extension/init/error"))
         .cloned()
         .unwrap_or_else(|| panic!("no init/error call: {calls:?}\n{}", emu.output()))
+}
+
+/// Waits for an extension that cannot start to exit, asserts that it exited non-zero, and
+/// returns its `init/error` call.
+pub async fn failed_init(emu: &Emulator) -> RecordedCall {
+    let code = emu
+        .wait_for_exit(Duration::from_secs(10))
+        .await
+        .expect("exits");
+    assert_ne!(code, 0);
+    init_error_call(emu)
+}
+
+/// Shuts the extension down (`spindown`, 2 s) and asserts that it exited with 0.
+pub async fn spin_down(emu: &Emulator) -> ShutdownOutcome {
+    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+    assert_eq!(out.exit_code, Some(0), "{out:?}\n{}", emu.output());
+    out
 }

@@ -23,10 +23,12 @@
 //! `google.rpc.RetryInfo` detail when a retry delay is set. A body that cannot be decoded answers
 //! 400 (`INVALID_ARGUMENT` on gRPC) when the fault would have accepted it.
 //!
-//! On gRPC an HTTP status fault becomes the gRPC code with the same meaning (see
-//! [`http_to_grpc`]: 503 → `UNAVAILABLE`, 429 → `RESOURCE_EXHAUSTED`, 400 → `INVALID_ARGUMENT`,
-//! ...) and a retry delay becomes a `RetryInfo` in `grpc-status-details-bin`; [`Fault::Grpc`]
-//! sets the gRPC code directly (and maps back with [`grpc_to_http`] on HTTP).
+//! One fault core decides the answer for both transports (which fault, decoding, what is
+//! recorded and delivered); each transport only writes it. On gRPC an HTTP status fault becomes
+//! the gRPC code with the same meaning (see [`http_to_grpc`]: 503 → `UNAVAILABLE`, 429 →
+//! `RESOURCE_EXHAUSTED`, 400 → `INVALID_ARGUMENT`, ...) and a retry delay becomes a `RetryInfo`
+//! in `grpc-status-details-bin`; [`Fault::Grpc`] sets the gRPC code directly (and maps back
+//! with [`grpc_to_http`] on HTTP).
 //!
 //! # Records
 //! [`Received`] is recorded for every request, rejected or not. `status` is the HTTP status that
@@ -153,6 +155,31 @@ impl Received {
     pub fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// The record of a request whose head just arrived, before anything is answered.
+    fn arrived(
+        at: Instant,
+        head: &hyper::http::request::Parts,
+        signal: Option<Signal>,
+        protocol: &str,
+        content_encoding: Option<String>,
+    ) -> Received {
+        Received {
+            at,
+            signal: signal.map_or("unknown", Signal::name).to_string(),
+            protocol: protocol.to_string(),
+            method: head.method.to_string(),
+            path: head.uri.path().to_string(),
+            content_encoding,
+            headers: header_list(&head.headers),
+            status: 0,
+            grpc_status: None,
+            items: 0,
+            body_len: 0,
+            message: None,
+            error: None,
+        }
+    }
 }
 
 /// `google.rpc.Status`, as sent in error bodies and in `grpc-status-details-bin`.
@@ -266,10 +293,93 @@ enum Wire {
     Grpc,
 }
 
+/// The transport a request came by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Http,
     Grpc,
+}
+
+impl Kind {
+    /// How this transport answers an HTTP status (gRPC: the code of the same meaning).
+    fn http(self, status: u16) -> Code {
+        match self {
+            Kind::Http => Code::Http(status),
+            Kind::Grpc => Code::Grpc(http_to_grpc(status)),
+        }
+    }
+
+    /// How this transport answers a gRPC code (HTTP: the status of the same meaning).
+    fn grpc(self, code: i32) -> Code {
+        match self {
+            Kind::Http => Code::Http(grpc_to_http(code)),
+            Kind::Grpc => Code::Grpc(code),
+        }
+    }
+}
+
+/// A status as the request's transport writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Code {
+    Http(u16),
+    Grpc(i32),
+}
+
+impl Code {
+    /// Whether the request's data counts as accepted (2xx, gRPC `OK`).
+    fn accepts(self) -> bool {
+        match self {
+            Code::Http(status) => (200..300).contains(&status),
+            Code::Grpc(code) => code == 0,
+        }
+    }
+
+    /// The HTTP status (for gRPC the status of the same meaning).
+    fn http_status(self) -> u16 {
+        match self {
+            Code::Http(status) => status,
+            Code::Grpc(code) => grpc_to_http(code),
+        }
+    }
+
+    /// The gRPC code (for HTTP the code of the same meaning).
+    fn grpc_code(self) -> i32 {
+        match self {
+            Code::Http(status) => http_to_grpc(status),
+            Code::Grpc(code) => code,
+        }
+    }
+
+    /// Notes the answer in the record ([`Received::status`], [`Received::grpc_status`]).
+    fn record(self, rec: &mut Received) {
+        rec.status = self.http_status();
+        if let Code::Grpc(code) = self {
+            rec.grpc_status = Some(code);
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Code::Http(status) => write!(f, "HTTP {status}"),
+            Code::Grpc(code) => write!(f, "gRPC code {code}"),
+        }
+    }
+}
+
+/// What the fault core decided to answer; each transport writes it in its own way.
+enum Answer {
+    /// The data is accepted: an `Export*ServiceResponse`, with this partial success if any.
+    Accepted { partial: Option<(i64, String)> },
+    /// This status with an optional retry delay: an injected fault, or 400/`INVALID_ARGUMENT`
+    /// for a body that could not be decoded. A 2xx/`OK` status accepts the data without a
+    /// partial success (on HTTP with an empty body).
+    Status {
+        code: Code,
+        retry_after: Option<u64>,
+        message: String,
+    },
 }
 
 /// A decoded export request.
@@ -497,79 +607,59 @@ impl FaultCollector {
             .collect()
     }
 
+    /// What `items` takes from each accepted (2xx) request, in order.
+    fn accepted<T>(&self, items: impl Fn(&Payload) -> Vec<T>) -> Vec<T> {
+        self.shared.lock().accepted.iter().flat_map(items).collect()
+    }
+
     /// Spans of accepted (2xx) requests, in order, duplicates included.
     pub fn spans(&self) -> Vec<Span> {
-        let s = self.shared.lock();
-        let mut out = Vec::new();
-        for p in &s.accepted {
-            if let Payload::Traces(r) = p {
-                for rs in &r.resource_spans {
-                    for ss in &rs.scope_spans {
-                        out.extend(ss.spans.iter().cloned());
-                    }
-                }
-            }
-        }
-        out
+        self.accepted(|p| match p {
+            Payload::Traces(r) => r
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .flat_map(|ss| ss.spans.clone())
+                .collect(),
+            _ => Vec::new(),
+        })
     }
 
     /// Log records of accepted (2xx) requests, in order, duplicates included.
     pub fn log_records(&self) -> Vec<LogRecord> {
-        let s = self.shared.lock();
-        let mut out = Vec::new();
-        for p in &s.accepted {
-            if let Payload::Logs(r) = p {
-                for rl in &r.resource_logs {
-                    for sl in &rl.scope_logs {
-                        out.extend(sl.log_records.iter().cloned());
-                    }
-                }
-            }
-        }
-        out
+        self.accepted(|p| match p {
+            Payload::Logs(r) => r
+                .resource_logs
+                .iter()
+                .flat_map(|rl| &rl.scope_logs)
+                .flat_map(|sl| sl.log_records.clone())
+                .collect(),
+            _ => Vec::new(),
+        })
     }
 
     /// Metrics of accepted (2xx) requests, in order, duplicates included.
     pub fn metrics(&self) -> Vec<Metric> {
-        let s = self.shared.lock();
-        let mut out = Vec::new();
-        for p in &s.accepted {
-            if let Payload::Metrics(r) = p {
-                for rm in &r.resource_metrics {
-                    for sm in &rm.scope_metrics {
-                        out.extend(sm.metrics.iter().cloned());
-                    }
-                }
-            }
-        }
-        out
+        self.accepted(|p| match p {
+            Payload::Metrics(r) => r
+                .resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| sm.metrics.clone())
+                .collect(),
+            _ => Vec::new(),
+        })
     }
 
     /// The resource of every `Resource{Spans,Metrics,Logs}` of accepted requests, in order
     /// (an absent resource counts as an empty one).
     pub fn resources(&self) -> Vec<Resource> {
-        let s = self.shared.lock();
-        let mut out = Vec::new();
-        for p in &s.accepted {
-            match p {
-                Payload::Traces(r) => out.extend(
-                    r.resource_spans
-                        .iter()
-                        .map(|x| x.resource.clone().unwrap_or_default()),
-                ),
-                Payload::Metrics(r) => out.extend(
-                    r.resource_metrics
-                        .iter()
-                        .map(|x| x.resource.clone().unwrap_or_default()),
-                ),
-                Payload::Logs(r) => out.extend(
-                    r.resource_logs
-                        .iter()
-                        .map(|x| x.resource.clone().unwrap_or_default()),
-                ),
-            }
-        }
-        out
+        let of = |r: &Option<Resource>| r.clone().unwrap_or_default();
+        self.accepted(|p| match p {
+            Payload::Traces(r) => r.resource_spans.iter().map(|x| of(&x.resource)).collect(),
+            Payload::Metrics(r) => r.resource_metrics.iter().map(|x| of(&x.resource)).collect(),
+            Payload::Logs(r) => r.resource_logs.iter().map(|x| of(&x.resource)).collect(),
+        })
     }
 
     /// Polls `f` every 10 ms until it holds; on timeout the error names `what` and lists the
@@ -844,8 +934,8 @@ fn decompress(encoding: Option<&str>, body: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// The `Export*ServiceResponse` protobuf for a success.
-fn response_proto(signal: Signal, partial: Option<(i64, &str)>) -> Vec<u8> {
-    let msg = partial.map(|(n, m)| (n, m.to_string()));
+fn response_proto(signal: Signal, partial: Option<&(i64, String)>) -> Vec<u8> {
+    let msg = partial.cloned();
     match signal {
         Signal::Traces => ExportTraceServiceResponse {
             partial_success: msg.map(|(n, m)| ExportTracePartialSuccess {
@@ -872,7 +962,7 @@ fn response_proto(signal: Signal, partial: Option<(i64, &str)>) -> Vec<u8> {
 }
 
 /// The OTLP-JSON `Export*ServiceResponse` for a success (int64 as a string, like protojson).
-fn response_json(signal: Signal, partial: Option<(i64, &str)>) -> Vec<u8> {
+fn response_json(signal: Signal, partial: Option<&(i64, String)>) -> Vec<u8> {
     let v = match partial {
         None => serde_json::json!({}),
         Some((n, m)) => {
@@ -956,6 +1046,83 @@ fn http_error(
     r
 }
 
+/// The fault core of both transports: takes the request's [`Fault`] (after waiting out
+/// [`Fault::Slow`]), decodes the OTLP message `raw` (decompressed; protobuf, or OTLP-JSON when
+/// `json`), records the request with what it delivered, and decides the answer. For
+/// [`Fault::Hang`] and [`Fault::Close`] (which first drops the connection) it returns an error
+/// once the collector goes away, and nothing is answered.
+async fn answer(
+    ctx: &Ctx,
+    kind: Kind,
+    mut rec: Received,
+    signal: Signal,
+    json: bool,
+    raw: Result<Vec<u8>, String>,
+) -> Result<Answer, String> {
+    let fault = match ctx.shared.next_fault() {
+        Fault::Slow(by) => {
+            tokio::time::sleep(by).await;
+            Fault::Ok
+        }
+        f => f,
+    };
+    if let (false, Ok(m)) = (json, &raw) {
+        rec.message = Some(Bytes::copy_from_slice(m));
+    }
+    let decoded = raw.and_then(|raw| Payload::decode(signal, json, &raw));
+    match &decoded {
+        Ok(p) => rec.items = p.items(),
+        Err(e) => rec.error = Some(e.clone()),
+    }
+
+    let (code, retry_after) = match fault {
+        Fault::Hang => {
+            ctx.shared.record(rec, None);
+            ctx.wait_shutdown().await;
+            return Err("fault collector stopped".into());
+        }
+        Fault::Close => {
+            ctx.shared.record(rec, None);
+            ctx.close.notify_one();
+            ctx.wait_shutdown().await;
+            return Err("connection closed by fault".into());
+        }
+        Fault::Ok | Fault::Slow(_) | Fault::PartialSuccess { .. } => {
+            let partial = match fault {
+                Fault::PartialSuccess { rejected, message } => Some((rejected, message)),
+                _ => None,
+            };
+            return Ok(match decoded {
+                Ok(p) => {
+                    kind.grpc(0).record(&mut rec);
+                    ctx.shared.record(rec, Some(p));
+                    Answer::Accepted { partial }
+                }
+                Err(message) => {
+                    let code = kind.http(400);
+                    code.record(&mut rec);
+                    ctx.shared.record(rec, None);
+                    Answer::Status {
+                        code,
+                        retry_after: None,
+                        message,
+                    }
+                }
+            });
+        }
+        Fault::Status { code, retry_after } => (kind.http(code), retry_after),
+        Fault::Grpc { code, retry_after } => (kind.grpc(code), retry_after),
+    };
+    code.record(&mut rec);
+    let delivered = if code.accepts() { decoded.ok() } else { None };
+    ctx.shared.record(rec, delivered);
+    Ok(Answer::Status {
+        code,
+        retry_after,
+        message: format!("injected fault: {code}"),
+    })
+}
+
 async fn handle_http(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerResult {
     let at = Instant::now();
     let (parts, body) = req.into_parts();
@@ -981,26 +1148,12 @@ async fn handle_http(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
     };
     let json = wire == Some(Wire::Json);
     let content_encoding = header_str(&parts.headers, "content-encoding");
-    let mut rec = Received {
-        at,
-        signal: signal.map_or("unknown", Signal::name).to_string(),
-        protocol: match wire {
-            Some(Wire::Protobuf) => "http/protobuf",
-            Some(Wire::Json) => "http/json",
-            _ => "http/unknown",
-        }
-        .to_string(),
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
-        content_encoding: content_encoding.clone(),
-        headers: header_list(&parts.headers),
-        status: 0,
-        grpc_status: None,
-        items: 0,
-        body_len: 0,
-        message: None,
-        error: None,
+    let protocol = match wire {
+        Some(Wire::Protobuf) => "http/protobuf",
+        Some(Wire::Json) => "http/json",
+        _ => "http/unknown",
     };
+    let mut rec = Received::arrived(at, &parts, signal, protocol, content_encoding.clone());
 
     let declared = header_str(&parts.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
     let body = if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
@@ -1045,85 +1198,35 @@ async fn handle_http(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
     }
     let signal = signal.expect("checked");
 
-    let fault = match ctx.shared.next_fault() {
-        Fault::Slow(by) => {
-            tokio::time::sleep(by).await;
-            Fault::Ok
-        }
-        f => f,
-    };
     let raw = decompress(content_encoding.as_deref(), &body);
-    if let (false, Ok(m)) = (json, &raw) {
-        rec.message = Some(Bytes::copy_from_slice(m));
-    }
-    let decoded = raw.and_then(|raw| Payload::decode(signal, json, &raw));
-    match &decoded {
-        Ok(p) => rec.items = p.items(),
-        Err(e) => rec.error = Some(e.clone()),
-    }
-    let ct = if json {
-        "application/json"
-    } else {
-        "application/x-protobuf"
-    };
-    let encode_ok = |partial: Option<(i64, &str)>| {
-        if json {
-            response_json(signal, partial)
-        } else {
-            response_proto(signal, partial)
-        }
-    };
-
-    let (status, retry_after) = match fault {
-        Fault::Hang => {
-            ctx.shared.record(rec, None);
-            ctx.wait_shutdown().await;
-            return Err("fault collector stopped".into());
-        }
-        Fault::Close => {
-            ctx.shared.record(rec, None);
-            ctx.close.notify_one();
-            ctx.wait_shutdown().await;
-            return Err("connection closed by fault".into());
-        }
-        Fault::Ok | Fault::Slow(_) | Fault::PartialSuccess { .. } => {
-            let partial = match &fault {
-                Fault::PartialSuccess { rejected, message } => Some((*rejected, message.as_str())),
-                _ => None,
+    let answered = answer(&ctx, Kind::Http, rec, signal, json, raw).await?;
+    Ok(match answered {
+        Answer::Accepted { partial } => {
+            let (content_type, body) = if json {
+                ("application/json", response_json(signal, partial.as_ref()))
+            } else {
+                (
+                    "application/x-protobuf",
+                    response_proto(signal, partial.as_ref()),
+                )
             };
-            return Ok(match decoded {
-                Ok(p) => {
-                    rec.status = 200;
-                    ctx.shared.record(rec, Some(p));
-                    http_response(200, Some(ct), encode_ok(partial))
-                }
-                Err(e) => {
-                    rec.status = 400;
-                    ctx.shared.record(rec, None);
-                    http_error(400, json, None, &e)
-                }
-            });
+            http_response(200, Some(content_type), body)
         }
-        Fault::Status { code, retry_after } => (code, retry_after),
-        Fault::Grpc { code, retry_after } => (grpc_to_http(code), retry_after),
-    };
-
-    rec.status = status;
-    if (200..300).contains(&status) {
-        let mut r = http_response(status, None, Vec::new());
-        if let Some(s) = retry_after {
-            r.headers_mut().insert("retry-after", HeaderValue::from(s));
+        Answer::Status {
+            code, retry_after, ..
+        } if code.accepts() => {
+            let mut r = http_response(code.http_status(), None, Vec::new());
+            if let Some(s) = retry_after {
+                r.headers_mut().insert("retry-after", HeaderValue::from(s));
+            }
+            r
         }
-        ctx.shared.record(rec, decoded.ok());
-        return Ok(r);
-    }
-    ctx.shared.record(rec, None);
-    Ok(http_error(
-        status,
-        json,
-        retry_after,
-        &format!("injected fault: HTTP {status}"),
-    ))
+        Answer::Status {
+            code,
+            retry_after,
+            message,
+        } => http_error(code.http_status(), json, retry_after, &message),
+    })
 }
 
 fn base64(data: &[u8]) -> String {
@@ -1226,30 +1329,12 @@ async fn handle_grpc(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
         _ => None,
     };
     let content_encoding = header_str(&parts.headers, "grpc-encoding");
-    let mut rec = Received {
-        at,
-        signal: signal.map_or("unknown", Signal::name).to_string(),
-        protocol: "grpc".into(),
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
-        content_encoding: content_encoding.clone(),
-        headers: header_list(&parts.headers),
-        status: 0,
-        grpc_status: None,
-        items: 0,
-        body_len: 0,
-        message: None,
-        error: None,
-    };
-    let answer = |rec: &mut Received, code: i32| {
-        rec.grpc_status = Some(code);
-        rec.status = grpc_to_http(code);
-    };
+    let mut rec = Received::arrived(at, &parts, signal, "grpc", content_encoding.clone());
 
     let body = match read_body(body, BODY_LIMIT + 5).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
-            answer(&mut rec, 8);
+            Code::Grpc(8).record(&mut rec);
             rec.error = Some(format!("message exceeds {BODY_LIMIT} bytes"));
             ctx.shared.record(rec, None);
             return Ok(grpc_error(8, "message too large", None));
@@ -1262,73 +1347,22 @@ async fn handle_grpc(ctx: Ctx, req: Request<hyper::body::Incoming>) -> HandlerRe
     };
     rec.body_len = body.len();
     let Some(signal) = signal else {
-        answer(&mut rec, 12);
+        Code::Grpc(12).record(&mut rec);
         let msg = format!("unknown method {}", parts.uri.path());
         rec.error = Some(msg.clone());
         ctx.shared.record(rec, None);
         return Ok(grpc_error(12, &msg, None));
     };
 
-    let fault = match ctx.shared.next_fault() {
-        Fault::Slow(by) => {
-            tokio::time::sleep(by).await;
-            Fault::Ok
-        }
-        f => f,
-    };
     let raw = grpc_message(content_encoding.as_deref(), &body);
-    if let Ok(m) = &raw {
-        rec.message = Some(Bytes::copy_from_slice(m));
-    }
-    let decoded = raw.and_then(|raw| Payload::decode(signal, false, &raw));
-    match &decoded {
-        Ok(p) => rec.items = p.items(),
-        Err(e) => rec.error = Some(e.clone()),
-    }
-
-    let (code, retry_after) = match fault {
-        Fault::Hang => {
-            ctx.shared.record(rec, None);
-            ctx.wait_shutdown().await;
-            return Err("fault collector stopped".into());
-        }
-        Fault::Close => {
-            ctx.shared.record(rec, None);
-            ctx.close.notify_one();
-            ctx.wait_shutdown().await;
-            return Err("connection closed by fault".into());
-        }
-        Fault::Ok | Fault::Slow(_) | Fault::PartialSuccess { .. } => {
-            let partial = match &fault {
-                Fault::PartialSuccess { rejected, message } => Some((*rejected, message.as_str())),
-                _ => None,
-            };
-            return Ok(match decoded {
-                Ok(p) => {
-                    answer(&mut rec, 0);
-                    ctx.shared.record(rec, Some(p));
-                    grpc_ok(response_proto(signal, partial))
-                }
-                Err(e) => {
-                    answer(&mut rec, 3);
-                    ctx.shared.record(rec, None);
-                    grpc_error(3, &e, None)
-                }
-            });
-        }
-        Fault::Status { code, retry_after } => (http_to_grpc(code), retry_after),
-        Fault::Grpc { code, retry_after } => (code, retry_after),
-    };
-
-    answer(&mut rec, code);
-    if code == 0 {
-        ctx.shared.record(rec, decoded.ok());
-        return Ok(grpc_ok(response_proto(signal, None)));
-    }
-    ctx.shared.record(rec, None);
-    Ok(grpc_error(
-        code,
-        &format!("injected fault: gRPC code {code}"),
-        retry_after,
-    ))
+    let answered = answer(&ctx, Kind::Grpc, rec, signal, false, raw).await?;
+    Ok(match answered {
+        Answer::Accepted { partial } => grpc_ok(response_proto(signal, partial.as_ref())),
+        Answer::Status { code, .. } if code.accepts() => grpc_ok(response_proto(signal, None)),
+        Answer::Status {
+            code,
+            retry_after,
+            message,
+        } => grpc_error(code.grpc_code(), &message, retry_after),
+    })
 }

@@ -3,9 +3,8 @@
 //! loopback ports with the blackhole exporter and detailed debug logging, so
 //! a test can read what it received.
 //!
-//! Where rotel is missing, [`Rotel::start`] returns `None` and tests print a
-//! notice and skip — except under `CI=true` or `REQUIRE_ROTEL=1`, where a
-//! missing collector is a failure.
+//! Where rotel is missing, [`Rotel::start`] returns `None` and the test skips
+//! visibly, or fails where prerequisites are required (see [`super::prereq`]).
 
 #![allow(dead_code)]
 
@@ -37,11 +36,6 @@ pub fn rotel_agent() -> Option<PathBuf> {
     })
 }
 
-pub fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("REQUIRE_ROTEL").is_ok_and(|v| v == "1")
-}
-
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -50,16 +44,13 @@ pub fn free_port() -> u16 {
 }
 
 impl Rotel {
-    /// Starts rotel, or returns `None` (with a printed notice) when it is not
-    /// installed and not required.
+    /// Starts rotel, or returns `None` when it is not installed and not
+    /// required ([`super::prereq::missing`]).
     pub async fn start() -> Option<Rotel> {
         let Some(agent) = rotel_agent() else {
-            assert!(
-                !required(),
-                "rotel-agent not found: run scripts/install-test-deps.sh (or set ROTEL_AGENT)"
-            );
-            eprintln!(
-                "SKIPPED: rotel-agent not installed (scripts/install-test-deps.sh installs it)"
+            super::prereq::missing(
+                "rotel-agent",
+                "run scripts/install-test-deps.sh, or set ROTEL_AGENT",
             );
             return None;
         };

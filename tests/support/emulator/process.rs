@@ -1,0 +1,270 @@
+//! The extension as a child process: a copy of the binary in a temporary directory, the Lambda
+//! environment, an optional private mount namespace whose `/etc/hosts` gives
+//! `sandbox.localdomain` another address, output collection, exit watching, and the signals
+//! that freeze, thaw and kill its process group.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+use super::ids::new_request_id;
+use super::state::Shared;
+use super::types::EmulatorOptions;
+
+/// The path of the extension binary built by Cargo for this test run.
+pub fn extension_binary() -> PathBuf {
+    // Cargo sets CARGO_BIN_EXE_* for integration tests; examples (which
+    // include this file too) find the binary next to their own directory.
+    match option_env!("CARGO_BIN_EXE_lambda-otel-bridge") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.parent()?.join("lambda-otel-bridge")))
+            .unwrap_or_else(|| PathBuf::from("target/release/lambda-otel-bridge")),
+    }
+}
+
+/// Whether `unshare -m` with a bind-mounted `/etc/hosts` works here (checked once).
+pub fn unshare_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(probe_unshare)
+}
+
+pub(super) fn make_temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "lambda-emulator-{}-{}",
+        std::process::id(),
+        new_request_id()
+    ));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("emulator: cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// Copies the binary to `dir/exe_name` (so it registers under that name) and makes it executable.
+pub(super) fn install_binary(binary: &Path, dir: &Path, exe_name: &str) -> PathBuf {
+    let exe = dir.join(exe_name);
+    std::fs::copy(binary, &exe).unwrap_or_else(|e| {
+        panic!(
+            "emulator: cannot copy {} to {}: {e}",
+            binary.display(),
+            exe.display()
+        )
+    });
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("emulator: cannot chmod {}: {e}", exe.display()));
+    exe
+}
+
+pub(super) fn build_command(
+    exe: &Path,
+    dir: &Path,
+    runtime_api: SocketAddr,
+    opts: &EmulatorOptions,
+) -> Command {
+    let mut command = match opts.sandbox_ip {
+        None => Command::new(exe),
+        Some(ip) => {
+            let hosts = write_hosts_file(dir, ip);
+            let mut command = Command::new("unshare");
+            command
+                .args([
+                    "-m",
+                    "sh",
+                    "-c",
+                    r#"mount --bind "$1" /etc/hosts && exec "$2""#,
+                    "sh",
+                ])
+                .arg(hosts)
+                .arg(exe);
+            command
+        }
+    };
+    command
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", &opts.function_name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", &opts.function_version)
+        .env(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            opts.memory_mb.to_string(),
+        )
+        .env("AWS_REGION", &opts.region)
+        .env("AWS_DEFAULT_REGION", &opts.region)
+        .env("AWS_LAMBDA_INITIALIZATION_TYPE", &opts.initialization_type)
+        .env("TZ", ":UTC")
+        // Tests run in parallel: the function-side OTLP receiver takes free
+        // ports unless a test chooses them (extra_env comes after and wins).
+        .env("LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR", "127.0.0.1:0")
+        .env("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR", "127.0.0.1:0")
+        .envs(opts.extra_env.iter().map(|(k, v)| (k, v)))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    command
+}
+
+fn write_hosts_file(dir: &Path, ip: Ipv4Addr) -> PathBuf {
+    let path = dir.join("hosts");
+    let content = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\tsandbox.localdomain sandbox\n"
+    );
+    std::fs::write(&path, content)
+        .unwrap_or_else(|e| panic!("emulator: cannot write {}: {e}", path.display()));
+    path
+}
+
+/// Spawns, retrying briefly on ETXTBSY (another test thread may still hold the fresh copy open).
+pub(super) async fn spawn_child(command: &mut Command, exe: &Path) -> Child {
+    let mut attempt = 0;
+    loop {
+        match command.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(e) => panic!("emulator: cannot spawn {}: {e}", exe.display()),
+        }
+    }
+}
+
+pub(super) async fn collect_output(
+    shared: Arc<Shared>,
+    stream: impl AsyncRead + Unpin,
+    echo: bool,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => {
+                shared.update(|st| st.output_closed += 1);
+                return;
+            }
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches(['\n', '\r']);
+                if echo {
+                    eprintln!("[ext] {text}");
+                }
+                shared.update(|st| {
+                    st.output.push_str(text);
+                    st.output.push('\n');
+                });
+            }
+        }
+    }
+}
+
+pub(super) async fn watch_exit(shared: Arc<Shared>, mut child: Child) {
+    let code = match child.wait().await {
+        Ok(status) => status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(-1),
+        Err(_) => -1,
+    };
+    let at = shared.since_spawn();
+    shared.update(|st| {
+        st.exit = Some(code);
+        st.exited_at = Some(at);
+        st.frozen = false;
+    });
+}
+
+/// Waits until the kernel reports the process as stopped: `kill(SIGSTOP)` only queues the signal.
+pub(super) async fn wait_until_stopped(pid: u32, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match process_state(pid) {
+            Some('T') | None => return Ok(()),
+            Some(_) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "process {pid} did not stop within {timeout:?} after SIGSTOP"
+                ))
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
+/// The state letter from `/proc/PID/stat` (`T` = stopped), `None` if unreadable.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
+}
+
+/// Sends `signal` to the child's process group (it leads its own group).
+pub(super) fn signal_group(pid: u32, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions; the group is our own child's.
+    unsafe {
+        libc::kill(-pid, signal);
+    }
+}
+
+fn probe_unshare() -> bool {
+    let dir = make_temp_dir();
+    let hosts = dir.join("hosts");
+    let probe = std::fs::write(&hosts, "127.0.0.9\temulator-unshare-probe\n").and_then(|_| {
+        std::process::Command::new("unshare")
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                r#"mount --bind "$1" /etc/hosts && grep -q emulator-unshare-probe /etc/hosts"#,
+                "sh",
+            ])
+            .arg(&hosts)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    });
+    let available = match probe {
+        Ok(mut child) => wait_blocking(&mut child, Duration::from_secs(5)),
+        Err(_) => false,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    available
+}
+
+/// Waits for a std child with a timeout; kills it on timeout. True if it exited successfully.
+fn wait_blocking(child: &mut std::process::Child, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => return false,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+pub(super) fn output_tail(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    format!("--- extension output (last 40 lines) ---\n{tail}")
+}
