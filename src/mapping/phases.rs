@@ -442,3 +442,245 @@ impl Phases {
         self.list.iter_mut().rev().find(|p| p.kind == kind)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lambda::events::{DurationMetrics, PlatformSpan, Start};
+
+    const MS: UnixNanos = 1_000_000;
+    const T0: UnixNanos = 1_741_083_330_000_000_000;
+
+    fn init(init_type: &str, phase: &str) -> InitStart {
+        InitStart {
+            initialization_type: Some(init_type.into()),
+            phase: Some(phase.into()),
+            instance_id: Some("i-1".into()),
+            ..InitStart::default()
+        }
+    }
+
+    fn start(invocations: &mut InvocationTable, rid: &str) {
+        let s = Start {
+            request_id: rid.into(),
+            ..Start::default()
+        };
+        assert!(invocations.on_start(Some(T0), s));
+    }
+
+    fn done(status: &str) -> PhaseDone {
+        PhaseDone {
+            status: Some(status.into()),
+            ..PhaseDone::default()
+        }
+    }
+
+    fn report(duration_ms: f64) -> PhaseReport {
+        PhaseReport {
+            metrics: DurationMetrics {
+                duration_ms: Some(duration_ms),
+            },
+            ..PhaseReport::default()
+        }
+    }
+
+    /// The ids a phase placed in `rid` as its `role` ("init", "init#1") has.
+    fn placed_in(invocations: &InvocationTable, rid: &str, role: &str) -> PhaseContext {
+        let ids = invocations.get(rid).expect("invocation").trace_ids();
+        PhaseContext::Placed(TraceIds {
+            trace_id: ids.trace_id,
+            span_id: derived_span_id(rid, role),
+            parent_span_id: Some(ids.span_id),
+            sampled: ids.sampled,
+            from_xray: ids.from_xray,
+        })
+    }
+
+    #[test]
+    fn an_on_demand_init_is_placed_in_the_invocation_it_delayed() {
+        let (mut phases, mut inv) = (Phases::default(), InvocationTable::default());
+        let id = phases.init_start(Some(T0), init("on-demand", "init"), &mut inv);
+        assert_eq!(phases.open(), Some(id), "its lines are arriving");
+        phases.done(PhaseKind::Init, Some(T0 + 200 * MS), done("success"), &inv);
+        assert_eq!(phases.context(id, &inv), PhaseContext::Unplaced);
+        assert!(phases.take_spans(&inv).is_empty(), "not placed yet");
+
+        start(&mut inv, "r1");
+        phases.place_unplaced("r1");
+        assert_eq!(phases.open(), None, "the invocation's lines follow");
+        assert!(inv.get("r1").unwrap().coldstart);
+        assert_eq!(phases.context(id, &inv), placed_in(&inv, "r1", "init"));
+        let spans = phases.take_spans(&inv);
+        assert_eq!(spans.len(), 1);
+        let PhaseContext::Placed(ids) = phases.context(id, &inv) else {
+            unreachable!()
+        };
+        assert_eq!(spans[0].name, "init");
+        assert_eq!(spans[0].span_id, ids.span_id.to_vec());
+        assert_eq!(
+            spans[0].parent_span_id,
+            ids.parent_span_id.unwrap().to_vec()
+        );
+        assert_eq!(
+            (spans[0].start_time_unix_nano, spans[0].end_time_unix_nano),
+            (T0, T0 + 200 * MS)
+        );
+        assert!(phases.take_spans(&inv).is_empty(), "once");
+        // Its lines still find it until the flush is over.
+        assert!(matches!(phases.context(id, &inv), PhaseContext::Placed(_)));
+        phases.drop_emitted();
+        assert_eq!(phases.context(id, &inv), PhaseContext::Gone);
+    }
+
+    #[test]
+    fn an_init_ahead_of_traffic_stands_alone_and_is_no_cold_start() {
+        for init_type in [
+            "provisioned-concurrency",
+            "Lambda-Managed-Instances",
+            "snap-start",
+        ] {
+            let (mut phases, mut inv) = (Phases::default(), InvocationTable::default());
+            let id = phases.init_start(Some(T0), init(init_type, "init"), &mut inv);
+            let PhaseContext::Placed(ids) = phases.context(id, &inv) else {
+                panic!("{init_type}: not placed");
+            };
+            assert_eq!(ids.parent_span_id, None, "{init_type}");
+            assert_eq!(
+                ids.trace_id,
+                derived_trace_id("init:i-1@1741083330000000000#1")
+            );
+            start(&mut inv, "r1");
+            assert!(!inv.get("r1").unwrap().coldstart, "{init_type}");
+        }
+        let lmi = init("lambda-managed-instances", "init");
+        assert!(runs_concurrently(&lmi));
+        assert!(!runs_concurrently(&init("provisioned-concurrency", "init")));
+    }
+
+    #[test]
+    fn a_suppressed_init_belongs_to_the_invocation_in_progress() {
+        let (mut phases, mut inv) = (Phases::default(), InvocationTable::default());
+        start(&mut inv, "r1");
+        let id = phases.init_start(Some(T0 + MS), init("on-demand", "invoke"), &mut inv);
+        assert_eq!(phases.context(id, &inv), placed_in(&inv, "r1", "init"));
+        // It delayed r1, not the next invocation.
+        start(&mut inv, "r2");
+        assert!(!inv.get("r2").unwrap().coldstart);
+    }
+
+    /// Lambda retries a failed init inside the first invocation, without an
+    /// initStart of its own: a second phase in the same trace, with its own
+    /// span id.
+    #[test]
+    fn a_retried_init_is_a_second_phase_of_the_invocation() {
+        let (mut phases, mut inv) = (Phases::default(), InvocationTable::default());
+        let first = phases.init_start(Some(T0), init("on-demand", "init"), &mut inv);
+        phases.done(PhaseKind::Init, Some(T0 + MS), done("error"), &inv);
+        phases.report(PhaseKind::Init, Some(T0 + MS), report(1.0), &inv);
+        start(&mut inv, "r1");
+        phases.place_unplaced("r1");
+        phases.done(PhaseKind::Init, Some(T0 + 9 * MS), done("success"), &inv);
+        assert_eq!(
+            phases.open(),
+            None,
+            "the retry's lines are the invocation's"
+        );
+        phases.report(PhaseKind::Init, Some(T0 + 9 * MS), report(5.0), &inv);
+        assert_eq!(phases.context(first, &inv), placed_in(&inv, "r1", "init"));
+        assert_eq!(
+            phases.context(first + 1, &inv),
+            placed_in(&inv, "r1", "init#1")
+        );
+        let spans = phases.take_spans(&inv);
+        assert_eq!(spans.len(), 2, "one span each, the report joined the retry");
+        assert_ne!(spans[0].span_id, spans[1].span_id);
+        // No start: the retry begins its reported duration before its end.
+        assert_eq!(spans[1].start_time_unix_nano, T0 + 4 * MS);
+    }
+
+    #[test]
+    fn a_report_before_any_invocation_without_a_start_stands_alone() {
+        let (mut phases, inv) = (Phases::default(), InvocationTable::default());
+        phases.report(PhaseKind::Init, Some(T0), report(3.0), &inv);
+        assert!(matches!(
+            phases.context(1, &inv),
+            PhaseContext::Placed(TraceIds {
+                parent_span_id: None,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn at_shutdown_a_phase_no_invocation_followed_stands_alone() {
+        let (mut phases, mut inv) = (Phases::default(), InvocationTable::default());
+        let id = phases.init_start(Some(T0), init("on-demand", "init"), &mut inv);
+        phases.finish();
+        assert_eq!(phases.open(), None);
+        assert!(matches!(
+            phases.context(id, &inv),
+            PhaseContext::Placed(TraceIds {
+                parent_span_id: None,
+                ..
+            })
+        ));
+        assert!(
+            phases.take_spans(&inv).is_empty(),
+            "no runtimeDone or report"
+        );
+        phases.done(PhaseKind::Init, Some(T0 + MS), done("success"), &inv);
+        assert_eq!(phases.take_spans(&inv).len(), 1);
+    }
+
+    #[test]
+    fn a_restore_forgets_the_snapshots_unexported_inits_only() {
+        let (mut phases, mut inv) = (Phases::default(), InvocationTable::default());
+        let sent = phases.init_start(Some(T0), init("snap-start", "init"), &mut inv);
+        phases.done(PhaseKind::Init, Some(T0 + MS), done("success"), &inv);
+        assert_eq!(phases.take_spans(&inv).len(), 1);
+        let kept = phases.init_start(Some(T0 + 2 * MS), init("snap-start", "init"), &mut inv);
+        assert_eq!(phases.forget_snapshot(), 1);
+        assert_eq!(phases.open(), None);
+        assert_eq!(phases.context(kept, &inv), PhaseContext::Gone);
+        assert!(matches!(
+            phases.context(sent, &inv),
+            PhaseContext::Placed(_)
+        ));
+        let restore = phases.restore_start(Some(T0 + 3 * MS), RestoreStart::default(), &mut inv);
+        assert_eq!(phases.open(), Some(restore));
+        assert_eq!(phases.forget_snapshot(), 0, "a restore phase stays");
+        assert_eq!(phases.context(restore, &inv), PhaseContext::Unplaced);
+    }
+
+    /// The platform may stamp start and runtimeDone in the same millisecond:
+    /// the span is never shorter than the reported duration. Child spans
+    /// come from runtimeDone and the report.
+    #[test]
+    fn a_phase_span_lasts_at_least_its_reported_duration() {
+        let (mut phases, mut inv) = (Phases::default(), InvocationTable::default());
+        phases.init_start(Some(T0), init("provisioned-concurrency", "init"), &mut inv);
+        let child = |name: &str| PlatformSpan {
+            name: name.into(),
+            start: None,
+            duration_ms: Some(1.0),
+        };
+        let d = PhaseDone {
+            spans: vec![child("runtimeInit")],
+            ..done("success")
+        };
+        phases.done(PhaseKind::Init, Some(T0), d, &inv);
+        let r = PhaseReport {
+            spans: vec![child("extensionInit")],
+            ..report(250.5)
+        };
+        phases.report(PhaseKind::Init, Some(T0 + 300 * MS), r, &inv);
+        let spans = phases.take_spans(&inv);
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["init", "runtimeInit", "extensionInit"]);
+        assert_eq!(spans[0].end_time_unix_nano, T0 + 250_500_000);
+        for child in &spans[1..] {
+            assert_eq!(child.parent_span_id, spans[0].span_id);
+            assert_eq!(child.start_time_unix_nano, T0);
+        }
+    }
+}

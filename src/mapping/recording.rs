@@ -132,3 +132,93 @@ fn outcome_metric(status: Option<&str>) -> MetricId {
         Some(_) => MetricId::Errors,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lambda::events::DurationMetrics;
+    use crate::mapping::tests::{counter, gauge, histogram, metrics_of};
+    use crate::mapping::Output;
+    use opentelemetry_proto::tonic::metrics::v1::Metric;
+
+    const T0: UnixNanos = 1_741_083_330_000_000_000;
+
+    fn collect(r: &mut Recorder) -> Vec<Metric> {
+        let metrics = r.collect(&Resource::default(), &InstrumentationScope::default());
+        metrics_of(&Output {
+            metrics,
+            ..Output::default()
+        })
+    }
+
+    #[test]
+    fn statuses_count_as_invocations_errors_or_timeouts() {
+        for (status, metric) in [
+            (None, MetricId::Invocations),
+            (Some("success"), MetricId::Invocations),
+            (Some("Timeout"), MetricId::Timeouts),
+            (Some("error"), MetricId::Errors),
+            (Some("failure"), MetricId::Errors),
+            (Some("a-status-added-later"), MetricId::Errors),
+        ] {
+            assert_eq!(outcome_metric(status), metric, "{status:?}");
+        }
+    }
+
+    /// runtimeDone's outcome and duration count; the report that follows
+    /// adds its own figures but counts the invocation no second time, even
+    /// with another status.
+    #[test]
+    fn an_invocation_counts_once_across_runtime_done_and_report() {
+        let mut rec = Recorder::new(Temporality::Cumulative, "other");
+        let mut inv = Invocation::default();
+        let mut done = RuntimeDone {
+            status: Some("success".into()),
+            ..RuntimeDone::default()
+        };
+        done.metrics.duration_ms = Some(500.0);
+        done.metrics.produced_bytes = Some(42);
+        rec.runtime_done(&mut inv, &done, T0);
+        let mut report = Report {
+            status: Some("timeout".into()),
+            ..Report::default()
+        };
+        report.metrics.duration_ms = Some(510.0);
+        report.metrics.max_memory_used_mb = Some(2);
+        report.metrics.memory_size_mb = Some(128);
+        rec.report(&mut inv, &report, T0 + 1);
+        let m = collect(&mut rec);
+        assert_eq!(counter(&m, "faas.invocations"), Some(1));
+        assert_eq!(counter(&m, "faas.timeouts"), None);
+        assert_eq!(histogram(&m, "faas.invoke_duration"), Some((1, 0.5)));
+        assert_eq!(histogram(&m, "aws.lambda.duration"), Some((1, 0.51)));
+        assert_eq!(histogram(&m, "faas.mem_usage"), Some((1, 2_097_152.0)));
+        assert_eq!(gauge(&m, "aws.lambda.memory_size"), Some(134_217_728));
+        assert_eq!(counter(&m, "aws.lambda.produced_bytes"), Some(42));
+    }
+
+    #[test]
+    fn phase_reports_feed_init_or_restore_duration() {
+        let mut rec = Recorder::new(Temporality::Cumulative, "other");
+        let r = |ms| PhaseReport {
+            metrics: DurationMetrics {
+                duration_ms: Some(ms),
+            },
+            ..PhaseReport::default()
+        };
+        rec.phase_report(PhaseKind::Init, &r(250.0), T0);
+        rec.phase_report(PhaseKind::Restore, &r(40.0), T0);
+        rec.phase_report(PhaseKind::Restore, &PhaseReport::default(), T0);
+        let m = collect(&mut rec);
+        assert_eq!(histogram(&m, "faas.init_duration"), Some((1, 0.25)));
+        assert_eq!(
+            histogram(&m, "aws.lambda.restore_duration"),
+            Some((1, 0.04))
+        );
+        rec.reset();
+        rec.coldstart(T0);
+        let m = collect(&mut rec);
+        assert_eq!(histogram(&m, "faas.init_duration"), None, "forgotten");
+        assert_eq!(counter(&m, "faas.coldstarts"), Some(1));
+    }
+}

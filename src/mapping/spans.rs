@@ -226,3 +226,169 @@ pub(super) fn traces_request(
         }],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lambda::events::{PlatformSpan, Report, ReportMetrics, RuntimeDone, Start};
+    use crate::mapping::invocation::InvokeInfo;
+
+    const MS: u64 = 1_000_000;
+    const T0: u64 = 1_741_083_330_000_000_000;
+
+    fn start(t: &mut InvocationTable, rid: &str) {
+        let s = Start {
+            request_id: rid.into(),
+            ..Start::default()
+        };
+        t.on_start(Some(T0), s);
+    }
+
+    fn report(rid: &str, duration_ms: f64, spans: &[&str]) -> Report {
+        Report {
+            request_id: rid.into(),
+            metrics: ReportMetrics {
+                duration_ms: Some(duration_ms),
+                ..ReportMetrics::default()
+            },
+            spans: spans
+                .iter()
+                .map(|name| PlatformSpan {
+                    name: (*name).into(),
+                    start: None,
+                    duration_ms: Some(1.0),
+                })
+                .collect(),
+            ..Report::default()
+        }
+    }
+
+    fn names(spans: &[Span]) -> Vec<&str> {
+        spans.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// A report that overtook its invocation's start does not end the span
+    /// (the start would be guessed), except on Managed Instances, where no
+    /// runtimeDone comes, and at shutdown.
+    #[test]
+    fn a_report_without_its_start_ends_the_span_only_when_nothing_else_will() {
+        let config = MapperConfig::default();
+        for (stream, ends) in [
+            (Stream::default(), false),
+            (
+                Stream {
+                    concurrent: true,
+                    ..Stream::default()
+                },
+                true,
+            ),
+            (
+                Stream {
+                    finishing: true,
+                    ..Stream::default()
+                },
+                true,
+            ),
+        ] {
+            let mut t = InvocationTable::default();
+            t.on_report(Some(T0 + 10 * MS), report("r1", 4.0, &["responseLatency"]));
+            let spans = take_invocation_spans(&mut t, &config, &stream);
+            if !ends {
+                assert!(spans.is_empty(), "{stream:?}");
+                assert!(!t.get("r1").unwrap().span_emitted);
+                continue;
+            }
+            assert_eq!(names(&spans), ["invoke", "responseLatency"], "{stream:?}");
+            assert_eq!(spans[0].end_time_unix_nano, T0 + 10 * MS);
+            assert_eq!(spans[0].start_time_unix_nano, T0 + 6 * MS);
+            let inv = t.get("r1").unwrap();
+            assert!(inv.span_emitted && inv.report_spans_emitted);
+        }
+    }
+
+    /// The report comes during the next invocation: its child spans follow
+    /// the invocation span in a later flush, and nothing goes out twice.
+    #[test]
+    fn report_spans_follow_the_invocation_span_once() {
+        let (config, stream) = (MapperConfig::default(), Stream::default());
+        let mut t = InvocationTable::default();
+        start(&mut t, "r1");
+        let done = RuntimeDone {
+            request_id: "r1".into(),
+            ..RuntimeDone::default()
+        };
+        t.on_runtime_done(None, done);
+        let first = take_invocation_spans(&mut t, &config, &stream);
+        assert_eq!(names(&first), ["invoke"]);
+        // No runtimeDone time: the span ends at its start.
+        assert_eq!(first[0].end_time_unix_nano, T0);
+        t.on_report(Some(T0 + 9 * MS), report("r1", 5.0, &["responseLatency"]));
+        let second = take_invocation_spans(&mut t, &config, &stream);
+        assert_eq!(names(&second), ["responseLatency"]);
+        assert_eq!(second[0].parent_span_id, first[0].span_id);
+        assert!(take_invocation_spans(&mut t, &config, &stream).is_empty());
+    }
+
+    #[test]
+    fn without_a_runtime_done_time_the_span_lasts_its_duration() {
+        let (stream, mut t) = (Stream::default(), InvocationTable::default());
+        let config = MapperConfig {
+            function_name: Some("orders-api".into()),
+            ..MapperConfig::default()
+        };
+        start(&mut t, "r1");
+        let mut done = RuntimeDone {
+            request_id: "r1".into(),
+            ..RuntimeDone::default()
+        };
+        done.metrics.duration_ms = Some(12.5);
+        t.on_runtime_done(None, done);
+        let spans = take_invocation_spans(&mut t, &config, &stream);
+        assert_eq!(names(&spans), ["orders-api"]);
+        assert_eq!(spans[0].end_time_unix_nano, T0 + 12_500_000);
+    }
+
+    /// At shutdown only invocations that started and never ended get an
+    /// incomplete span, ending at the latest time seen; once.
+    #[test]
+    fn incomplete_spans_for_started_invocations_that_never_ended() {
+        let config = MapperConfig::default();
+        let stream = Stream {
+            latest: T0 + 30 * MS,
+            finishing: true,
+            ..Stream::default()
+        };
+        let mut t = InvocationTable::default();
+        start(&mut t, "running");
+        t.on_invoke("invoked-only", InvokeInfo::default());
+        start(&mut t, "ended");
+        let done = RuntimeDone {
+            request_id: "ended".into(),
+            ..RuntimeDone::default()
+        };
+        t.on_runtime_done(Some(T0 + MS), done);
+        let spans = take_incomplete_spans(&mut t, &config, &stream);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(
+            spans[0].trace_id,
+            t.get("running").unwrap().trace_ids().trace_id
+        );
+        assert_eq!(
+            (spans[0].start_time_unix_nano, spans[0].end_time_unix_nano),
+            (T0, T0 + 30 * MS)
+        );
+        assert!(
+            !t.get("ended").unwrap().span_emitted,
+            "not an incomplete one"
+        );
+        assert!(take_incomplete_spans(&mut t, &config, &stream).is_empty());
+    }
+
+    #[test]
+    fn no_request_without_spans() {
+        let (resource, scope) = (Resource::default(), InstrumentationScope::default());
+        assert_eq!(traces_request(&resource, &scope, Vec::new()), None);
+        let one = traces_request(&resource, &scope, vec![Span::default()]).unwrap();
+        assert_eq!(one.resource_spans[0].scope_spans[0].spans.len(), 1);
+    }
+}
