@@ -450,12 +450,12 @@ impl Lifecycle {
         if !flowing {
             return false;
         }
-        let drops_before = self.shared.lock().mapper.stats.drop_notices;
+        let drops_before = self.shared.lock().mapper.stats().drop_notices;
         let ended = self
             .shared
             .wait_until(invocation_deadline, |st| {
                 st.mapper.runtime_done_seen(request_id)
-                    || st.mapper.stats.drop_notices > drops_before
+                    || st.mapper.stats().drop_notices > drops_before
             })
             .await;
         if !ended {
@@ -504,10 +504,7 @@ impl Lifecycle {
             let recent = if self.lmi { usize::MAX } else { 1 };
             self.shared
                 .wait_until(wait_end, |st| {
-                    st.mapper
-                        .invocations
-                        .awaiting_report_recent(recent)
-                        .is_empty()
+                    st.mapper.awaiting_recent_reports(recent).is_empty()
                 })
                 .await;
         }
@@ -545,11 +542,13 @@ impl Lifecycle {
             rejected_bodies = st.receiver.rejected_bodies,
             duplicate_batches = st.receiver.duplicate_batches,
             held_back = st.receiver.held_back,
-            log_records = st.mapper.stats.log_records,
-            spans = st.mapper.stats.spans,
-            reports = st.mapper.stats.reports,
-            snapshot_records = st.mapper.stats.snapshot_records,
-            awaiting_report = st.mapper.invocations.awaiting_report().len(),
+            log_records = st.mapper.stats().log_records,
+            spans = st.mapper.stats().spans,
+            reports = st.mapper.stats().reports,
+            snapshot_records = st.mapper.stats().snapshot_records,
+            unknown_events = st.mapper.stats().unknown_events,
+            duplicate_events = st.mapper.stats().duplicate_events,
+            awaiting_report = st.mapper.awaiting_report_count(),
             final_requests_sent = sent,
             unconfirmed_items = unconfirmed,
             dropped_items = dropped,

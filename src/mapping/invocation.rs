@@ -174,11 +174,6 @@ impl InvocationTable {
         self.map.get(request_id)
     }
 
-    /// The invocation in progress, if any.
-    pub fn current(&self) -> Option<&Invocation> {
-        self.current_id().and_then(|id| self.map.get(id))
-    }
-
     /// The invocation in progress: the last `platform.start`, or without
     /// platform events the last INVOKE.
     pub fn current_id(&self) -> Option<&str> {
@@ -188,11 +183,6 @@ impl InvocationTable {
     /// [`Self::current_id`] as a shared string (cheap to keep per log record).
     pub fn current_shared(&self) -> Option<std::sync::Arc<str>> {
         self.current.clone().or_else(|| self.invoked.clone())
-    }
-
-    /// Iterates invocations in the order they were first seen.
-    pub fn iter(&self) -> impl Iterator<Item = &Invocation> {
-        self.order.iter().filter_map(|id| self.map.get(id))
     }
 
     pub fn get_mut(&mut self, request_id: &str) -> Option<&mut Invocation> {

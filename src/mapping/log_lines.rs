@@ -17,14 +17,9 @@
 
 use crate::time::{parse_rfc3339, UnixNanos};
 
-/// OpenTelemetry severity ranges; the number is the first of each range
-/// except where a source has two levels in one range (Critical → 18).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Level {
-    pub number: i32,
-}
-
-/// Maps a level token of any runtime to a severity number. Case-insensitive.
+/// Maps a level token of any runtime to a severity number (the first of
+/// each OpenTelemetry severity range, except where a source has two levels
+/// in one range: Critical → 18). Case-insensitive.
 pub fn level_number(token: &str) -> Option<i32> {
     let t = token.trim();
     if t.is_empty() || t.len() > 12 {

@@ -112,28 +112,6 @@ fn json_object(message: &str) -> Option<Map<String, Value>> {
     }
 }
 
-/// Inputs for one log record.
-pub struct LogInput<'a> {
-    pub source: LogSource,
-    pub record: &'a LogRecord,
-    /// Envelope time.
-    pub event_time: Option<UnixNanos>,
-    /// When the bridge received it.
-    pub observed: UnixNanos,
-    /// The span it belongs to: the invocation's request id (none for init
-    /// and restore lines) and the ids.
-    pub invocation: Option<(Option<&'a str>, TraceIds)>,
-}
-
-/// Maps one record, with its invocation's ids when known.
-pub fn map_log(input: LogInput<'_>) -> OtlpLogRecord {
-    let (mut out, _) = map_log_body(input.source, input.record, input.event_time, input.observed);
-    if let Some((request_id, ids)) = input.invocation {
-        attach_invocation(&mut out, request_id, &ids);
-    }
-    out
-}
-
 /// Maps one record without trace context; also returns the request id the
 /// record names itself (text prefix or JSON key), parsed in the same pass.
 /// Whether that id may attribute the record is the caller's decision (see
@@ -395,13 +373,9 @@ mod tests {
             own_rid(&rec).as_deref(),
             Some("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11")
         );
-        let r = map_log(LogInput {
-            source: LogSource::Function,
-            record: &rec,
-            event_time: Some(1),
-            observed: 2,
-            invocation: Some((Some("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11"), ids())),
-        });
+        let (mut r, _) = map_log_body(LogSource::Function, &rec, Some(1), 2);
+        assert!(r.trace_id.is_empty() && r.span_id.is_empty());
+        attach_invocation(&mut r, Some("8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11"), &ids());
         assert_eq!(r.severity_number, 17);
         assert_eq!(r.severity_text, "ERROR");
         assert_eq!(body(&r), Some(&AV::StringValue("boom".into())));
@@ -409,6 +383,7 @@ mod tests {
         assert_eq!(r.observed_time_unix_nano, 2);
         assert_eq!(r.trace_id, vec![7; 16]);
         assert_eq!(r.span_id, vec![9; 8]);
+        assert_eq!(r.flags, 1, "sampled");
         assert!(r.attributes.iter().any(|a| a.key == "faas.invocation_id"));
     }
 
@@ -420,13 +395,12 @@ mod tests {
         .unwrap();
         let rec = LogRecord::Json(map);
         assert_eq!(own_rid(&rec).as_deref(), Some("r1"));
-        let r = map_log(LogInput {
-            source: LogSource::Function,
-            record: &rec,
-            event_time: Some(1_741_083_330_611_000_000),
-            observed: 5,
-            invocation: None,
-        });
+        let (r, _) = map_log_body(
+            LogSource::Function,
+            &rec,
+            Some(1_741_083_330_611_000_000),
+            5,
+        );
         assert_eq!(
             (r.severity_number, r.severity_text.as_str()),
             (13, "WARNING")
@@ -449,13 +423,7 @@ mod tests {
     fn powertools_json_in_text_mode() {
         let rec = LogRecord::Text(r#"{"level":"ERROR","location":"handler:12","message":"failed","function_request_id":"r9","cold_start":true}"#.into());
         assert_eq!(own_rid(&rec).as_deref(), Some("r9"));
-        let r = map_log(LogInput {
-            source: LogSource::Function,
-            record: &rec,
-            event_time: Some(10),
-            observed: 11,
-            invocation: None,
-        });
+        let (r, _) = map_log_body(LogSource::Function, &rec, Some(10), 11);
         assert_eq!(r.severity_number, 17);
         assert_eq!(body(&r), Some(&AV::StringValue("failed".into())));
         assert!(r.attributes.iter().any(|a| a.key == "cold_start"));
@@ -588,13 +556,8 @@ mod tests {
     #[test]
     fn plain_print_keeps_whole_line() {
         let rec = LogRecord::Text("hello\n".into());
-        let r = map_log(LogInput {
-            source: LogSource::Extension,
-            record: &rec,
-            event_time: None,
-            observed: 11,
-            invocation: None,
-        });
+        let (r, own) = map_log_body(LogSource::Extension, &rec, None, 11);
+        assert_eq!(own, None);
         assert_eq!(r.severity_number, 0);
         assert_eq!(r.severity_text, "");
         assert_eq!(body(&r), Some(&AV::StringValue("hello".into())));

@@ -3,8 +3,8 @@
 //! function's own lines. Off by default (`LAMBDA_OTEL_BRIDGE_PLATFORM_LOG_LINES`).
 
 use crate::lambda::events::{
-    InitStart, PhaseDone, PhaseReport, PlatformExtension, Report, RestoreStart, RuntimeDone, Start,
-    TelemetrySubscription,
+    EventKind, InitStart, PhaseDone, PhaseReport, PlatformExtension, Report, RestoreStart,
+    RuntimeDone, Start, TelemetrySubscription,
 };
 use crate::options::read::flag;
 use crate::options::table::PLATFORM_LOG_LINES;
@@ -14,6 +14,31 @@ use crate::options::{ConfigError, Env};
 pub struct Line {
     pub text: String,
     pub request_id: Option<String>,
+}
+
+/// The line of a platform event; none for log records, unknown events and
+/// `platform.logsDropped` (the bridge always writes a warning of its own for
+/// that one).
+pub fn of_event(kind: &EventKind) -> Option<Line> {
+    Some(match kind {
+        EventKind::InitStart(s) => init_start(s),
+        EventKind::RestoreStart(s) => restore_start(s),
+        EventKind::InitRuntimeDone(d) | EventKind::RestoreRuntimeDone(d) => {
+            phase_done(kind.static_type_name(), d)
+        }
+        EventKind::InitReport(r) | EventKind::RestoreReport(r) => {
+            phase_report(kind.static_type_name(), r)
+        }
+        EventKind::Start(s) => start(s),
+        EventKind::RuntimeDone(d) => runtime_done(d),
+        EventKind::Report(r) => report(r),
+        EventKind::Extension(e) => extension(e),
+        EventKind::TelemetrySubscription(s) => subscription(s),
+        EventKind::LogsDropped(_)
+        | EventKind::Function(_)
+        | EventKind::ExtensionLog(_)
+        | EventKind::Unknown { .. } => return None,
+    })
 }
 
 fn fmt_ms(v: f64) -> String {

@@ -65,7 +65,7 @@ fn report(rid: &str, metrics: Value) -> Value {
     )
 }
 
-fn metrics_of(out: &Output) -> Vec<Metric> {
+pub(super) fn metrics_of(out: &Output) -> Vec<Metric> {
     out.metrics
         .iter()
         .flat_map(|m| &m.resource_metrics)
@@ -84,7 +84,7 @@ fn logs_of(out: &Output) -> Vec<OtlpLogRecord> {
 }
 
 /// `(count, sum)` of the histogram `name` in `metrics`, if exported.
-fn histogram(metrics: &[Metric], name: &str) -> Option<(u64, f64)> {
+pub(super) fn histogram(metrics: &[Metric], name: &str) -> Option<(u64, f64)> {
     metrics
         .iter()
         .find(|m| m.name == name)
@@ -95,7 +95,7 @@ fn histogram(metrics: &[Metric], name: &str) -> Option<(u64, f64)> {
         .map(|p| (p.count, p.sum.unwrap_or(0.0)))
 }
 
-fn gauge(metrics: &[Metric], name: &str) -> Option<i64> {
+pub(super) fn gauge(metrics: &[Metric], name: &str) -> Option<i64> {
     metrics
         .iter()
         .find(|m| m.name == name)
@@ -109,7 +109,7 @@ fn gauge(metrics: &[Metric], name: &str) -> Option<i64> {
         })
 }
 
-fn counter(metrics: &[Metric], name: &str) -> Option<i64> {
+pub(super) fn counter(metrics: &[Metric], name: &str) -> Option<i64> {
     metrics
         .iter()
         .find(|m| m.name == name)
