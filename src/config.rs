@@ -98,11 +98,6 @@ impl Config {
     }
 }
 
-/// Lambda gives the function and the bridge the same environment: a
-/// function told `OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318` would
-/// also point the bridge at its own receiver. An explicitly configured
-/// endpoint that does is an error naming both variables; the default
-/// endpoint (nothing configured) only disables export, with a warning.
 /// The loud side of the TLS verification opt-out: one start-up warning per
 /// variable that turned it off, naming the endpoints it affects.
 fn skip_verify_warnings(export: &ExportSettings) -> Vec<String> {
@@ -139,6 +134,11 @@ fn skip_verify_warnings(export: &ExportSettings) -> Vec<String> {
         .collect()
 }
 
+/// Lambda gives the function and the bridge the same environment: a
+/// function told `OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318` would
+/// also point the bridge at its own receiver. An explicitly configured
+/// endpoint that does is an error naming both variables; the default
+/// endpoint (nothing configured) only disables export, with a warning.
 fn check_export_loop(
     receiver: &ReceiverConfig,
     export: &mut ExportSettings,

@@ -15,7 +15,8 @@ use crate::lambda::events::ParsedBatch;
 use crate::mapping::Mapper;
 use crate::time::UnixNanos;
 
-/// Receiver counters (exported as the bridge's own metrics in a later step).
+/// Receiver counters (the anomalies among them are exported as the
+/// bridge's own metrics and repeated in the shutdown summary).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReceiverStats {
     pub batches: u64,

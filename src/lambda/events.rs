@@ -438,7 +438,8 @@ fn log_record(type_name: &str, record: &str) -> Result<LogRecord, EventError> {
 
 // ---- lenient field decoders -------------------------------------------------
 
-/// Any JSON value: strings come back as `Some`, everything else as `None`.
+/// Any JSON value: strings and numbers come back as `Some` text, booleans,
+/// nulls, arrays and objects as `None`.
 fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
