@@ -38,7 +38,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{
-    InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Temporality,
+    Instrument, InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Stream, Temporality,
 };
 use tokio::time::Instant;
 
@@ -49,6 +49,10 @@ use super::settings::Signal;
 /// How often histograms alone (data age, flush and post-runtime durations)
 /// make the bridge report its own metrics.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Series (attribute sets) one instrument may have; more would be folded
+/// into the SDK's overflow series.
+const MAX_SERIES: usize = 32;
 
 /// Bucket bounds of the flush and post-runtime durations, in seconds: from
 /// half a millisecond (a flush to a nearby collector) to the longest flush
@@ -169,6 +173,15 @@ impl SelfMetrics {
             // one here keeps the SDK from reading the environment.
             .with_resource(opentelemetry_sdk::Resource::builder_empty().build())
             .with_reader(reader.clone())
+            // The SDK's default (2,000 series per instrument) sizes each
+            // instrument's table for it up front; the largest here has 18
+            // (3 signals x 6 drop reasons).
+            .with_view(|_: &Instrument| {
+                Stream::builder()
+                    .with_cardinality_limit(MAX_SERIES)
+                    .build()
+                    .ok()
+            })
             .build();
         let meter = provider.meter_with_scope(
             InstrumentationScope::builder(crate::mapping::SCOPE_NAME)
