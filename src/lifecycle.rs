@@ -404,17 +404,25 @@ impl Lifecycle {
         let decision = self.flush_state().on_invoke(std::time::Instant::now());
         match decision {
             Decision::EndOfInvocation => {
+                let mut runtime_done_at = None;
                 if self.platform_events && !self.lmi {
                     let seen = self
                         .wait_for_runtime_done(&request_id, invocation_deadline)
                         .await;
-                    if !seen {
+                    if seen {
+                        runtime_done_at = Some(Instant::now());
+                    } else {
                         tracing::debug!(%request_id, "runtimeDone not received before the wait ended");
                     }
                 }
                 let deadline =
                     (Instant::now() + self.config.flush_timeout).min(invocation_deadline);
                 self.map_and_flush(deadline).await;
+                // `/next` follows at once: this is what the invocation paid
+                // after its runtime was done.
+                if let Some(t) = runtime_done_at {
+                    self.exporter.record_post_runtime(t.elapsed());
+                }
             }
             Decision::Background => {
                 // Export what is pending while the function runs; `/next`

@@ -11,7 +11,9 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use serde_json::json;
-use support::common::{body, counter, env, line, spin_down, start_initialized, start_with};
+use support::common::{
+    body, counter, env, histogram_count, line, spin_down, start_initialized, start_with,
+};
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::{Fault, FaultCollector};
 use support::rotel::{free_port, Rotel};
@@ -341,6 +343,43 @@ async fn retry_after_is_honoured_and_400_is_dropped_and_counted() {
         &[("signal", "logs"), ("reason", "refused")],
     );
     assert_eq!(dropped, Some(1), "{}", collector.summary());
+}
+
+/// The bridge's own timings at the collector: in `end` mode every
+/// invocation's post-runtime time (runtimeDone seen → `/next`) and every
+/// billed flush, cumulative, the last report sent at SHUTDOWN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_runtime_and_flush_durations_reach_the_collector() {
+    let collector = FaultCollector::start().await;
+    let emu = start(env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+        ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
+    ]))
+    .await;
+    for i in 0..3 {
+        let rid = new_request_id();
+        emu.invoke(InvokeSpec {
+            request_id: rid.clone(),
+            logs: vec![line(&rid, &format!("timed {i}"))],
+            ..InvokeSpec::default()
+        })
+        .await
+        .unwrap();
+    }
+    let out = emu.shutdown("spindown", Duration::from_secs(2)).await;
+    assert_eq!(out.exit_code, Some(0), "{}", emu.output());
+    assert_eq!(
+        histogram_count(&collector, "lambda_otel_bridge.post_runtime.duration", &[]),
+        Some(3),
+        "{}",
+        collector.summary()
+    );
+    let billed = histogram_count(
+        &collector,
+        "lambda_otel_bridge.flush.duration",
+        &[("kind", "billed")],
+    );
+    assert!(billed >= Some(3), "{billed:?} {}", collector.summary());
 }
 
 /// `end` waits for runtimeDone before /next; `adaptive` with frequent

@@ -1,5 +1,6 @@
 //! Export: resolved settings ([`settings`]), the OTLP transport ([`otlp`],
-//! [`tls`]), the bounded [`outbox`] and the [`flush`] policy.
+//! [`tls`]), the bounded [`outbox`], the [`flush`] policy and the bridge's
+//! own metrics ([`self_metrics`]).
 //!
 //! Mapped data is encoded into `Export*ServiceRequest` protobuf bytes and
 //! queued in the outbox; a flush drains the outbox within a deadline the
@@ -9,13 +10,16 @@
 //! honouring `Retry-After`; permanent ones (400, 413, ...) are dropped and
 //! counted; partial successes are not retried and their rejected items are
 //! counted. Every drop shows up in the bridge's own metric
-//! `lambda_otel_bridge.dropped` and in one warning line per flush.
+//! `lambda_otel_bridge.dropped` and in one warning line per flush; the
+//! bridge's own metrics are collected at the flush points and queued in the
+//! same outbox.
 
 pub mod data_age;
 pub mod drain;
 pub mod otlp;
 pub mod outbox;
 pub mod rpc;
+pub mod self_metrics;
 pub mod settings;
 pub mod split;
 pub mod tls;
@@ -27,21 +31,18 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
-    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-};
+use opentelemetry_proto::tonic::metrics::v1::{metric, Metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use tokio::time::Instant;
 
-use crate::mapping::proto::kv_str;
 use crate::mapping::Output;
 use crate::redact::Redactor;
 use drain::{Settled, Transport};
 use otlp::{Outcome, SignalExporter};
 use outbox::{DropCounts, DropReason, Entry, Origin, Outbox};
+pub use self_metrics::ReceiverCounts;
+use self_metrics::SelfMetrics;
 use settings::{ExportSettings, Signal};
 
 /// What one flush did.
@@ -85,9 +86,16 @@ pub enum FlushKind {
 /// waiting for answers).
 pub const STALLED_AFTER: Duration = Duration::from_millis(500);
 
-/// How often the data-age histogram alone makes the bridge export its own
-/// metrics.
-pub const SELF_METRICS_INTERVAL: Duration = Duration::from_secs(10);
+impl FlushKind {
+    /// The `kind` attribute of `lambda_otel_bridge.flush.duration`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushKind::Billed => "billed",
+            FlushKind::Background => "background",
+            FlushKind::Final => "final",
+        }
+    }
+}
 
 /// The longest a billed flush waits for answers from a collector that
 /// failed its last request (or is still busy with an earlier one). The
@@ -124,7 +132,7 @@ struct Running {
 struct Core {
     outbox: Mutex<Outbox>,
     health: Mutex<Health>,
-    self_metrics: Mutex<SelfMetrics>,
+    self_metrics: SelfMetrics,
     /// When the collector last accepted a request.
     last_accepted: Mutex<Option<Instant>>,
     outstanding: Mutex<[Vec<Running>; 3]>,
@@ -149,34 +157,6 @@ pub struct Exporter {
 /// hold).
 pub fn max_request_bytes(outbox_bytes: usize) -> usize {
     (outbox_bytes / 4).clamp(16 * 1024, 1024 * 1024)
-}
-
-/// What the bridge's own metrics last reported: drops, failures, listener
-/// counters and data-age counts.
-type ReportedState = (DropCounts, [u64; 3], [u64; 4], [u64; 3]);
-
-/// Counters behind the bridge's own metrics.
-#[derive(Debug, Default)]
-struct SelfMetrics {
-    start: u64,
-    resource: Resource,
-    failures: [u64; 3],
-    /// Telemetry API anomalies: skipped events, then rejected, redelivered
-    /// and held-back batches.
-    receiver: [u64; 4],
-    /// Age of the bridge's own data when the collector accepted it, by signal.
-    data_age: [data_age::AgeHistogram; 3],
-    last_report_at: Option<Instant>,
-    last_reported: Option<ReportedState>,
-}
-
-/// What the listener saw that was not plain data, for the bridge's own metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReceiverCounts {
-    pub skipped_events: u64,
-    pub rejected_batches: u64,
-    pub duplicate_batches: u64,
-    pub held_back_batches: u64,
 }
 
 /// Drops as `("signal/reason", items)`.
@@ -302,11 +282,7 @@ impl Core {
                 self.health().failing = false;
                 if let Some(oldest) = entry.oldest {
                     let age = crate::time::now().saturating_sub(oldest) as f64 / 1e9;
-                    self.self_metrics
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .data_age[signal_index(signal)]
-                    .record(age);
+                    self.self_metrics.record_data_age(signal, age);
                 }
                 if rejected > 0 {
                     self.outbox()
@@ -322,7 +298,7 @@ impl Core {
             Outcome::Permanent { reason } => {
                 self.outbox()
                     .count_drop(signal, DropReason::Refused, entry.items);
-                self.count_failure(signal);
+                self.self_metrics.count_failure(signal);
                 Settled::Permanent {
                     reason: format!("{signal:?}: {reason}"),
                 }
@@ -331,7 +307,7 @@ impl Core {
                 reason,
                 retry_after,
             } => {
-                self.count_failure(signal);
+                self.self_metrics.count_failure(signal);
                 self.health().failing = true;
                 entry.not_before = retry_after.map(|ra| (Instant::now() + ra).into_std());
                 self.outbox().push_front(entry);
@@ -373,10 +349,7 @@ impl Exporter {
                     failing: false,
                     rng: crate::time::now() | 1,
                 }),
-                self_metrics: Mutex::new(SelfMetrics {
-                    start: crate::time::now(),
-                    ..SelfMetrics::default()
-                }),
+                self_metrics: SelfMetrics::new(),
                 last_accepted: Mutex::new(None),
                 outstanding: Mutex::new([Vec::new(), Vec::new(), Vec::new()]),
                 next_request: std::sync::atomic::AtomicU64::new(0),
@@ -469,28 +442,18 @@ impl Exporter {
 
     /// The listener's counters, reported with the bridge's own metrics.
     pub fn set_receiver_counts(&self, c: ReceiverCounts) {
-        self.core
-            .self_metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .receiver = [
-            c.skipped_events,
-            c.rejected_batches,
-            c.duplicate_batches,
-            c.held_back_batches,
-        ];
+        self.core.self_metrics.set_receiver_counts(c);
     }
 
     /// The resource of the bridge's own metrics (the mapper's).
     pub fn set_resource(&self, resource: &Resource) {
-        let mut m = self
-            .core
-            .self_metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if m.resource != *resource {
-            m.resource = resource.clone();
-        }
+        self.core.self_metrics.set_resource(resource);
+    }
+
+    /// An invocation's billed time after its runtime was done: from
+    /// `platform.runtimeDone` being seen to `/next`.
+    pub fn record_post_runtime(&self, took: Duration) {
+        self.core.self_metrics.record_post_runtime(took);
     }
 
     /// Queues mapped data.
@@ -583,12 +546,15 @@ impl Exporter {
         if self.disabled {
             return FlushReport::default();
         }
+        let started = Instant::now();
+        // A flush that only sends the bridge's own metrics is not timed:
+        // timing it would make the next report, and so on forever.
+        let had_data = !self.outbox().is_empty();
         self.queue_self_metrics(kind == FlushKind::Final);
         if self.outbox().is_empty() {
             return FlushReport::default();
         }
         let failing = self.failing();
-        let started = Instant::now();
         let (t, m, l) = tokio::join!(
             self.drain(Signal::Traces, deadline, kind, failing, started),
             self.drain(Signal::Metrics, deadline, kind, failing, started),
@@ -602,6 +568,11 @@ impl Exporter {
             report.deferred += r.deferred;
             report.in_flight += r.in_flight;
             report.errors.extend(r.errors);
+        }
+        if had_data {
+            self.core
+                .self_metrics
+                .record_flush(kind.as_str(), started.elapsed());
         }
         report.dropped = drop_list(&self.outbox().take_new_drops());
         if !report.dropped.is_empty() {
@@ -869,190 +840,15 @@ impl Exporter {
 }
 
 impl Core {
-    fn count_failure(&self, signal: Signal) {
-        let mut m = self.self_metrics.lock().unwrap_or_else(|p| p.into_inner());
-        m.failures[signal_index(signal)] += 1;
-    }
-
-    /// Queues the bridge's own metrics when they changed since last time:
-    /// `lambda_otel_bridge.dropped` {signal, reason} (cumulative),
-    /// `lambda_otel_bridge.export.failures` {signal} (cumulative) and
-    /// `lambda_otel_bridge.outbox.bytes` (gauge).
+    /// Queues the bridge's own metrics when there is something to say
+    /// ([`self_metrics`]).
     fn queue_self_metrics(&self, final_flush: bool) {
         let (drops, bytes) = {
             let o = self.outbox();
             (o.drops().clone(), o.bytes())
         };
-        let req = {
-            let mut m = self.self_metrics.lock().unwrap_or_else(|p| p.into_inner());
-            let ages = [
-                m.data_age[0].count,
-                m.data_age[1].count,
-                m.data_age[2].count,
-            ];
-            let state = (drops.clone(), m.failures, m.receiver, ages);
-            let anomalies = !drops.is_empty() || m.failures != [0; 3] || m.receiver != [0; 4];
-            if !anomalies && ages == [0; 3] {
-                return;
-            }
-            if m.last_reported.as_ref() == Some(&state) {
-                return;
-            }
-            // Ages alone change at every flush: reported at most every
-            // SELF_METRICS_INTERVAL (and at the final flush), counters at once.
-            let counters_changed = m
-                .last_reported
-                .as_ref()
-                .is_none_or(|(d, f, r, _)| *d != drops || *f != m.failures || *r != m.receiver);
-            let interval_passed = m
-                .last_report_at
-                .is_none_or(|t| t.elapsed() >= SELF_METRICS_INTERVAL);
-            if !(interval_passed || final_flush || counters_changed && anomalies) {
-                return;
-            }
-            m.last_reported = Some(state);
-            m.last_report_at = Some(Instant::now());
-            let now = crate::time::now();
-            let point = |attrs, v: u64| NumberDataPoint {
-                attributes: attrs,
-                start_time_unix_nano: m.start,
-                time_unix_nano: now,
-                value: Some(number_data_point::Value::AsInt(
-                    v.min(i64::MAX as u64) as i64
-                )),
-                ..NumberDataPoint::default()
-            };
-            let dropped: Vec<NumberDataPoint> = drops
-                .iter()
-                .map(|((s, r), n)| {
-                    point(
-                        vec![kv_str("signal", s.as_str()), kv_str("reason", r.as_str())],
-                        *n,
-                    )
-                })
-                .collect();
-            let failures: Vec<NumberDataPoint> = Signal::ALL
-                .iter()
-                .map(|s| {
-                    point(
-                        vec![kv_str("signal", outbox::SignalKey::from(*s).as_str())],
-                        m.failures[signal_index(*s)],
-                    )
-                })
-                .collect();
-            let sum = |name: &str, unit: &str, description: &str, points| Metric {
-                name: name.into(),
-                unit: unit.into(),
-                description: description.into(),
-                metadata: Vec::new(),
-                data: Some(metric::Data::Sum(Sum {
-                    data_points: points,
-                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                    is_monotonic: true,
-                })),
-            };
-            let mut metrics = vec![sum(
-                "lambda_otel_bridge.export.failures",
-                "{request}",
-                "Failed export attempts of the bridge, by signal.",
-                failures,
-            )];
-            if !dropped.is_empty() {
-                metrics.insert(
-                    0,
-                    sum(
-                        "lambda_otel_bridge.dropped",
-                        "{item}",
-                        "Spans, data points and log records the bridge could not deliver, by signal and reason.",
-                        dropped,
-                    ),
-                );
-            }
-            let [skipped, rejected, duplicate, held_back] = m.receiver;
-            if skipped > 0 {
-                metrics.push(sum(
-                    "lambda_otel_bridge.telemetry.skipped",
-                    "{event}",
-                    "Telemetry API events that could not be decoded and were skipped.",
-                    vec![point(Vec::new(), skipped)],
-                ));
-            }
-            let batches: Vec<NumberDataPoint> = [
-                ("rejected", rejected),
-                ("duplicate", duplicate),
-                ("held_back", held_back),
-            ]
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(outcome, n)| point(vec![kv_str("outcome", outcome)], n))
-            .collect();
-            if !batches.is_empty() {
-                metrics.push(sum(
-                    "lambda_otel_bridge.telemetry.batches",
-                    "{batch}",
-                    "Telemetry API batches rejected (not a JSON array, 400), dropped as redeliveries, or answered late while the outbox drained.",
-                    batches,
-                ));
-            }
-            let ages: Vec<HistogramDataPoint> = Signal::ALL
-                .iter()
-                .filter(|s| m.data_age[signal_index(**s)].count > 0)
-                .map(|s| {
-                    let h = &m.data_age[signal_index(*s)];
-                    HistogramDataPoint {
-                        attributes: vec![kv_str("signal", outbox::SignalKey::from(*s).as_str())],
-                        start_time_unix_nano: m.start,
-                        time_unix_nano: now,
-                        count: h.count,
-                        sum: Some(h.sum),
-                        bucket_counts: h.counts.to_vec(),
-                        explicit_bounds: data_age::BOUNDS.to_vec(),
-                        min: Some(h.min),
-                        max: Some(h.max),
-                        ..HistogramDataPoint::default()
-                    }
-                })
-                .collect();
-            if !ages.is_empty() {
-                metrics.push(Metric {
-                    name: "lambda_otel_bridge.export.data_age".into(),
-                    unit: "s".into(),
-                    description: "Age of the bridge's data when the collector accepted it (from the oldest item of a request), by signal.".into(),
-                    metadata: Vec::new(),
-                    data: Some(metric::Data::Histogram(Histogram {
-                        data_points: ages,
-                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                    })),
-                });
-            }
-            metrics.push(Metric {
-                name: "lambda_otel_bridge.outbox.bytes".into(),
-                unit: "By".into(),
-                description: "Bytes waiting in the bridge's outbox.".into(),
-                metadata: Vec::new(),
-                data: Some(metric::Data::Gauge(Gauge {
-                    data_points: vec![NumberDataPoint {
-                        time_unix_nano: now,
-                        value: Some(number_data_point::Value::AsInt(bytes as i64)),
-                        ..NumberDataPoint::default()
-                    }],
-                })),
-            });
-            ExportMetricsServiceRequest {
-                resource_metrics: vec![ResourceMetrics {
-                    resource: Some(m.resource.clone()),
-                    scope_metrics: vec![ScopeMetrics {
-                        scope: Some(InstrumentationScope {
-                            name: crate::mapping::SCOPE_NAME.into(),
-                            version: env!("CARGO_PKG_VERSION").into(),
-                            ..InstrumentationScope::default()
-                        }),
-                        metrics,
-                        schema_url: String::new(),
-                    }],
-                    schema_url: String::new(),
-                }],
-            }
+        let Some(req) = self.self_metrics.report(&drops, bytes, final_flush) else {
+            return;
         };
         let items = metric_items(&req);
         self.outbox().push(Entry {
@@ -1246,7 +1042,120 @@ mod tests {
         let r = e.flush(Instant::now()).await;
         assert_eq!((logs.calls(), r.failed, r.deferred), (0, 0, 1), "{r:?}");
         assert!(!e.failing());
-        assert_eq!(e.core.self_metrics.lock().unwrap().failures, [0, 0, 0]);
+        let req = queued_self_metrics(&e);
+        let failures = find(&req, "lambda_otel_bridge.export.failures");
+        assert_eq!(sum_values(failures), vec![0, 0, 0]);
+    }
+
+    /// The bridge's own metrics as a final flush would queue them now.
+    fn queued_self_metrics(e: &Exporter) -> ExportMetricsServiceRequest {
+        e.core.queue_self_metrics(true);
+        let entry = e.outbox().pop(Signal::Metrics).expect("a report is queued");
+        assert_eq!(entry.origin, Origin::Bridge);
+        let req = ExportMetricsServiceRequest::decode(entry.body).unwrap();
+        assert_eq!(entry.items, metric_items(&req));
+        req
+    }
+
+    fn find<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> &'a Metric {
+        req.resource_metrics
+            .iter()
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| &sm.metrics)
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} not in the report"))
+    }
+
+    /// A sum's point values, in attribute order.
+    fn sum_values(m: &Metric) -> Vec<i64> {
+        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+        let Some(metric::Data::Sum(s)) = &m.data else {
+            panic!("{m:?}");
+        };
+        let mut points: Vec<_> = s
+            .data_points
+            .iter()
+            .map(|p| {
+                let key = format!("{:?}", p.attributes);
+                match p.value {
+                    Some(Value::AsInt(v)) => (key, v),
+                    _ => panic!("{p:?}"),
+                }
+            })
+            .collect();
+        points.sort();
+        points.into_iter().map(|(_, v)| v).collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_shows_in_the_queued_self_metrics() {
+        let logs = Scripted::new(
+            vec![(
+                Duration::ZERO,
+                Outcome::Permanent {
+                    reason: "HTTP 400".into(),
+                },
+            )],
+            (Duration::ZERO, ok()),
+        );
+        let e = exporter(logs);
+        e.set_resource(&Resource {
+            attributes: vec![crate::mapping::proto::kv_str("faas.name", "f")],
+            ..Resource::default()
+        });
+        queue_log(&e, 4);
+        let r = e.flush(Instant::now() + ms(500)).await;
+        assert_eq!(r.failed, 1, "{r:?}");
+        let req = queued_self_metrics(&e);
+        assert_eq!(
+            req.resource_metrics[0]
+                .resource
+                .as_ref()
+                .unwrap()
+                .attributes,
+            vec![crate::mapping::proto::kv_str("faas.name", "f")]
+        );
+        let dropped = find(&req, "lambda_otel_bridge.dropped");
+        let Some(metric::Data::Sum(s)) = &dropped.data else {
+            panic!("{dropped:?}");
+        };
+        assert_eq!(s.data_points.len(), 1);
+        let p = &s.data_points[0];
+        let mut attrs: Vec<_> = p
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.as_str(), format!("{:?}", kv.value)))
+            .collect();
+        attrs.sort();
+        assert_eq!(attrs[0].0, "reason");
+        assert!(attrs[0].1.contains("\"refused\""), "{attrs:?}");
+        assert_eq!(attrs[1].0, "signal");
+        assert!(attrs[1].1.contains("\"logs\""), "{attrs:?}");
+        assert_eq!(sum_values(dropped), vec![4]);
+        // One failure, of logs (attribute order: logs, metrics, traces).
+        let failures = find(&req, "lambda_otel_bridge.export.failures");
+        assert_eq!(sum_values(failures), vec![1, 0, 0]);
+        // The flush that had data was timed, as billed.
+        let flushes = find(&req, "lambda_otel_bridge.flush.duration");
+        let Some(metric::Data::Histogram(h)) = &flushes.data else {
+            panic!("{flushes:?}");
+        };
+        assert_eq!(h.data_points.len(), 1);
+        assert_eq!(h.data_points[0].count, 1);
+        assert!(format!("{:?}", h.data_points[0].attributes).contains("\"billed\""));
+    }
+
+    #[tokio::test]
+    async fn a_flush_of_only_the_bridges_own_metrics_is_not_timed() {
+        let e = exporter(Scripted::new(vec![], (Duration::ZERO, ok())));
+        e.count_drop(Signal::Traces, DropReason::OutboxFull, 1);
+        // The drop makes a report; sending it is not timed, so nothing new
+        // is left to say afterwards.
+        let r = e.flush(Instant::now() + ms(500)).await;
+        assert_eq!(r.sent, 1, "{r:?}");
+        let r = e.flush_as(Instant::now() + ms(500), FlushKind::Final).await;
+        assert_eq!(r.sent, 0, "{r:?}");
+        assert!(e.outbox().is_empty());
     }
 
     #[tokio::test]
@@ -1344,7 +1253,10 @@ mod tests {
         let r = e.flush(Instant::now() + ms(100)).await;
         assert_eq!((logs.calls(), r.deferred, r.failed), (0, 1, 0), "{r:?}");
         let r = e.flush(Instant::now() + ms(400)).await;
-        assert_eq!((logs.calls(), r.sent), (1, 1), "{r:?}");
+        // The log request, and the bridge's own metrics (the first flush's
+        // duration) through the metrics transport.
+        assert_eq!((logs.calls(), r.sent), (1, 2), "{r:?}");
+        assert!(e.outbox().is_empty());
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::{json, Value};
 
@@ -117,6 +118,17 @@ pub fn summary_field(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{key} in {line}"))
 }
 
+/// Whether `attributes` hold these string attributes.
+fn has_attrs(attributes: &[KeyValue], attrs: &[(&str, &str)]) -> bool {
+    attrs.iter().all(|(k, v)| {
+        attributes.iter().any(|a| {
+            a.key == *k
+                && matches!(a.value.as_ref().and_then(|v| v.value.as_ref()),
+                    Some(AV::StringValue(s)) if s == v)
+        })
+    })
+}
+
 /// The largest value the collector received for the counter `name` with
 /// these string attributes (cumulative sums: the latest total).
 pub fn counter(collector: &FaultCollector, name: &str, attrs: &[(&str, &str)]) -> Option<i64> {
@@ -128,19 +140,31 @@ pub fn counter(collector: &FaultCollector, name: &str, attrs: &[(&str, &str)]) -
             Some(Data::Sum(s)) => s.data_points,
             _ => Vec::new(),
         })
-        .filter(|p| {
-            attrs.iter().all(|(k, v)| {
-                p.attributes.iter().any(|a| {
-                    a.key == *k
-                        && matches!(a.value.as_ref().and_then(|v| v.value.as_ref()),
-                            Some(AV::StringValue(s)) if s == v)
-                })
-            })
-        })
+        .filter(|p| has_attrs(&p.attributes, attrs))
         .filter_map(|p| match p.value {
             Some(number_data_point::Value::AsInt(v)) => Some(v),
             _ => None,
         })
+        .max()
+}
+
+/// The largest count the collector received for the histogram `name` with
+/// these string attributes (cumulative: the latest count).
+pub fn histogram_count(
+    collector: &FaultCollector,
+    name: &str,
+    attrs: &[(&str, &str)],
+) -> Option<u64> {
+    collector
+        .metrics()
+        .into_iter()
+        .filter(|m| m.name == name)
+        .flat_map(|m| match m.data {
+            Some(Data::Histogram(h)) => h.data_points,
+            _ => Vec::new(),
+        })
+        .filter(|p| has_attrs(&p.attributes, attrs))
+        .map(|p| p.count)
         .max()
 }
 
