@@ -244,10 +244,9 @@ mod tests {
 #[cfg(test)]
 mod backpressure_tests {
     use super::*;
-    use crate::export::drain::{SendFuture, Transport};
-    use crate::export::otlp::Outcome;
     use crate::export::outbox::Origin;
     use crate::export::settings::Signal;
+    use crate::export::transport::{Outcome, SendFuture, Transport};
     use crate::mapping::{Mapper, MapperConfig};
     use tower_service::Service;
 

@@ -24,33 +24,14 @@
 //!   signal are outstanding (answered or not); beyond that the drain waits
 //!   for one to finish, within its deadline.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::otlp::Outcome;
-
-/// A boxed future of an export attempt.
-pub type SendFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
-
-/// Sends one encoded request for one signal.
-pub trait Transport: Send + Sync + 'static {
-    /// Sends `body` (protobuf `Export*ServiceRequest`), giving up at
-    /// `deadline`. The future owns everything it needs (it outlives the
-    /// flush that started it).
-    fn send(self: Arc<Self>, body: Bytes, deadline: Instant) -> SendFuture;
-    /// The export timeout: how long one request may take in all.
-    fn timeout(&self) -> Duration;
-    /// CPU time to prepare `len` protobuf bytes for the wire (JSON
-    /// conversion, compression), reserved before a deadline.
-    fn prepare_cost(&self, _len: usize) -> Duration {
-        Duration::ZERO
-    }
-}
+use super::core::{Running, Settled};
+use super::outbox::Entry;
+use super::settings::Signal;
+use super::{signal_index, Exporter};
 
 /// Failed attempts per signal within one flush while the collector is
 /// healthy.
@@ -97,20 +78,184 @@ pub struct DrainReport {
     pub errors: Vec<String>,
 }
 
-/// How a request ended, as the drain needs to know it (the exporter has
-/// already applied it: counted, re-queued or dropped).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Settled {
-    Accepted {
-        items: u64,
-    },
-    Permanent {
-        reason: String,
-    },
-    Retryable {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
+/// How a flush may spend its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushKind {
+    /// On the function's path (before `/next`): once the collector has
+    /// failed, or a request of the signal has been running for
+    /// [`STALLED_AFTER`] (a slow or hanging collector), one attempt per
+    /// signal and at most [`DEGRADED_WAIT`] of waiting for answers.
+    Billed,
+    /// Off the function's path (a background flush).
+    Background,
+    /// The last one (SHUTDOWN): full retries and Retry-After waits, within
+    /// the deadline.
+    Final,
+}
+
+/// A request unanswered for this long means a slow or hanging collector
+/// (a healthy one answers in milliseconds; a background export may have
+/// started one a moment before a billed flush, which is no reason to stop
+/// waiting for answers).
+pub const STALLED_AFTER: Duration = Duration::from_millis(500);
+
+impl FlushKind {
+    /// The `kind` attribute of `lambda_otel_bridge.flush.duration`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushKind::Billed => "billed",
+            FlushKind::Background => "background",
+            FlushKind::Final => "final",
+        }
+    }
+}
+
+/// The longest a billed flush waits for answers from a collector that
+/// failed its last request (or is still busy with an earlier one). The
+/// requests are still made and finish in the background.
+pub const DEGRADED_WAIT: Duration = Duration::from_millis(30);
+
+impl Exporter {
+    /// Starts one request in its own task; the returned receiver yields how
+    /// it ended (already applied to the outbox and counters).
+    fn start_request(&self, entry: Entry) -> tokio::sync::oneshot::Receiver<Settled> {
+        let i = signal_index(entry.signal);
+        let transport = self.transports[i].clone();
+        let id = self
+            .core
+            .next_request
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.core.outstanding()[i].push(Running {
+            id,
+            started: Instant::now(),
+            items: entry.items,
+            task: None,
+        });
+        let send = transport
+            .clone()
+            .send(entry.body.clone(), Instant::now() + transport.timeout());
+        let core = self.core.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let outcome = send.await;
+            let settled = core.settle(entry, outcome);
+            core.outstanding()[i].retain(|r| r.id != id);
+            core.settled.notify_waiters();
+            let _ = tx.send(settled);
+        });
+        if let Some(r) = self.core.outstanding()[i].iter_mut().find(|r| r.id == id) {
+            r.task = Some(task.abort_handle());
+        }
+        rx
+    }
+
+    pub(super) async fn drain(
+        &self,
+        signal: Signal,
+        deadline: Instant,
+        kind: FlushKind,
+        failing: bool,
+        flush_started: Instant,
+    ) -> DrainReport {
+        let transport = self.transports[signal_index(signal)].clone();
+        let mut report = DrainReport::default();
+        // A request of this signal running for longer than a healthy
+        // collector takes: the collector is slow or hanging.
+        let stalled = self
+            .core
+            .outstanding_of(signal)
+            .oldest
+            .is_some_and(|t| flush_started.saturating_duration_since(t) >= STALLED_AFTER);
+        let degraded = kind != FlushKind::Final && (failing || stalled);
+        // Waiting for answers on the function's path is cut short while the
+        // collector is failing or busy; the requests still go out.
+        let wait_until = if kind == FlushKind::Billed && degraded {
+            deadline.min(Instant::now() + DEGRADED_WAIT)
+        } else {
+            deadline
+        };
+        let allowed = attempts_allowed(degraded);
+        let mut failures = 0u32;
+        loop {
+            // Bounded concurrency: wait for a slot, within the deadline; on
+            // the function's path, not at all while the collector is failing
+            // or busy (the slots are held by requests it has not answered).
+            loop {
+                let notified = self.core.settled.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.core.outstanding_of(signal).requests < MAX_OUTSTANDING {
+                    break;
+                }
+                if kind == FlushKind::Billed && degraded {
+                    return report;
+                }
+                if tokio::time::timeout_at(wait_until, notified).await.is_err() {
+                    return report;
+                }
+            }
+            let Some(entry) = self.outbox().pop(signal) else {
+                break;
+            };
+            let reserve = transport.prepare_cost(entry.body.len());
+            let now = Instant::now();
+            if let Some(nb) = entry.not_before.map(Instant::from_std) {
+                if nb > now {
+                    if !degraded && nb + reserve < wait_until {
+                        tokio::time::sleep_until(nb).await;
+                    } else {
+                        self.outbox().push_front(entry);
+                        report.deferred += 1;
+                        report
+                            .errors
+                            .push(format!("{signal:?}: waiting for Retry-After"));
+                        break;
+                    }
+                }
+            }
+            // Not started without time to prepare it: that is not a failure.
+            if Instant::now() + reserve >= wait_until {
+                self.outbox().push_front(entry);
+                report.deferred += 1;
+                break;
+            }
+            let done = self.start_request(entry);
+            let settled = tokio::select! {
+                r = done => r,
+                _ = tokio::time::sleep_until(wait_until) => {
+                    report.in_flight += 1;
+                    break;
+                }
+            };
+            // The task cannot end without answering unless it panicked.
+            let Ok(settled) = settled else { break };
+            match settled {
+                Settled::Accepted { items } => {
+                    report.sent += 1;
+                    report.delivered_items += items;
+                }
+                Settled::Permanent { reason } => {
+                    report.failed += 1;
+                    report.errors.push(reason);
+                }
+                Settled::Retryable {
+                    reason,
+                    retry_after,
+                } => {
+                    report.failed += 1;
+                    failures += 1;
+                    report.errors.push(reason);
+                    let wait = retry_wait(failures - 1, retry_after, self.core.jitter_unit());
+                    if failures >= allowed || Instant::now() + wait >= wait_until {
+                        report.deferred += 1;
+                        break;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        report
+    }
 }
 
 #[cfg(test)]

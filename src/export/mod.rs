@@ -14,8 +14,11 @@
 //! bridge's own metrics are collected at the flush points and queued in the
 //! same outbox.
 
+pub mod answers;
+pub mod core;
 pub mod data_age;
 pub mod drain;
+pub mod items;
 pub mod otlp;
 pub mod outbox;
 pub mod rpc;
@@ -23,27 +26,30 @@ pub mod self_metrics;
 pub mod settings;
 pub mod split;
 pub mod tls;
+pub mod transport;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::{metric, Metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use tokio::time::Instant;
 
 use crate::mapping::Output;
 use crate::redact::Redactor;
-use drain::{Settled, Transport};
-use otlp::{Outcome, SignalExporter};
+pub use drain::{FlushKind, DEGRADED_WAIT, STALLED_AFTER};
+pub use items::{count_items, log_items, metric_items, span_items};
+
+use core::{Core, Health};
+use otlp::SignalExporter;
 use outbox::{DropCounts, DropReason, Entry, Origin, Outbox};
 pub use self_metrics::ReceiverCounts;
 use self_metrics::SelfMetrics;
 use settings::{ExportSettings, Signal};
+use transport::Transport;
 
 /// What one flush did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -63,82 +69,6 @@ pub struct FlushReport {
     /// Items dropped during this flush, by signal and reason.
     pub dropped: Vec<(String, u64)>,
     pub errors: Vec<String>,
-}
-
-/// How a flush may spend its time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlushKind {
-    /// On the function's path (before `/next`): once the collector has
-    /// failed, or a request of the signal has been running for
-    /// [`STALLED_AFTER`] (a slow or hanging collector), one attempt per
-    /// signal and at most [`DEGRADED_WAIT`] of waiting for answers.
-    Billed,
-    /// Off the function's path (a background flush).
-    Background,
-    /// The last one (SHUTDOWN): full retries and Retry-After waits, within
-    /// the deadline.
-    Final,
-}
-
-/// A request unanswered for this long means a slow or hanging collector
-/// (a healthy one answers in milliseconds; a background export may have
-/// started one a moment before a billed flush, which is no reason to stop
-/// waiting for answers).
-pub const STALLED_AFTER: Duration = Duration::from_millis(500);
-
-impl FlushKind {
-    /// The `kind` attribute of `lambda_otel_bridge.flush.duration`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlushKind::Billed => "billed",
-            FlushKind::Background => "background",
-            FlushKind::Final => "final",
-        }
-    }
-}
-
-/// The longest a billed flush waits for answers from a collector that
-/// failed its last request (or is still busy with an earlier one). The
-/// requests are still made and finish in the background.
-pub const DEGRADED_WAIT: Duration = Duration::from_millis(30);
-
-/// Health of the export path, to avoid spending the function's time on a
-/// collector that keeps failing.
-#[derive(Debug, Default)]
-struct Health {
-    /// The last request that ended failed retryably, and none was accepted since.
-    failing: bool,
-    rng: u64,
-}
-
-/// Requests of one signal sent and not yet ended.
-#[derive(Debug, Default, Clone, Copy)]
-struct Outstanding {
-    requests: usize,
-    items: u64,
-    /// When the oldest of them was started.
-    oldest: Option<Instant>,
-}
-
-/// A request sent and not yet ended.
-struct Running {
-    id: u64,
-    started: Instant,
-    items: u64,
-    task: Option<tokio::task::AbortHandle>,
-}
-
-/// The state export tasks share: outbox, health, counters.
-struct Core {
-    outbox: Mutex<Outbox>,
-    health: Mutex<Health>,
-    self_metrics: SelfMetrics,
-    /// When the collector last accepted a request.
-    last_accepted: Mutex<Option<Instant>>,
-    outstanding: Mutex<[Vec<Running>; 3]>,
-    next_request: std::sync::atomic::AtomicU64,
-    /// Notified each time a request ends.
-    settled: tokio::sync::Notify,
 }
 
 /// The exporters, the outbox and the bridge's own export metrics.
@@ -181,142 +111,6 @@ fn signal_index(s: Signal) -> usize {
         Signal::Traces => 0,
         Signal::Metrics => 1,
         Signal::Logs => 2,
-    }
-}
-
-/// Spans, data points or log records in a request (for drop accounting).
-pub fn count_items(signal: Signal, body: &[u8]) -> u64 {
-    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    match signal {
-        Signal::Traces => ExportTraceServiceRequest::decode(body).map(|r| span_items(&r)),
-        Signal::Metrics => ExportMetricsServiceRequest::decode(body).map(|r| metric_items(&r)),
-        Signal::Logs => ExportLogsServiceRequest::decode(body).map(|r| log_items(&r)),
-    }
-    .unwrap_or(0)
-}
-
-/// Spans in a trace request.
-pub fn span_items(
-    r: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
-) -> u64 {
-    r.resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len() as u64)
-        .sum()
-}
-
-/// Data points in a metrics request.
-pub fn metric_items(r: &ExportMetricsServiceRequest) -> u64 {
-    r.resource_metrics
-        .iter()
-        .flat_map(|rm| &rm.scope_metrics)
-        .flat_map(|sm| &sm.metrics)
-        .map(metric_points)
-        .sum()
-}
-
-/// Log records in a log request.
-pub fn log_items(
-    r: &opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
-) -> u64 {
-    r.resource_logs
-        .iter()
-        .flat_map(|rl| &rl.scope_logs)
-        .map(|sl| sl.log_records.len() as u64)
-        .sum()
-}
-
-fn metric_points(m: &Metric) -> u64 {
-    (match &m.data {
-        Some(metric::Data::Sum(s)) => s.data_points.len(),
-        Some(metric::Data::Gauge(g)) => g.data_points.len(),
-        Some(metric::Data::Histogram(h)) => h.data_points.len(),
-        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(metric::Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }) as u64
-}
-
-impl Core {
-    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
-        self.health.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn outstanding(&self) -> std::sync::MutexGuard<'_, [Vec<Running>; 3]> {
-        self.outstanding.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn outstanding_of(&self, signal: Signal) -> Outstanding {
-        let o = self.outstanding();
-        let list = &o[signal_index(signal)];
-        Outstanding {
-            requests: list.len(),
-            items: list.iter().map(|r| r.items).sum(),
-            oldest: list.iter().map(|r| r.started).min(),
-        }
-    }
-
-    /// A uniform number in 0..1 for jitter (xorshift64: no RNG crate).
-    fn jitter_unit(&self) -> f64 {
-        let mut h = self.health();
-        h.rng ^= h.rng << 13;
-        h.rng ^= h.rng >> 7;
-        h.rng ^= h.rng << 17;
-        (h.rng >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Applies how a request ended: counted as delivered, dropped, or put
-    /// back at the front of the outbox (not before its `Retry-After`).
-    fn settle(&self, mut entry: Entry, outcome: Outcome) -> Settled {
-        let signal = entry.signal;
-        match outcome {
-            Outcome::Accepted { rejected, message } => {
-                *self.last_accepted.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Instant::now());
-                self.health().failing = false;
-                if let Some(oldest) = entry.oldest {
-                    let age = crate::time::now().saturating_sub(oldest) as f64 / 1e9;
-                    self.self_metrics.record_data_age(signal, age);
-                }
-                if rejected > 0 {
-                    self.outbox()
-                        .count_drop(signal, DropReason::Rejected, rejected);
-                    tracing::debug!("{signal:?}: partial success, {rejected} rejected: {message}");
-                } else if !message.is_empty() {
-                    tracing::debug!("{signal:?}: collector warning: {message}");
-                }
-                Settled::Accepted {
-                    items: entry.items.saturating_sub(rejected),
-                }
-            }
-            Outcome::Permanent { reason } => {
-                self.outbox()
-                    .count_drop(signal, DropReason::Refused, entry.items);
-                self.self_metrics.count_failure(signal);
-                Settled::Permanent {
-                    reason: format!("{signal:?}: {reason}"),
-                }
-            }
-            Outcome::Retryable {
-                reason,
-                retry_after,
-            } => {
-                self.self_metrics.count_failure(signal);
-                self.health().failing = true;
-                entry.not_before = retry_after.map(|ra| (Instant::now() + ra).into_std());
-                self.outbox().push_front(entry);
-                Settled::Retryable {
-                    reason: format!("{signal:?}: {reason}"),
-                    retry_after,
-                }
-            }
-        }
     }
 }
 
@@ -692,174 +486,8 @@ impl Exporter {
         self.outbox().drops().clone()
     }
 
-    /// Starts one request in its own task; the returned receiver yields how
-    /// it ended (already applied to the outbox and counters).
-    fn start_request(&self, entry: Entry) -> tokio::sync::oneshot::Receiver<Settled> {
-        let i = signal_index(entry.signal);
-        let transport = self.transports[i].clone();
-        let id = self
-            .core
-            .next_request
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.core.outstanding()[i].push(Running {
-            id,
-            started: Instant::now(),
-            items: entry.items,
-            task: None,
-        });
-        let send = transport
-            .clone()
-            .send(entry.body.clone(), Instant::now() + transport.timeout());
-        let core = self.core.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let outcome = send.await;
-            let settled = core.settle(entry, outcome);
-            core.outstanding()[i].retain(|r| r.id != id);
-            core.settled.notify_waiters();
-            let _ = tx.send(settled);
-        });
-        if let Some(r) = self.core.outstanding()[i].iter_mut().find(|r| r.id == id) {
-            r.task = Some(task.abort_handle());
-        }
-        rx
-    }
-
-    async fn drain(
-        &self,
-        signal: Signal,
-        deadline: Instant,
-        kind: FlushKind,
-        failing: bool,
-        flush_started: Instant,
-    ) -> drain::DrainReport {
-        let transport = self.transports[signal_index(signal)].clone();
-        let mut report = drain::DrainReport::default();
-        // A request of this signal running for longer than a healthy
-        // collector takes: the collector is slow or hanging.
-        let stalled = self
-            .core
-            .outstanding_of(signal)
-            .oldest
-            .is_some_and(|t| flush_started.saturating_duration_since(t) >= STALLED_AFTER);
-        let degraded = kind != FlushKind::Final && (failing || stalled);
-        // Waiting for answers on the function's path is cut short while the
-        // collector is failing or busy; the requests still go out.
-        let wait_until = if kind == FlushKind::Billed && degraded {
-            deadline.min(Instant::now() + DEGRADED_WAIT)
-        } else {
-            deadline
-        };
-        let allowed = drain::attempts_allowed(degraded);
-        let mut failures = 0u32;
-        loop {
-            // Bounded concurrency: wait for a slot, within the deadline; on
-            // the function's path, not at all while the collector is failing
-            // or busy (the slots are held by requests it has not answered).
-            loop {
-                let notified = self.core.settled.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if self.core.outstanding_of(signal).requests < drain::MAX_OUTSTANDING {
-                    break;
-                }
-                if kind == FlushKind::Billed && degraded {
-                    return report;
-                }
-                if tokio::time::timeout_at(wait_until, notified).await.is_err() {
-                    return report;
-                }
-            }
-            let Some(entry) = self.outbox().pop(signal) else {
-                break;
-            };
-            let reserve = transport.prepare_cost(entry.body.len());
-            let now = Instant::now();
-            if let Some(nb) = entry.not_before.map(Instant::from_std) {
-                if nb > now {
-                    if !degraded && nb + reserve < wait_until {
-                        tokio::time::sleep_until(nb).await;
-                    } else {
-                        self.outbox().push_front(entry);
-                        report.deferred += 1;
-                        report
-                            .errors
-                            .push(format!("{signal:?}: waiting for Retry-After"));
-                        break;
-                    }
-                }
-            }
-            // Not started without time to prepare it: that is not a failure.
-            if Instant::now() + reserve >= wait_until {
-                self.outbox().push_front(entry);
-                report.deferred += 1;
-                break;
-            }
-            let done = self.start_request(entry);
-            let settled = tokio::select! {
-                r = done => r,
-                _ = tokio::time::sleep_until(wait_until) => {
-                    report.in_flight += 1;
-                    break;
-                }
-            };
-            // The task cannot end without answering unless it panicked.
-            let Ok(settled) = settled else { break };
-            match settled {
-                Settled::Accepted { items } => {
-                    report.sent += 1;
-                    report.delivered_items += items;
-                }
-                Settled::Permanent { reason } => {
-                    report.failed += 1;
-                    report.errors.push(reason);
-                }
-                Settled::Retryable {
-                    reason,
-                    retry_after,
-                } => {
-                    report.failed += 1;
-                    failures += 1;
-                    report.errors.push(reason);
-                    let wait =
-                        drain::retry_wait(failures - 1, retry_after, self.core.jitter_unit());
-                    if failures >= allowed || Instant::now() + wait >= wait_until {
-                        report.deferred += 1;
-                        break;
-                    }
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-        report
-    }
-
     fn queue_self_metrics(&self, final_flush: bool) {
         self.core.queue_self_metrics(final_flush);
-    }
-}
-
-impl Core {
-    /// Queues the bridge's own metrics when there is something to say
-    /// ([`self_metrics`]).
-    fn queue_self_metrics(&self, final_flush: bool) {
-        let (drops, bytes) = {
-            let o = self.outbox();
-            (o.drops().clone(), o.bytes())
-        };
-        let Some(req) = self.self_metrics.report(&drops, bytes, final_flush) else {
-            return;
-        };
-        let items = metric_items(&req);
-        self.outbox().push(Entry {
-            signal: Signal::Metrics,
-            body: Bytes::from(req.encode_to_vec()),
-            items,
-            origin: Origin::Bridge,
-            not_before: None,
-            oldest: None,
-            seq: 0,
-        });
     }
 }
 
@@ -867,8 +495,11 @@ impl Core {
 mod tests {
     //! The drain's rules against a scripted transport (no network).
     use super::*;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{metric, Metric};
     use std::collections::VecDeque;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use transport::Outcome;
 
     /// Answers from a script (then `fallback`), each after its delay.
     struct Scripted {
@@ -891,7 +522,7 @@ mod tests {
     }
 
     impl Transport for Scripted {
-        fn send(self: Arc<Self>, _body: Bytes, deadline: Instant) -> drain::SendFuture {
+        fn send(self: Arc<Self>, _body: Bytes, deadline: Instant) -> transport::SendFuture {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let (delay, outcome) = self
                 .script
@@ -1231,7 +862,7 @@ mod tests {
     struct Costly(Arc<Scripted>, Duration);
 
     impl Transport for Costly {
-        fn send(self: Arc<Self>, body: Bytes, deadline: Instant) -> drain::SendFuture {
+        fn send(self: Arc<Self>, body: Bytes, deadline: Instant) -> transport::SendFuture {
             self.0.clone().send(body, deadline)
         }
         fn timeout(&self) -> Duration {

@@ -5,6 +5,7 @@
 pub mod environment;
 pub mod events;
 pub mod extensions_api;
+mod lenient;
 pub mod telemetry_api;
 
 use bytes::Bytes;

@@ -33,6 +33,12 @@
 //! Both listeners are bound before the first `/next` (binding costs a few
 //! microseconds), so exports made during the function's init are accepted.
 
+mod grpc_server;
+mod http_server;
+
+use grpc_server::GrpcExport;
+pub use http_server::http_router;
+
 use std::convert::Infallible;
 use std::io::Read;
 use std::marker::PhantomData;
@@ -452,277 +458,6 @@ impl Forwarder {
     }
 }
 
-// ---- HTTP ------------------------------------------------------------------
-
-#[derive(Clone)]
-struct HttpState {
-    forwarder: Arc<Forwarder>,
-    max: usize,
-}
-
-/// The OTLP/HTTP router.
-pub fn http_router(forwarder: Arc<Forwarder>, max_body_bytes: usize) -> Router {
-    let state = HttpState {
-        forwarder,
-        max: max_body_bytes,
-    };
-    Router::new()
-        .route("/v1/traces", post(traces))
-        .route("/v1/metrics", post(metrics))
-        .route("/v1/logs", post(logs))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Encoding {
-    Protobuf,
-    Json,
-}
-
-fn content(headers: &HeaderMap) -> Option<Encoding> {
-    let ct = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/x-protobuf")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match ct.as_str() {
-        "application/x-protobuf" | "application/protobuf" | "application/octet-stream" => {
-            Some(Encoding::Protobuf)
-        }
-        "application/json" => Some(Encoding::Json),
-        _ => None,
-    }
-}
-
-/// An OTLP/HTTP error answer: a `google.rpc.Status` message in the request's
-/// encoding. None of them asks for a retry: they are about the request itself.
-fn http_error(status: StatusCode, enc: Encoding, message: &str) -> Response {
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => 8,
-        _ => 3,
-    };
-    match enc {
-        Encoding::Json => (
-            status,
-            [("content-type", "application/json")],
-            serde_json::json!({"code": code, "message": message}).to_string(),
-        )
-            .into_response(),
-        Encoding::Protobuf => (
-            status,
-            [("content-type", "application/x-protobuf")],
-            crate::export::rpc::RpcStatus {
-                code,
-                message: message.to_owned(),
-                details: Vec::new(),
-            }
-            .encode_to_vec(),
-        )
-            .into_response(),
-    }
-}
-
-/// 200 with the `Export*ServiceResponse`: empty, or a partial success.
-fn success<R: ExportRequest>(enc: Encoding, accepted: &Accepted) -> Response {
-    let response = R::response(accepted);
-    match enc {
-        Encoding::Json => {
-            let body = if accepted == &Accepted::default() {
-                "{}".to_owned()
-            } else {
-                serde_json::to_string(&response).unwrap_or_else(|_| "{}".to_owned())
-            };
-            (StatusCode::OK, [("content-type", "application/json")], body).into_response()
-        }
-        Encoding::Protobuf => (
-            StatusCode::OK,
-            [("content-type", "application/x-protobuf")],
-            response.encode_to_vec(),
-        )
-            .into_response(),
-    }
-}
-
-/// Reads the body: gunzip when asked, bounded by `max` after decompression.
-fn body_bytes(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, (StatusCode, String)> {
-    let encoding = headers
-        .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("identity")
-        .trim()
-        .to_ascii_lowercase();
-    match encoding.as_str() {
-        "identity" | "" => Ok(body),
-        "gzip" => gunzip(&body, max).map(Bytes::from),
-        other => Err((
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported content-encoding {other:?}"),
-        )),
-    }
-}
-
-/// Most bytes reserved up front for an un-gzipped body; beyond it the
-/// buffer grows with what actually arrives.
-const GUNZIP_RESERVE_MAX: usize = 1024 * 1024;
-
-/// Un-gzips a body, bounded by `max` bytes after decompression. The buffer
-/// is sized from the compressed length (OTLP compresses about 4:1) but never
-/// beyond what the limit allows nor [`GUNZIP_RESERVE_MAX`]: a small request
-/// under a large limit must not reserve memory it will not use.
-fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, (StatusCode, String)> {
-    let reserve = body
-        .len()
-        .saturating_mul(4)
-        .min(max.saturating_add(1))
-        .min(GUNZIP_RESERVE_MAX);
-    let mut out = Vec::with_capacity(reserve);
-    let mut dec = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
-    dec.read_to_end(&mut out)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
-    if out.len() > max {
-        return Err((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("decompressed body exceeds {max} bytes"),
-        ));
-    }
-    Ok(out)
-}
-
-async fn handle<R: ExportRequest>(st: &HttpState, headers: &HeaderMap, body: Bytes) -> Response {
-    let Some(enc) = content(headers) else {
-        st.forwarder.stats().bad_requests += 1;
-        return http_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Encoding::Json,
-            "content-type must be application/x-protobuf or application/json",
-        );
-    };
-    let body = match body_bytes(headers, body, st.max) {
-        Ok(b) => b,
-        Err((status, msg)) => {
-            st.forwarder.stats().bad_requests += 1;
-            return http_error(status, enc, &msg);
-        }
-    };
-    let forwarded = match enc {
-        Encoding::Protobuf => st.forwarder.forward_protobuf::<R>(body),
-        // OTLP/JSON takes the decoded path: there is no JSON to keep.
-        Encoding::Json => serde_json::from_slice::<R>(&body)
-            .map(|req| st.forwarder.forward(req))
-            .map_err(|e| e.to_string()),
-    };
-    match forwarded {
-        Ok(accepted) => success::<R>(enc, &accepted),
-        Err(e) => {
-            st.forwarder.stats().bad_requests += 1;
-            http_error(
-                StatusCode::BAD_REQUEST,
-                enc,
-                &format!("undecodable OTLP request: {e}"),
-            )
-        }
-    }
-}
-
-async fn traces(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportTraceServiceRequest>(&st, &headers, body).await
-}
-
-async fn metrics(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportMetricsServiceRequest>(&st, &headers, body).await
-}
-
-async fn logs(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportLogsServiceRequest>(&st, &headers, body).await
-}
-
-// ---- gRPC ------------------------------------------------------------------
-
-/// One OTLP export service over gRPC (`/<service>/Export`), taking the
-/// request message as received ([`RawCodec`]: protobuf bytes) so that it is
-/// forwarded like an OTLP/HTTP protobuf body.
-struct GrpcExport<R> {
-    forwarder: Arc<Forwarder>,
-    max: usize,
-    request: PhantomData<fn() -> R>,
-}
-
-impl<R> GrpcExport<R> {
-    fn new(forwarder: Arc<Forwarder>, max: usize) -> Self {
-        GrpcExport {
-            forwarder,
-            max,
-            request: PhantomData,
-        }
-    }
-}
-
-impl<R> Clone for GrpcExport<R> {
-    fn clone(&self) -> Self {
-        GrpcExport::new(self.forwarder.clone(), self.max)
-    }
-}
-
-impl<R: ExportRequest> tonic::server::NamedService for GrpcExport<R> {
-    const NAME: &'static str = R::GRPC_SERVICE;
-}
-
-impl<R, B> Service<http::Request<B>> for GrpcExport<R>
-where
-    R: ExportRequest,
-    B: Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let export = Export::<R>(self.forwarder.clone(), PhantomData);
-        let max = self.max;
-        Box::pin(async move {
-            if req.uri().path().rsplit('/').next() != Some("Export") {
-                return Ok(tonic::Status::unimplemented("only Export exists").into_http());
-            }
-            let mut grpc = tonic::server::Grpc::new(RawCodec)
-                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-                .max_decoding_message_size(max);
-            Ok(grpc.unary(export, req).await)
-        })
-    }
-}
-
-/// The `Export` call of one signal.
-struct Export<R>(Arc<Forwarder>, PhantomData<fn() -> R>);
-
-impl<R: ExportRequest> tonic::server::UnaryService<Bytes> for Export<R> {
-    type Response = Bytes;
-    type Future = std::future::Ready<Result<tonic::Response<Bytes>, tonic::Status>>;
-
-    fn call(&mut self, req: tonic::Request<Bytes>) -> Self::Future {
-        std::future::ready(match self.0.forward_protobuf::<R>(req.into_inner()) {
-            Ok(accepted) => Ok(tonic::Response::new(Bytes::from(
-                R::response(&accepted).encode_to_vec(),
-            ))),
-            Err(e) => {
-                self.0.stats().bad_requests += 1;
-                Err(tonic::Status::invalid_argument(format!(
-                    "undecodable OTLP request: {e}"
-                )))
-            }
-        })
-    }
-}
-
 /// Binds and serves the configured listeners. A listener that cannot bind
 /// (the port is taken, e.g. by another extension) is reported and skipped:
 /// the function's telemetry pipeline must never break the bridge's own.
@@ -794,6 +529,10 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use grpc_server::Export;
+    #[allow(unused_imports)]
+    use http_server::*;
 
     /// `data` gzipped without compression (stored blocks): the compressed
     /// body is as long as the data, like incompressible telemetry.
