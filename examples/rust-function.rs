@@ -13,7 +13,9 @@
 //!   `PeriodicReader` export from their own threads, where the async OTLP/HTTP clients panic
 //!   ("there is no reactor running"), and `PeriodicReader` + `force_flush` deadlocks on a
 //!   current-thread runtime with the gRPC exporter (its thread waits on a tonic task that cannot
-//!   run). Timers do not tick in a frozen sandbox either.
+//!   run). The SDK's `SimpleSpanProcessor` exports inside `span.end()` with a blocking
+//!   `block_on`, which on a current-thread runtime never returns (the connection's task cannot
+//!   run while the thread is blocked). Timers do not tick in a frozen sandbox either.
 //! * Instead, the processors and the reader below are simple: a finished span or an emitted log
 //!   record is handed off as it is, and `force_flush` on the meter provider collects the
 //!   metrics (a `ManualReader`, delta temporality: each flush carries what this invocation
