@@ -10,7 +10,7 @@
 mod support;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -23,32 +23,17 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 use serde_json::Value;
-use support::common::{counter, env, spin_down, start_initialized, summary_field, summary_line};
+use support::common::{
+    counter, env, handed_out, spin_down, start_initialized, summary_field, summary_line,
+};
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::FaultCollector;
+use support::line_process::LineProcess;
 use support::prereq::{missing, python_sdk};
 use support::rotel::{free_port, Rotel};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const TRACE_HEADER: &str =
     "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
-
-/// Waits until the INVOKE for `request_id` has been handed out (the runtime
-/// runs the handler from then on).
-async fn handed_out(emu: &Emulator, request_id: &str) {
-    let until = Instant::now() + Duration::from_secs(10);
-    while !emu
-        .handed_out_events()
-        .iter()
-        .any(|(_, e)| e["requestId"] == request_id)
-    {
-        assert!(
-            Instant::now() < until,
-            "INVOKE {request_id} never handed out"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 /// Starts the instrumented "function" once the INVOKE for `request_id` has
 /// been handed out, as the runtime would run the handler.
@@ -368,54 +353,27 @@ async fn full_outbox_never_refuses_the_function_and_counts_drops() {
 /// The instrumented function as a long-lived process, as a Lambda runtime
 /// is (`function_sdk.py --serve`): one OTLP/HTTP and one OTLP/gRPC SDK
 /// pipeline, one invocation per marker written to it.
-struct ServedFunction {
-    child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
+struct ServedFunction(LineProcess);
 
 impl ServedFunction {
     async fn start(python: &std::path::Path, http: &str, grpc: &str) -> ServedFunction {
-        let mut child = tokio::process::Command::new(python)
+        let mut command = tokio::process::Command::new(python);
+        command
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/support/function_sdk.py"
             ))
             .args(["--serve", http, grpc])
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python starts");
-        let stdin = child.stdin.take().expect("stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
-            .await
-            .expect("the function starts within 60 s")
-            .expect("stdout");
-        assert_eq!(ready.as_deref(), Some("ready"), "function_sdk.py --serve");
-        ServedFunction {
-            child,
-            stdin,
-            stdout,
-        }
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        ServedFunction(
+            LineProcess::start("function_sdk.py --serve", command, Duration::from_secs(60)).await,
+        )
     }
 
     /// Runs one invocation's telemetry; returns its export records.
     async fn invoke(&mut self, marker: &str) -> Vec<Value> {
-        self.stdin
-            .write_all(format!("{marker}\n").as_bytes())
-            .await
-            .expect("write");
-        self.stdin.flush().await.expect("flush");
-        let line = tokio::time::timeout(Duration::from_secs(120), self.stdout.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("{marker}: the function did not finish in 120 s"))
-            .expect("stdout")
-            .unwrap_or_else(|| panic!("{marker}: the function exited"));
+        let line = self.0.ask(marker, Duration::from_secs(120)).await;
         let answer: Value = serde_json::from_str(&line).expect("a JSON line");
         assert_eq!(answer["marker"], marker, "{line}");
         assert_eq!(
@@ -425,9 +383,8 @@ impl ServedFunction {
         answer["exports"].as_array().cloned().unwrap_or_default()
     }
 
-    async fn stop(mut self) {
-        drop(self.stdin);
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    async fn stop(self) {
+        self.0.stop(Duration::from_secs(10)).await;
     }
 }
 

@@ -35,6 +35,21 @@ pub fn otlp_env(endpoint: &str, protocol: &str) -> Vec<(String, String)> {
     ])
 }
 
+/// The bridge's local receiver on these loopback ports (gRPC, HTTP), for
+/// `EmulatorOptions::extra_env`.
+pub fn receiver_env(grpc_port: u16, http_port: u16) -> Vec<(String, String)> {
+    env(&[
+        (
+            "LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR",
+            &format!("127.0.0.1:{grpc_port}"),
+        ),
+        (
+            "LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR",
+            &format!("127.0.0.1:{http_port}"),
+        ),
+    ])
+}
+
 /// Starts the extension (sandbox frozen between invocations when `freeze`)
 /// and runs the init phase.
 pub async fn start_with(extra: Vec<(String, String)>, freeze: bool) -> Emulator {
@@ -212,6 +227,23 @@ pub async fn failed_init(emu: &Emulator) -> RecordedCall {
         .expect("exits");
     assert_ne!(code, 0);
     init_error_call(emu)
+}
+
+/// Waits until the INVOKE for `request_id` has been handed out (the runtime
+/// runs the handler from then on).
+pub async fn handed_out(emu: &Emulator, request_id: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !emu
+        .handed_out_events()
+        .iter()
+        .any(|(_, e)| e["requestId"] == request_id)
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "INVOKE {request_id} never handed out"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Shuts the extension down (`spindown`, 2 s) and asserts that it exited with 0.

@@ -8,6 +8,7 @@
 //! * `common`: small helpers of the tests (environments, starts, log lines, the shutdown
 //!   summary); `otlp`: reading ids and attributes in assertions.
 //! * `prereq`: what happens when rotel, the Python SDK or `unshare -m` is missing.
+//! * `line_process`: a child process driven one line at a time (the instrumented functions).
 //!
 //! `emulator`, `fault_collector` and `otlp` use no other support module: benches, examples and
 //! tests that need only them include them by path.
@@ -15,6 +16,7 @@
 pub mod common;
 pub mod emulator;
 pub mod fault_collector;
+pub mod line_process;
 pub mod otlp;
 pub mod prereq;
 pub mod rotel;
