@@ -12,8 +12,12 @@
 //! - [`pipeline`] holds the shared state between the two.
 //! - [`mapping`] turns events and invocation state into OTLP data; it is
 //!   pure and deterministic, specified in `proto-mapping/MAPPING.md`.
-//! - [`export`] resolves the `OTEL_EXPORTER_OTLP_*` settings and sends OTLP
-//!   over gRPC or HTTP.
+//! - [`export`] queues encoded requests in a bounded outbox and drains it
+//!   at the flush points: the drain's retry rules (`export::drain`) over a
+//!   transport seam (`export::transport`, the OTLP gRPC/HTTP transport in
+//!   `export::otlp`), the collector's answers classified
+//!   (`export::answers`), the bridge's own metrics through
+//!   `opentelemetry_sdk` instruments (`export::self_metrics`).
 //! - [`otlp_receiver`] accepts the function's own OTLP data on loopback and
 //!   queues it, as received, in the same outbox.
 //! - [`redact`] (optional) rewrites secrets in traces and logs before
@@ -26,6 +30,10 @@
 //!   settings through it; [`config`] assembles them into one `Config`, and
 //!   [`diagnostics`] holds the extension's own log settings.
 //! - [`time`] parses and formats timestamps.
+//!
+//! Nothing imports upward: `tests/architecture.rs` fails on an import
+//! circle between source files and on a file over 600 lines before its
+//! tests.
 
 pub mod config;
 pub mod diagnostics;

@@ -19,6 +19,7 @@
 //! - an invalid value is a [`ConfigError`] naming the variable and the value,
 //!   which the lifecycle reports to Lambda as `Extension.ConfigInvalid`.
 
+pub mod decl;
 pub mod read;
 pub mod table;
 
