@@ -1,6 +1,12 @@
-//! Whole-process benchmark: the release binary under the emulated Lambda
+//! Whole-process benchmark: the shipped binary under the emulated Lambda
 //! platform, exporting to a loopback collector. Prints figures; asserts
 //! nothing about speed (these machines are shared and noisy).
+//!
+//! The binary is the one the layer ships: built by `scripts/build-layer.sh
+//! --binary-only` (a plain `cargo build --release` into `target/shipped`),
+//! not the `target/release/lambda-otel-bridge` Cargo builds for this bench,
+//! which has the dev-dependencies' features unified in (tokio's full feature
+//! set). `BENCH_BINARY=<path>` measures another binary.
 //!
 //! ```sh
 //! cargo bench --bench process            # all sections
@@ -29,9 +35,12 @@ mod age;
 #[path = "process/faults.rs"]
 mod faults;
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use emulator::{extension_binary, new_request_id, Emulator, EmulatorOptions, InvokeSpec};
+use emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use fault_collector::FaultCollector;
 use serde_json::json;
 
@@ -105,9 +114,58 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / hz.max(1.0)
 }
 
+/// The binary under test, set once in `main`.
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// `BENCH_BINARY`, else the shipped binary as `scripts/build-layer.sh` builds
+/// it for this machine's architecture (built now if it is not up to date).
+fn shipped_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("BENCH_BINARY") {
+        return PathBuf::from(path);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let mut build = Command::new(root.join("scripts/build-layer.sh"));
+    // What Cargo sets for running this bench would reach the script's cargo:
+    // ring's build script reruns when CARGO_MANIFEST_DIR changes, and the
+    // shipped binary would be rebuilt at every switch between a bench run
+    // and a plain run of the script.
+    for (name, _) in std::env::vars() {
+        let set_for_the_bench = name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_str());
+        if set_for_the_bench {
+            build.env_remove(name);
+        }
+    }
+    let output = build
+        .args(["--binary-only", arch])
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("scripts/build-layer.sh runs");
+    assert!(
+        output.status.success(),
+        "scripts/build-layer.sh --binary-only {arch} failed"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+}
+
 async fn start(env: Vec<(String, String)>) -> Emulator {
     Emulator::start(
-        &extension_binary(),
+        BINARY.get().expect("the binary is chosen in main"),
         "lambda-otel-bridge",
         EmulatorOptions {
             freeze_between_invocations: true,
@@ -230,11 +288,15 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let binary = extension_binary();
+        let binary = BINARY.get_or_init(shipped_binary);
         println!("# lambda-otel-bridge whole-process benchmark");
         println!("binary: {}", binary.display());
-        if let Ok(meta) = std::fs::metadata(&binary) {
-            println!("binary size: {:.2} MiB", meta.len() as f64 / 1_048_576.0);
+        if let Ok(meta) = std::fs::metadata(binary) {
+            println!(
+                "binary size: {} bytes ({:.2} MiB)",
+                meta.len(),
+                meta.len() as f64 / 1_048_576.0
+            );
         }
         println!(
             "machine: {} CPUs",

@@ -5,6 +5,15 @@
 # /opt/extensions as an external extension.
 #
 # Usage: scripts/build-layer.sh [x86_64|arm64]      (default: x86_64)
+#        scripts/build-layer.sh --binary-only [arch]   builds, prints the binary's path
+#
+# The shipped binary is built in a target directory of its own,
+# target/shipped, by a plain `cargo build --release --locked --bin
+# lambda-otel-bridge`: `cargo test --release` and `cargo bench` build
+# lambda-otel-bridge too, with the dev-dependencies' features unified in
+# (tokio's full feature set, ...), and overwrite target/release/. The
+# whole-process benchmark (benches/process.rs) measures the binary built here,
+# and the sizes in README.md and docs/PERFORMANCE.md are the ones printed here.
 #
 # glibc: a plain build links against this machine's glibc. Lambda's Amazon
 # Linux 2023 runtimes have glibc 2.34; Amazon Linux 2 runtimes have 2.26.
@@ -14,7 +23,13 @@
 # aarch64-unknown-linux-gnu) and zigbuild or a cross linker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+binary_only=false
+if [ "${1:-}" = "--binary-only" ]; then
+  binary_only=true
+  shift
+fi
 arch="${1:-x86_64}"
+target_dir=target/shipped
 case "$arch" in
   x86_64) triple=x86_64-unknown-linux-gnu ;;
   arm64|aarch64) arch=arm64; triple=aarch64-unknown-linux-gnu ;;
@@ -23,14 +38,18 @@ esac
 host=$(rustc -vV | sed -n 's/^host: //p')
 
 if cargo zigbuild --help >/dev/null 2>&1; then
-  cargo zigbuild --release --locked --bin lambda-otel-bridge --target "$triple.2.26"
-  bin="target/$triple/release/lambda-otel-bridge"
+  cargo zigbuild --release --locked --bin lambda-otel-bridge --target-dir "$target_dir" --target "$triple.2.26"
+  bin="$target_dir/$triple/release/lambda-otel-bridge"
 elif [ "$triple" = "$host" ]; then
-  cargo build --release --locked --bin lambda-otel-bridge
-  bin="target/release/lambda-otel-bridge"
+  cargo build --release --locked --bin lambda-otel-bridge --target-dir "$target_dir"
+  bin="$target_dir/release/lambda-otel-bridge"
 else
-  cargo build --release --locked --bin lambda-otel-bridge --target "$triple"
-  bin="target/$triple/release/lambda-otel-bridge"
+  cargo build --release --locked --bin lambda-otel-bridge --target-dir "$target_dir" --target "$triple"
+  bin="$target_dir/$triple/release/lambda-otel-bridge"
+fi
+if $binary_only; then
+  echo "$PWD/$bin"
+  exit 0
 fi
 
 mkdir -p dist

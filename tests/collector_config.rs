@@ -7,8 +7,12 @@
 //!   only references components it defines, uses every exporter it defines,
 //!   and starts each pipeline's processors with `memory_limiter` and ends
 //!   them with `batch`;
+//! - every component they use is in the pinned collector image (the
+//!   distribution and version `docker-compose.yml` pins), under its name in
+//!   that version ([`PINNED_COMPONENTS`]);
 //! - docker-compose mounts files that exist, publishes ports on 127.0.0.1
-//!   only, and runs the collector with a consistent configuration;
+//!   only, and runs the collector with a configuration of its own that
+//!   sends only to services of the stack;
 //! - Grafana's dashboard only uses provisioned data sources, and only metric
 //!   names the bridge really emits once the collector (or Prometheus) has
 //!   translated them, computed here from `mapping::metrics::DEFINITIONS`,
@@ -190,9 +194,7 @@ fn every_yaml_and_json_file_parses() {
 const PIPELINE_TYPES: [&str; 4] = ["traces", "metrics", "logs", "profiles"];
 
 /// Checks one collector configuration; returns the problems found.
-/// `all_exporters_used`: every defined exporter must be in a pipeline (true
-/// for the files; the compose override deliberately narrows the pipelines).
-fn check_collector_config(name: &str, doc: &Yaml, all_exporters_used: bool) -> Vec<String> {
+fn check_collector_config(name: &str, doc: &Yaml) -> Vec<String> {
     let mut errors = Vec::new();
     let mut err = |m: String| errors.push(format!("{name}: {m}"));
 
@@ -294,11 +296,9 @@ fn check_collector_config(name: &str, doc: &Yaml, all_exporters_used: bool) -> V
         }
     }
 
-    if all_exporters_used {
-        for id in &defined["exporters"] {
-            if !used_exporters.contains(id) {
-                err(format!("exporter {id} is defined but no pipeline uses it"));
-            }
+    for id in &defined["exporters"] {
+        if !used_exporters.contains(id) {
+            err(format!("exporter {id} is defined but no pipeline uses it"));
         }
     }
 
@@ -340,6 +340,7 @@ fn collector_configs_are_consistent() {
     let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
     for expected in [
         "collector-config/otelcol-agent.yaml",
+        "collector-config/otelcol-compose.yaml",
         "collector-config/otelcol-debug.yaml",
         "collector-config/otelcol-gateway-loadbalancing.yaml",
         "collector-config/otelcol-gateway-backend.yaml",
@@ -351,12 +352,143 @@ fn collector_configs_are_consistent() {
     }
     let errors: Vec<String> = configs
         .iter()
-        .flat_map(|(name, doc)| check_collector_config(name, doc, true))
+        .flat_map(|(name, doc)| check_collector_config(name, doc))
         .collect();
     assert!(
         errors.is_empty(),
         "collector config problems:\n{}",
         errors.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The components of the pinned collector
+
+/// The collector image docker-compose.yml pins; every configuration here is
+/// written for it.
+const PINNED_IMAGE: &str = "otel/opentelemetry-collector-contrib:0.147.0";
+
+/// The components of [`PINNED_IMAGE`] that these configurations use, as
+/// (section, component type, Go module). Where the list comes from:
+/// - every module is in the image's build manifest,
+///   `distributions/otelcol-contrib/manifest.yaml` at tag v0.147.0 of
+///   open-telemetry/opentelemetry-collector-releases (242 modules; the
+///   image's Dockerfile copies the binary built from it);
+/// - each type is the `type:` of the module's `metadata.yaml`: the
+///   `go.opentelemetry.io/collector` modules at tag v0.147.0 of
+///   open-telemetry/opentelemetry-collector, the contrib ones in
+///   open-telemetry/opentelemetry-collector-contrib (`loadbalancing` became
+///   `load_balancing` only in contrib PR #48533, merged 2026-05-19, after
+///   0.147.0 was released on 2026-03-02).
+///
+/// A component missing here may still be in the image: look it up in that
+/// manifest and its `metadata.yaml`, and add it with its type.
+const PINNED_COMPONENTS: &[(&str, &str, &str)] = &[
+    ("receivers", "otlp", "go.opentelemetry.io/collector/receiver/otlpreceiver"),
+    ("processors", "batch", "go.opentelemetry.io/collector/processor/batchprocessor"),
+    ("processors", "memory_limiter", "go.opentelemetry.io/collector/processor/memorylimiterprocessor"),
+    ("processors", "tail_sampling", "github.com/open-telemetry/opentelemetry-collector-contrib/processor/tailsamplingprocessor"),
+    ("exporters", "debug", "go.opentelemetry.io/collector/exporter/debugexporter"),
+    ("exporters", "otlp_grpc", "go.opentelemetry.io/collector/exporter/otlpexporter"),
+    ("exporters", "otlp_http", "go.opentelemetry.io/collector/exporter/otlphttpexporter"),
+    ("exporters", "prometheusremotewrite", "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/prometheusremotewriteexporter"),
+    ("exporters", "opensearch", "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/opensearchexporter"),
+    ("exporters", "awss3", "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/awss3exporter"),
+    ("exporters", "loadbalancing", "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/loadbalancingexporter"),
+    ("extensions", "health_check", "github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension"),
+];
+
+/// Names [`PINNED_IMAGE`] still accepts as deprecated aliases (the
+/// `WithDeprecatedTypeAlias` of the two OTLP exporters' factories at
+/// v0.147.0), with the name to use instead.
+const DEPRECATED_NAMES: &[(&str, &str, &str)] = &[
+    ("exporters", "otlp", "otlp_grpc"),
+    ("exporters", "otlphttp", "otlp_http"),
+];
+
+/// Components of `doc` that the pinned image does not have under that name.
+fn check_components(name: &str, doc: &Yaml) -> Vec<String> {
+    let mut errors = Vec::new();
+    for section in [
+        "receivers",
+        "processors",
+        "exporters",
+        "connectors",
+        "extensions",
+    ] {
+        for id in section_keys(doc, section).unwrap_or_default() {
+            let t = component_type(&id);
+            let known = PINNED_COMPONENTS
+                .iter()
+                .any(|(s, ty, _)| *s == section && *ty == t);
+            if known {
+                continue;
+            }
+            let message = match DEPRECATED_NAMES
+                .iter()
+                .find(|(s, old, _)| *s == section && *old == t)
+            {
+                Some((_, _, new)) => format!("deprecated name {t}: use {new}"),
+                None => format!(
+                    "no {t} among the components of {PINNED_IMAGE} listed in tests/collector_config.rs (check the release's manifest and add it)"
+                ),
+            };
+            errors.push(format!("{name}: {section}.{id}: {message}"));
+        }
+    }
+    errors
+}
+
+#[test]
+fn the_component_list_is_for_the_pinned_image() {
+    let compose = load_yaml(&compose_path());
+    let images: Vec<String> = compose_services(&compose)
+        .values()
+        .filter_map(|s| s["image"].as_str())
+        .filter(|i| i.contains("opentelemetry-collector"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        images,
+        [PINNED_IMAGE],
+        "docker-compose.yml pins another collector: update PINNED_IMAGE and PINNED_COMPONENTS from that release's manifest"
+    );
+    let version = PINNED_IMAGE.rsplit(':').next().unwrap_or_default();
+    for config in ["otelcol-agent.yaml", "otelcol-compose.yaml"] {
+        let text = fs::read_to_string(config_dir().join(config)).unwrap();
+        assert!(
+            text.contains(PINNED_IMAGE),
+            "{config} does not say it is written for {PINNED_IMAGE}"
+        );
+    }
+    assert!(collector_readme().contains(&format!("**{version}**")));
+}
+
+fn collector_readme() -> String {
+    fs::read_to_string(config_dir().join("README.md")).expect("collector-config/README.md")
+}
+
+#[test]
+fn every_component_is_in_the_pinned_image() {
+    let configs = collector_configs();
+    let errors: Vec<String> = configs
+        .iter()
+        .flat_map(|(name, doc)| check_components(name, doc))
+        .collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    // The check finds what it is for.
+    let doc = YamlLoader::load_from_str(
+        "receivers: {otlp: {}}\nexporters: {otlp: {}, otlp_http/x: {}, elasticsearch: {}}\nextensions: {healthcheck: {}}",
+    )
+    .unwrap()
+    .remove(0);
+    let errors = check_components("sample", &doc);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.ends_with("exporters.otlp: deprecated name otlp: use otlp_grpc")),
+        "{errors:?}"
     );
 }
 
@@ -627,7 +759,6 @@ fn compose_runs_the_collector_with_a_consistent_config() {
         errors.extend(check_collector_config(
             &format!("docker-compose {name} (effective config)"),
             &effective,
-            false,
         ));
         // Every exporter the stack uses points, by default, at a service of
         // the stack.

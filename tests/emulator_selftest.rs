@@ -17,8 +17,8 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 use support::emulator::{
-    http_request, iso8601, new_request_id, process_state, span_id_for, telemetry_event,
-    unshare_available, Emulator, EmulatorOptions, HttpResponse, InvokeSpec,
+    http_request, inherited_env, iso8601, new_request_id, process_state, span_id_for,
+    telemetry_event, unshare_available, Emulator, EmulatorOptions, HttpResponse, InvokeSpec,
 };
 use support::prereq::missing;
 use tokio::sync::mpsc;
@@ -919,6 +919,46 @@ async fn sandbox_ip_is_resolved_through_a_private_etc_hosts() {
         .await
         .expect("delivered to 127.0.0.2");
     assert!(sink.types().contains(&"platform.initStart".to_string()));
+}
+
+#[tokio::test]
+async fn this_process_variables_reach_the_child_only_on_request() {
+    // Cargo runs tests with CARGO_PKG_* set (name, version, authors, ...).
+    let ours = inherited_env(&["CARGO_PKG_".to_string()]);
+    assert!(ours.len() >= 2, "CARGO_PKG_* of the test run: {ours:?}");
+    for inherit in [false, true] {
+        let stand_in = StandIn::new("env\necho env-printed\nexec sleep 60");
+        let opts = EmulatorOptions {
+            inherit_env: if inherit {
+                vec!["CARGO_PKG_".into(), "AWS_LAMBDA_".into()]
+            } else {
+                Vec::new()
+            },
+            extra_env: vec![("CARGO_PKG_NAME".into(), "from-extra-env".into())],
+            ..no_freeze()
+        };
+        let emu = Emulator::start(&stand_in.path, EXT_NAME, opts).await;
+        emu.wait_for_output("env-printed", STEP)
+            .await
+            .expect("the child prints its environment");
+        let output = emu.output();
+        let child: Vec<&str> = output.lines().collect();
+        for (name, value) in &ours {
+            let line = format!("{name}={value}");
+            if name == "CARGO_PKG_NAME" {
+                // extra_env comes last and wins.
+                assert!(child.contains(&"CARGO_PKG_NAME=from-extra-env"), "{output}");
+            } else {
+                assert_eq!(
+                    child.contains(&line.as_str()),
+                    inherit,
+                    "{line} (inherit: {inherit})"
+                );
+            }
+        }
+        let runtime_api = format!("AWS_LAMBDA_RUNTIME_API={}", emu.runtime_api());
+        assert!(child.contains(&runtime_api.as_str()), "{output}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

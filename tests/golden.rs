@@ -739,3 +739,17 @@ fn invariants_catch_broken_output() {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
 }
+
+#[test]
+fn the_readme_counts_the_cases() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let stated = format!(
+        "{} golden cases in `proto-mapping/cases/`",
+        case_names().len()
+    );
+    assert!(
+        readme.contains(&stated),
+        "README.md should say {stated:?} (section \"What is exported\")"
+    );
+}

@@ -72,7 +72,7 @@ pub use self::{
     http::http_request,
     ids::{new_request_id, span_id_for},
     lifecycle::Emulator,
-    process::{extension_binary, process_state, unshare_available},
+    process::{extension_binary, inherited_env, process_state, unshare_available},
     time::{iso8601, unix_ms},
     types::{
         Delivery, EmulatorOptions, HttpResponse, InitOutcome, InvokeOutcome, InvokeSpec,

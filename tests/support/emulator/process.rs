@@ -1,5 +1,6 @@
 //! The extension as a child process: a copy of the binary in a temporary directory, the Lambda
-//! environment, an optional private mount namespace whose `/etc/hosts` gives
+//! environment (plus, where [`EmulatorOptions::inherit_env`] asks for it, variables of this
+//! process), an optional private mount namespace whose `/etc/hosts` gives
 //! `sandbox.localdomain` another address, output collection, exit watching, and the signals
 //! that freeze, thaw and kill its process group.
 
@@ -93,7 +94,6 @@ pub(super) fn build_command(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
-        .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
         .env("AWS_LAMBDA_FUNCTION_NAME", &opts.function_name)
         .env("AWS_LAMBDA_FUNCTION_VERSION", &opts.function_version)
         .env(
@@ -108,6 +108,9 @@ pub(super) fn build_command(
         // ports unless a test chooses them (extra_env comes after and wins).
         .env("LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR", "127.0.0.1:0")
         .env("LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR", "127.0.0.1:0")
+        .envs(inherited_env(&opts.inherit_env))
+        // Always the emulator's, whatever was inherited.
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
         .envs(opts.extra_env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -116,6 +119,15 @@ pub(super) fn build_command(
         .process_group(0)
         .kill_on_drop(true);
     command
+}
+
+/// The variables of this process whose names start with one of `prefixes`, in name order.
+pub fn inherited_env(prefixes: &[String]) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p.as_str())))
+        .collect();
+    vars.sort();
+    vars
 }
 
 fn write_hosts_file(dir: &Path, ip: Ipv4Addr) -> PathBuf {

@@ -29,6 +29,11 @@ pub struct EmulatorOptions {
     /// `on-demand`, `snap-start`, `provisioned-concurrency` or `lambda-managed-instances`.
     pub initialization_type: String,
     pub extra_env: Vec<(String, String)>,
+    /// Name prefixes of variables of this process's own environment to pass to the extension
+    /// (the demo passes `LAMBDA_OTEL_BRIDGE_`, `OTEL_` and `AWS_LAMBDA_`). They come after the
+    /// emulator's own variables and before `extra_env`; `AWS_LAMBDA_RUNTIME_API` is always the
+    /// emulator's. Empty by default: tests see only what they set.
+    pub inherit_env: Vec<String>,
     /// SIGSTOP the extension once it waits in `/next`; SIGCONT before the next event.
     pub freeze_between_invocations: bool,
     /// Subscribe `schemaVersion`s that are accepted (on Managed Instances only `2025-01-29`).
@@ -52,6 +57,7 @@ impl Default for EmulatorOptions {
             account_id: "123456789012".into(),
             initialization_type: ON_DEMAND.into(),
             extra_env: Vec::new(),
+            inherit_env: Vec::new(),
             freeze_between_invocations: true,
             accepted_schema_versions: vec![
                 "2025-01-29".into(),
