@@ -24,7 +24,8 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 use serde_json::Value;
 use support::common::{
-    counter, env, handed_out, spin_down, start_initialized, summary_field, summary_line,
+    counter, env, handed_out, receiver_env, spin_down, start_initialized, summary_field,
+    summary_line,
 };
 use support::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
 use support::fault_collector::FaultCollector;
@@ -421,15 +422,10 @@ async fn a_down_collector_never_makes_the_functions_sdk_wait_or_retry() {
             ),
             ("LAMBDA_OTEL_BRIDGE_OUTBOX_MAX_BYTES", "65536"),
             ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
-            (
-                "LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR",
-                &format!("127.0.0.1:{grpc_port}"),
-            ),
-            (
-                "LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR",
-                &format!("127.0.0.1:{http_port}"),
-            ),
-        ]),
+        ])
+        .into_iter()
+        .chain(receiver_env(grpc_port, http_port))
+        .collect(),
         ..EmulatorOptions::default()
     })
     .await;
@@ -613,15 +609,10 @@ async fn fields_the_bridge_does_not_know_reach_the_collector() {
                 ),
                 ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
                 ("LAMBDA_OTEL_BRIDGE_RECEIVER_ENRICH", enrich),
-                (
-                    "LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR",
-                    &format!("127.0.0.1:{grpc_port}"),
-                ),
-                (
-                    "LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR",
-                    &format!("127.0.0.1:{http_port}"),
-                ),
-            ]),
+            ])
+            .into_iter()
+            .chain(receiver_env(grpc_port, http_port))
+            .collect(),
             ..EmulatorOptions::default()
         })
         .await;
