@@ -186,6 +186,23 @@ fn lines(rid: &str, n: usize) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The extension exporting to `collector` over HTTP with flush `policy`,
+/// its init phase done.
+async fn start_with_policy(collector: &FaultCollector, policy: &str) -> Emulator {
+    let emu = start(vec![
+        (
+            "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(),
+            collector.http_endpoint(),
+        ),
+        ("LAMBDA_OTEL_BRIDGE_FLUSH".into(), policy.into()),
+    ])
+    .await;
+    emu.init(vec![], Duration::from_secs(10))
+        .await
+        .expect("init");
+    emu
+}
+
 async fn startup(collector: &FaultCollector) {
     let runs = if quick() { 5 } else { 25 };
     println!("\n## spawn → first /next ({runs} starts each)");
@@ -225,17 +242,7 @@ async fn startup(collector: &FaultCollector) {
 }
 
 async fn workload(collector: &FaultCollector, policy: &str, invocations: usize, lines_per: usize) {
-    let emu = start(vec![
-        (
-            "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(),
-            collector.http_endpoint(),
-        ),
-        ("LAMBDA_OTEL_BRIDGE_FLUSH".into(), policy.into()),
-    ])
-    .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
+    let emu = start_with_policy(collector, policy).await;
     let pid = emu.pid();
     let (rss_init, _) = rss(pid);
     let cpu0 = cpu_seconds(pid);

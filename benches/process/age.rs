@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::emulator::{new_request_id, InvokeSpec};
 use crate::fault_collector::FaultCollector;
-use crate::{percentile, quick, start};
+use crate::{percentile, quick, start_with_policy};
 
 /// The emulator's default function name: the name of invocation spans.
 const FUNCTION_NAME: &str = "orders-api";
@@ -227,17 +227,7 @@ fn bridge_histogram(collector: &FaultCollector) -> String {
 
 async fn run_policy(policy: &str, traffic: &Traffic) {
     let collector = FaultCollector::start().await;
-    let emu = start(vec![
-        (
-            "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(),
-            collector.http_endpoint(),
-        ),
-        ("LAMBDA_OTEL_BRIDGE_FLUSH".into(), policy.into()),
-    ])
-    .await;
-    emu.init(vec![], Duration::from_secs(10))
-        .await
-        .expect("init");
+    let emu = start_with_policy(&collector, policy).await;
     let clock = Clock::now();
     let began = Instant::now();
     // Log line bodies and request ids, by burst.
