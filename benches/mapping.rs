@@ -11,11 +11,11 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use prost::Message;
 use std::hint::black_box;
 
-use lambda_otel_bridge::lambda::events::parse_batch;
-use lambda_otel_bridge::mapping::invocation::InvokeInfo;
-use lambda_otel_bridge::mapping::resource::{build, ResourceInfo};
-use lambda_otel_bridge::mapping::{Mapper, MapperConfig};
-use lambda_otel_bridge::time::parse_rfc3339;
+use lambda_otel_bridge::parse_batch;
+use lambda_otel_bridge::parse_rfc3339;
+use lambda_otel_bridge::InvokeInfo;
+use lambda_otel_bridge::{build_resource as build, ResourceInfo};
+use lambda_otel_bridge::{Mapper, MapperConfig};
 
 const RID: &str = "8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11";
 const TRACE: &str = "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
@@ -76,7 +76,7 @@ fn mapper() -> Mapper {
 }
 
 /// Decodes one batch, feeds it to the mapper and maps it to OTLP.
-fn map_batch(mut m: Mapper, body: &[u8]) -> lambda_otel_bridge::mapping::Output {
+fn map_batch(mut m: Mapper, body: &[u8]) -> lambda_otel_bridge::Output {
     for ev in parse_batch(black_box(body)).unwrap().events {
         m.ingest(ev, 1);
     }
@@ -133,11 +133,7 @@ fn platform_events(c: &mut Criterion) {
 
 fn xray_and_time(c: &mut Criterion) {
     c.bench_function("X-Ray header parse", |b| {
-        b.iter(|| {
-            black_box(lambda_otel_bridge::mapping::xray::parse_header(black_box(
-                TRACE,
-            )))
-        })
+        b.iter(|| black_box(lambda_otel_bridge::parse_header(black_box(TRACE))))
     });
     c.bench_function("RFC 3339 parse", |b| {
         b.iter(|| black_box(parse_rfc3339(black_box("2025-03-04T10:15:30.610Z"))))
@@ -160,7 +156,7 @@ fn encoding(c: &mut Criterion) {
 /// lines, JSON lines (with attributes), and lines of which one in ten holds
 /// a credential.
 fn redaction(c: &mut Criterion) {
-    use lambda_otel_bridge::redact::Redactor;
+    use lambda_otel_bridge::Redactor;
     let env: std::collections::HashMap<String, String> =
         [("LAMBDA_OTEL_BRIDGE_REDACT".to_owned(), "default".to_owned())].into();
     let redactor = Redactor::from_env(&env).unwrap().unwrap();

@@ -9,7 +9,11 @@
 //!   [`flush_policy`] beside it.
 //! - [`telemetry_receiver`] accepts the batches Lambda POSTs and decodes
 //!   them leniently into [`lambda::events`].
-//! - [`pipeline`] holds the shared state between the two.
+//! - [`pipeline`] holds the shared state between the two: the mapper, and
+//!   the mapper's resource published through a `watch` to the exporter and
+//!   the local receiver.
+//! - [`counters`] is the one set of counters the receivers keep, read by
+//!   the bridge's own metrics and the shutdown summary.
 //! - [`mapping`] turns events and invocation state into OTLP data; it is
 //!   pure and deterministic, specified in `proto-mapping/MAPPING.md`.
 //! - [`export`] queues encoded requests in a bounded outbox and drains it
@@ -33,19 +37,59 @@
 //!
 //! Nothing imports upward: `tests/architecture.rs` fails on an import
 //! circle between source files and on a file over 600 lines before its
-//! tests.
+//! tests. The modules are private; what the binary, tests, benches, fuzz
+//! targets and examples use is re-exported below, so the compiler reports
+//! any code nothing reaches.
 
-pub mod config;
-pub mod diagnostics;
-pub mod export;
-pub mod flush_policy;
-pub mod lambda;
-pub mod lifecycle;
-pub mod mapping;
-pub mod options;
-pub mod otlp_receiver;
-pub mod pipeline;
-pub mod redact;
-pub mod telemetry_receiver;
-pub mod time;
-pub mod wire;
+mod config;
+mod counters;
+mod diagnostics;
+mod export;
+mod flush_policy;
+mod lambda;
+mod lifecycle;
+mod mapping;
+mod options;
+mod otlp_receiver;
+mod pipeline;
+mod redact;
+mod telemetry_receiver;
+mod time;
+mod wire;
+
+// The façade: all the binary, the integration tests, the benches, the fuzz
+// targets and the examples may use. The modules stay private, so the
+// compiler reports code nothing in the crate reaches.
+
+// Start-up: the configuration, the extension's own log level, the lifecycle.
+pub use config::Config;
+pub use diagnostics::LogLevel;
+pub use lifecycle::run;
+pub use options::{percent_decode, table as settings_table, ConfigError, Env, ProcessEnv};
+
+// The Telemetry API's events.
+pub use lambda::events::{
+    parse_batch, parse_event, EventKind, LogRecord, Start, TelemetryEvent, TraceContext,
+};
+
+// The mapping from events to OTLP.
+pub use mapping::invocation::{Invocation, InvokeInfo, SpanIdMode};
+pub use mapping::log_lines::{level_number, parse_text};
+pub use mapping::logs::{map_log_body, LogSource};
+pub use mapping::metrics::{Temporality, DEFINITIONS};
+pub use mapping::proto::{kv_int, kv_str, str_value};
+pub use mapping::resource::{build as build_resource, parse_resource_attributes, ResourceInfo};
+pub use mapping::xray::{
+    derived_span_id, derived_trace_id, parse_header, parse_root, parse_span_id, to_hex, XrayContext,
+};
+pub use mapping::{Mapper, MapperConfig, Output};
+
+// Export: settings, splitting, item counts, OTLP/JSON, the raw gRPC codec.
+pub use export::count_items;
+pub use export::otlp::{to_json, RawCodec};
+pub use export::settings::{ExportSettings, Protocol, Signal};
+pub use export::split::{split_logs, split_traces};
+
+// Redaction and timestamps.
+pub use redact::Redactor;
+pub use time::{format_rfc3339_millis, parse_rfc3339};

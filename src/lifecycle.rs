@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::counters::Count;
 use crate::export::{Exporter, FlushKind};
 use crate::flush_policy::{Decision, FlushPolicy, FlushState};
 use crate::lambda::extensions_api::{ExtensionsApi, InvokeEvent, NextEvent, ShutdownEvent};
@@ -147,15 +148,21 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         function_version,
         span_id_mode: config.span_id_mode,
     };
-    let shared = Arc::new(Shared::new(Mapper::new(built.resource, mapper_config)));
-
     // The function's own OTLP data: listeners bound before the first /next
     // (a few microseconds), so exports during the function's init are taken.
     let exporter = Arc::new(
         Exporter::new(&config.export, config.outbox_max_bytes).with_redactor(config.redact.clone()),
     );
-    let forwarder = Arc::new(Forwarder::new(exporter.clone(), config.receiver.enrich));
-    forwarder.set_lambda_resource(shared.lock().mapper.resource());
+    let shared = Arc::new(Shared::new(
+        Mapper::new(built.resource, mapper_config),
+        exporter.counters(),
+    ));
+    exporter.follow_resource(shared.resource());
+    let forwarder = Arc::new(Forwarder::new(
+        exporter.clone(),
+        config.receiver.enrich,
+        shared.resource(),
+    ));
     let (receiver_go, go) = tokio::sync::watch::channel(false);
     let (grpc_addr, http_addr) =
         otlp_receiver::start(&config.receiver, forwarder.clone(), go).await;
@@ -207,7 +214,6 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
     tokio::spawn(relieve_pressure(
         shared.clone(),
         exporter.clone(),
-        forwarder.clone(),
         config.flush_timeout,
     ));
     let lifecycle = Lifecycle {
@@ -215,7 +221,6 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         id,
         shared,
         exporter,
-        forwarder,
         flush: std::sync::Mutex::new(FlushState::new(policy, config.adaptive)),
         config,
         platform_events,
@@ -256,23 +261,14 @@ async fn subscribe(
     }
 }
 
-/// Moves everything mapped so far (`last`: also what is incomplete) into
-/// the outbox.
-fn map_for_export(shared: &Shared, exporter: &Exporter, forwarder: &Forwarder, last: bool) {
-    let counts = {
-        let r = &shared.lock().receiver;
-        crate::export::ReceiverCounts {
-            skipped_events: r.skipped_events,
-            rejected_batches: r.rejected_bodies,
-            duplicate_batches: r.duplicate_batches,
-            held_back_batches: r.held_back,
-        }
-    };
-    exporter.set_receiver_counts(counts);
-    let (output, resource) = shared.take(last);
-    exporter.set_resource(&resource);
-    forwarder.set_lambda_resource(&resource);
-    exporter.enqueue(output);
+/// Moves everything mapped so far into the outbox.
+fn map_for_export(shared: &Shared, exporter: &Exporter) {
+    exporter.enqueue(shared.take());
+}
+
+/// Moves everything mapped into the outbox, what is incomplete too (the end).
+fn map_final_for_export(shared: &Shared, exporter: &Exporter) {
+    exporter.enqueue(shared.take_final());
 }
 
 /// A burst of telemetry between flush points (up to 1 MiB per 25 ms at
@@ -280,16 +276,11 @@ fn map_for_export(shared: &Shared, exporter: &Exporter, forwarder: &Forwarder, l
 /// request too large for the outbox: past the pressure threshold, what is
 /// pending is mapped into the outbox at once (bounding memory) and exported
 /// in the background (one export at a time).
-async fn relieve_pressure(
-    shared: Arc<Shared>,
-    exporter: Arc<Exporter>,
-    forwarder: Arc<Forwarder>,
-    budget: Duration,
-) {
+async fn relieve_pressure(shared: Arc<Shared>, exporter: Arc<Exporter>, budget: Duration) {
     let mut export: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         shared.under_pressure().await;
-        map_for_export(&shared, &exporter, &forwarder, false);
+        map_for_export(&shared, &exporter);
         if export.as_ref().is_none_or(|h| h.is_finished()) {
             let exporter = exporter.clone();
             export = Some(tokio::spawn(async move {
@@ -314,7 +305,6 @@ struct Lifecycle {
     id: String,
     shared: Arc<Shared>,
     exporter: Arc<Exporter>,
-    forwarder: Arc<Forwarder>,
     flush: std::sync::Mutex<FlushState>,
     config: Config,
     /// Platform events are subscribed and will be delivered.
@@ -380,7 +370,7 @@ impl Lifecycle {
                         .exit_error(&self.id, "Extension.UnknownReason", &msg)
                         .await;
                     // Last chance to deliver what was received.
-                    map_for_export(&self.shared, &self.exporter, &self.forwarder, true);
+                    map_final_for_export(&self.shared, &self.exporter);
                     self.exporter
                         .shutdown(Instant::now() + Duration::from_millis(500))
                         .await;
@@ -486,14 +476,14 @@ impl Lifecycle {
     /// sent once per restored environment.
     async fn before_snapshot(&self) {
         let deadline = Instant::now() + self.config.flush_timeout;
-        map_for_export(&self.shared, &self.exporter, &self.forwarder, false);
+        map_for_export(&self.shared, &self.exporter);
         self.exporter.flush_as(deadline, FlushKind::Final).await;
         self.exporter.discard_for_snapshot(deadline).await;
     }
 
     /// Moves everything mapped so far into the outbox.
     fn map_for_export(&self) {
-        map_for_export(&self.shared, &self.exporter, &self.forwarder, false);
+        map_for_export(&self.shared, &self.exporter);
     }
 
     async fn map_and_flush(&self, deadline: Instant) {
@@ -525,10 +515,10 @@ impl Lifecycle {
         // (a few at most, and never past the deadline).
         let mut sent = 0;
         for _ in 0..3 {
-            let batches = self.shared.lock().receiver.batches;
-            map_for_export(&self.shared, &self.exporter, &self.forwarder, true);
+            let batches = self.shared.counters().get(Count::Batches);
+            map_final_for_export(&self.shared, &self.exporter);
             sent += self.exporter.flush(deadline).await.sent;
-            if self.shared.lock().receiver.batches == batches || Instant::now() >= deadline {
+            if self.shared.counters().get(Count::Batches) == batches || Instant::now() >= deadline {
                 break;
             }
         }
@@ -542,14 +532,18 @@ impl Lifecycle {
             .map(|(_, n)| n)
             .sum();
         let st = self.shared.lock();
+        let c = self.shared.counters();
         tracing::info!(
             reason = sd.shutdown_reason.as_deref().unwrap_or("unknown"),
-            batches = st.receiver.batches,
-            events = st.receiver.events,
-            skipped_events = st.receiver.skipped_events,
-            rejected_bodies = st.receiver.rejected_bodies,
-            duplicate_batches = st.receiver.duplicate_batches,
-            held_back = st.receiver.held_back,
+            batches = c.get(Count::Batches),
+            events = c.get(Count::Events),
+            skipped_events = c.get(Count::SkippedEvents),
+            rejected_bodies = c.get(Count::RejectedBatches),
+            duplicate_batches = c.get(Count::DuplicateBatches),
+            held_back = c.get(Count::HeldBackBatches),
+            local_requests = c.get(Count::LocalRequests),
+            local_bad_requests = c.get(Count::LocalBadRequests),
+            redactions = self.exporter.redactions(),
             log_records = st.mapper.stats().log_records,
             spans = st.mapper.stats().spans,
             reports = st.mapper.stats().reports,
@@ -557,6 +551,7 @@ impl Lifecycle {
             unknown_events = st.mapper.stats().unknown_events,
             duplicate_events = st.mapper.stats().duplicate_events,
             awaiting_report = st.mapper.awaiting_report_count(),
+            evicted_invocations = st.mapper.evicted_invocations(),
             final_requests_sent = sent,
             unconfirmed_items = unconfirmed,
             dropped_items = dropped,

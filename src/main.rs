@@ -2,10 +2,10 @@
 //! lifecycle on a single-threaded runtime (a Lambda sandbox may have a
 //! fraction of a vCPU; one thread is enough and starts fastest).
 
-use lambda_otel_bridge::config::Config;
-use lambda_otel_bridge::diagnostics::LogLevel;
-use lambda_otel_bridge::lifecycle;
-use lambda_otel_bridge::options::{ConfigError, ProcessEnv};
+use lambda_otel_bridge::run;
+use lambda_otel_bridge::Config;
+use lambda_otel_bridge::LogLevel;
+use lambda_otel_bridge::{ConfigError, ProcessEnv};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -57,6 +57,6 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let code = runtime.block_on(lifecycle::run(&ProcessEnv, config));
+    let code = runtime.block_on(run(&ProcessEnv, config));
     std::process::exit(code);
 }

@@ -6,35 +6,22 @@
 //! in-memory work, never across an `.await`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Notify;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use crate::counters::{Count, Counters};
 use crate::lambda::events::ParsedBatch;
 use crate::mapping::Mapper;
 use crate::time::UnixNanos;
-
-/// Receiver counters (the anomalies among them are exported as the
-/// bridge's own metrics and repeated in the shutdown summary).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReceiverStats {
-    pub batches: u64,
-    pub events: u64,
-    pub skipped_events: u64,
-    pub rejected_bodies: u64,
-    /// Batches dropped as redeliveries of one already ingested.
-    pub duplicate_batches: u64,
-    /// Batches whose answer was held back while the outbox drained.
-    pub held_back: u64,
-}
 
 /// How many recent batch digests are remembered to spot redeliveries.
 const RECENT_BATCHES: usize = 64;
 
 pub struct State {
     pub mapper: Mapper,
-    pub receiver: ReceiverStats,
     /// When the last batch arrived.
     pub last_batch_at: Option<Instant>,
     /// Telemetry bytes received since the mapper's output was last taken.
@@ -49,14 +36,20 @@ pub struct Shared {
     /// Signalled when `pending_bytes` reaches `pressure_bytes`.
     pressure: Notify,
     pressure_bytes: AtomicUsize,
+    /// What the listener counts (shared with the exporter's own metrics).
+    counters: Arc<Counters>,
+    /// The mapper's resource, published whenever it changes (`faas.instance`
+    /// arrives with the first platform event) for the exporter's own metrics
+    /// and the local receiver's enrichment.
+    resource: watch::Sender<Resource>,
 }
 
 impl Shared {
-    pub fn new(mapper: Mapper) -> Self {
+    pub fn new(mapper: Mapper, counters: Arc<Counters>) -> Self {
+        let resource = watch::Sender::new(mapper.resource().clone());
         Shared {
             state: Mutex::new(State {
                 mapper,
-                receiver: ReceiverStats::default(),
                 last_batch_at: None,
                 pending_bytes: 0,
                 recent: std::collections::VecDeque::with_capacity(RECENT_BATCHES),
@@ -64,6 +57,8 @@ impl Shared {
             changed: Notify::new(),
             pressure: Notify::new(),
             pressure_bytes: AtomicUsize::new(usize::MAX),
+            counters,
+            resource,
         }
     }
 
@@ -78,23 +73,23 @@ impl Shared {
         self.pressure.notified().await;
     }
 
-    /// Takes what the mapper has produced (`last`: also what is still
-    /// incomplete, at the end), with the resource it belongs to.
-    pub fn take(
-        &self,
-        last: bool,
-    ) -> (
-        crate::mapping::Output,
-        opentelemetry_proto::tonic::resource::v1::Resource,
-    ) {
+    /// The mapper's resource, kept current.
+    pub fn resource(&self) -> watch::Receiver<Resource> {
+        self.resource.subscribe()
+    }
+
+    /// Takes what the mapper has completed.
+    pub fn take(&self) -> crate::mapping::Output {
         let mut st = self.lock();
         st.pending_bytes = 0;
-        let output = if last {
-            st.mapper.take_final()
-        } else {
-            st.mapper.take()
-        };
-        (output, st.mapper.resource().clone())
+        st.mapper.take()
+    }
+
+    /// Takes everything the mapper holds, what is incomplete too (the end).
+    pub fn take_final(&self) -> crate::mapping::Output {
+        let mut st = self.lock();
+        st.pending_bytes = 0;
+        st.mapper.take_final()
     }
 
     /// Locks the state. A panic while holding the lock cannot leave the
@@ -109,13 +104,22 @@ impl Shared {
         let pressure = {
             let mut st = self.lock();
             st.pending_bytes += bytes;
-            st.receiver.batches += 1;
             st.last_batch_at = Some(Instant::now());
-            st.receiver.events += batch.events.len() as u64;
-            st.receiver.skipped_events += batch.skipped.len() as u64;
+            self.counters.add(Count::Batches, 1);
+            self.counters.add(Count::Events, batch.events.len() as u64);
+            self.counters
+                .add(Count::SkippedEvents, batch.skipped.len() as u64);
             for ev in batch.events {
                 st.mapper.ingest(ev, observed);
             }
+            let current = st.mapper.resource();
+            self.resource.send_if_modified(|r| {
+                let changed = r != current;
+                if changed {
+                    r.clone_from(current);
+                }
+                changed
+            });
             st.pending_bytes >= self.pressure_bytes.load(Ordering::Relaxed)
         };
         if pressure {
@@ -135,7 +139,7 @@ impl Shared {
         let digest = h.finish();
         let mut st = self.lock();
         if st.recent.contains(&digest) {
-            st.receiver.duplicate_batches += 1;
+            self.counters.add(Count::DuplicateBatches, 1);
             return true;
         }
         if st.recent.len() == RECENT_BATCHES {
@@ -145,12 +149,13 @@ impl Shared {
         false
     }
 
-    pub fn count_held_back(&self) {
-        self.lock().receiver.held_back += 1;
+    pub fn count(&self, count: Count) {
+        self.counters.add(count, 1);
     }
 
-    pub fn count_rejected_body(&self) {
-        self.lock().receiver.rejected_bodies += 1;
+    /// The listener's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Waits until no batch has arrived for `quiet`, or until `cap`.

@@ -23,6 +23,7 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 
+use crate::counters::Count;
 use crate::export::Exporter;
 use crate::lambda::events::parse_batch;
 use crate::pipeline::Shared;
@@ -112,7 +113,7 @@ async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
             StatusCode::OK.into_response()
         }
         Err(e) => {
-            shared.count_rejected_body();
+            shared.count(Count::RejectedBatches);
             let body = serde_json::json!({
                 "errorType": "InvalidTelemetryBatch",
                 "errorMessage": e.to_string(),
@@ -126,11 +127,10 @@ async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
         }
     };
     if let Some(exporter) = rx.exporter.as_ref().filter(|e| e.backlogged()) {
-        rx.shared.count_held_back();
-        let until = tokio::time::Instant::now() + BACKPRESSURE_MAX;
-        while exporter.backlogged() && tokio::time::Instant::now() < until {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        rx.shared.count(Count::HeldBackBatches);
+        exporter
+            .wait_relieved(tokio::time::Instant::now() + BACKPRESSURE_MAX)
+            .await;
     }
     response
 }
@@ -244,7 +244,6 @@ mod tests {
 #[cfg(test)]
 mod backpressure_tests {
     use super::*;
-    use crate::export::outbox::Origin;
     use crate::export::settings::Signal;
     use crate::export::transport::{Outcome, SendFuture, Transport};
     use crate::mapping::{Mapper, MapperConfig};
@@ -272,21 +271,16 @@ mod backpressure_tests {
         let t = || -> Arc<dyn Transport> { Arc::new(Accepting) };
         let exporter = Arc::new(Exporter::with_transports([t(), t(), t()], 64 * 1024));
         // The collector accepted a moment ago, and more than half the outbox waits.
-        exporter.enqueue_raw(Signal::Logs, Bytes::from_static(b"x"), 1, Origin::Bridge);
+        exporter.enqueue_raw(Signal::Logs, Bytes::from_static(b"x"), 1);
         exporter
             .flush(tokio::time::Instant::now() + Duration::from_secs(1))
             .await;
-        exporter.enqueue_raw(
-            Signal::Logs,
-            Bytes::from(vec![0u8; 40 * 1024]),
-            1,
-            Origin::Bridge,
-        );
+        exporter.enqueue_raw(Signal::Logs, Bytes::from(vec![0u8; 40 * 1024]), 1);
         assert!(exporter.backlogged());
-        let shared = Arc::new(Shared::new(Mapper::new(
-            Default::default(),
-            MapperConfig::default(),
-        )));
+        let shared = Arc::new(Shared::new(
+            Mapper::new(Default::default(), MapperConfig::default()),
+            exporter.counters(),
+        ));
         let mut router = router(shared.clone(), 1 << 20, Some(exporter.clone()));
         let batch = r#"[{"time":"2025-03-04T10:15:30.000Z","type":"platform.runtimeDone","record":{"requestId":"r-1","status":"success"}}]"#;
         let req = axum::http::Request::post(PATH)
@@ -305,6 +299,6 @@ mod backpressure_tests {
         assert!(!answer.is_finished(), "the answer was not held back");
         let resp = answer.await.unwrap().unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(shared.lock().receiver.held_back, 1);
+        assert_eq!(shared.counters().get(Count::HeldBackBatches), 1);
     }
 }

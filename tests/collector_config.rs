@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use lambda_otel_bridge::mapping::metrics::DEFINITIONS;
+use lambda_otel_bridge::DEFINITIONS;
 use serde_json::Value as Json;
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlLoader};

@@ -20,8 +20,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use lambda_otel_bridge::config::Config;
-use lambda_otel_bridge::options::table::ALL;
+use lambda_otel_bridge::settings_table::ALL;
+use lambda_otel_bridge::Config;
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn repo_file(rel: &str) -> (PathBuf, String) {

@@ -640,7 +640,7 @@ async fn fields_the_bridge_does_not_know_reach_the_collector() {
             "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
                 .parse()
                 .unwrap(),
-            lambda_otel_bridge::export::otlp::RawCodec,
+            lambda_otel_bridge::RawCodec,
         )
         .await
         .expect("accepted over gRPC");

@@ -10,12 +10,12 @@ use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use lambda_otel_bridge::lambda::events::parse_event;
-use lambda_otel_bridge::mapping::invocation::{InvokeInfo, SpanIdMode};
-use lambda_otel_bridge::mapping::metrics::Temporality;
-use lambda_otel_bridge::mapping::resource::{build, ResourceInfo};
-use lambda_otel_bridge::mapping::{Mapper, MapperConfig, Output};
-use lambda_otel_bridge::time::parse_rfc3339;
+use lambda_otel_bridge::parse_event;
+use lambda_otel_bridge::parse_rfc3339;
+use lambda_otel_bridge::Temporality;
+use lambda_otel_bridge::{build_resource as build, ResourceInfo};
+use lambda_otel_bridge::{InvokeInfo, SpanIdMode};
+use lambda_otel_bridge::{Mapper, MapperConfig, Output};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;

@@ -12,11 +12,11 @@ use std::collections::HashSet;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use lambda_otel_bridge::lambda::events::parse_event;
-use lambda_otel_bridge::lambda::events::TraceContext;
-use lambda_otel_bridge::mapping::invocation::{Invocation, InvokeInfo};
-use lambda_otel_bridge::mapping::resource::{build, ResourceInfo};
-use lambda_otel_bridge::mapping::{Mapper, MapperConfig, Output};
+use lambda_otel_bridge::parse_event;
+use lambda_otel_bridge::TraceContext;
+use lambda_otel_bridge::{build_resource as build, ResourceInfo};
+use lambda_otel_bridge::{Invocation, InvokeInfo};
+use lambda_otel_bridge::{Mapper, MapperConfig, Output};
 
 /// One step of a generated sequence.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ fn root(i: usize) -> String {
 }
 
 fn ts(ms: u64) -> String {
-    lambda_otel_bridge::time::format_rfc3339_millis(1_741_083_330_000_000_000 + ms * 1_000_000)
+    lambda_otel_bridge::format_rfc3339_millis(1_741_083_330_000_000_000 + ms * 1_000_000)
 }
 
 /// The events of invocation `i`, in Lambda's order.

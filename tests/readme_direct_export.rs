@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use lambda_otel_bridge::config::Config;
-use lambda_otel_bridge::export::settings::{Protocol, Signal};
+use lambda_otel_bridge::Config;
+use lambda_otel_bridge::{Protocol, Signal};
 
 const SECTION: &str = "## Sending straight to Tempo, Jaeger, Loki or Prometheus (no collector)";
 

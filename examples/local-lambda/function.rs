@@ -12,8 +12,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lambda_otel_bridge::mapping::proto::{kv_int, kv_str, str_value};
-use lambda_otel_bridge::mapping::xray::parse_header;
+use lambda_otel_bridge::parse_header;
+use lambda_otel_bridge::{kv_int, kv_str, str_value};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

@@ -14,10 +14,10 @@
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
-use lambda_otel_bridge::export::count_items;
-use lambda_otel_bridge::export::settings::Signal;
-use lambda_otel_bridge::export::split::{split_logs, split_traces};
-use lambda_otel_bridge::redact::Redactor;
+use lambda_otel_bridge::count_items;
+use lambda_otel_bridge::Signal;
+use lambda_otel_bridge::{split_logs, split_traces};
+use lambda_otel_bridge::Redactor;
 use lambda_otel_bridge_fuzz::export_json;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;

@@ -13,11 +13,11 @@
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
 
-use lambda_otel_bridge::lambda::events::{parse_batch, EventKind, TelemetryEvent};
-use lambda_otel_bridge::mapping::invocation::{InvokeInfo, SpanIdMode};
-use lambda_otel_bridge::mapping::metrics::Temporality;
-use lambda_otel_bridge::mapping::resource::{build, ResourceInfo};
-use lambda_otel_bridge::mapping::{Mapper, MapperConfig};
+use lambda_otel_bridge::{parse_batch, EventKind, TelemetryEvent};
+use lambda_otel_bridge::{InvokeInfo, SpanIdMode};
+use lambda_otel_bridge::Temporality;
+use lambda_otel_bridge::{build_resource as build, ResourceInfo};
+use lambda_otel_bridge::{Mapper, MapperConfig};
 use lambda_otel_bridge_fuzz::check_output;
 
 /// When the batch was received (2025-03-04T10:16:39Z).

@@ -6,8 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use lambda_otel_bridge::mapping::invocation::{Invocation, InvokeInfo};
-use lambda_otel_bridge::mapping::xray::{
+use lambda_otel_bridge::{Invocation, InvokeInfo};
+use lambda_otel_bridge::{
     derived_span_id, derived_trace_id, parse_header, parse_root, parse_span_id, to_hex, XrayContext,
 };
 

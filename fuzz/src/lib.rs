@@ -4,10 +4,10 @@
 //! Only properties the bridge documents (proto-mapping/MAPPING.md, the doc
 //! comments in src/) or OTLP requires are asserted.
 
-use lambda_otel_bridge::export::count_items;
-use lambda_otel_bridge::export::otlp::to_json;
-use lambda_otel_bridge::export::settings::Signal;
-use lambda_otel_bridge::mapping::Output;
+use lambda_otel_bridge::count_items;
+use lambda_otel_bridge::to_json;
+use lambda_otel_bridge::Signal;
+use lambda_otel_bridge::Output;
 use prost::Message;
 
 fn nonzero(b: &[u8]) -> bool {

@@ -11,7 +11,7 @@ use prost::Message;
 use tokio::time::Instant;
 
 use super::items::metric_items;
-use super::outbox::{DropReason, Entry, Origin, Outbox};
+use super::outbox::{DropReason, Entry, Outbox};
 use super::self_metrics::SelfMetrics;
 use super::settings::Signal;
 use super::signal_index;
@@ -54,6 +54,9 @@ pub(super) struct Core {
     pub(super) next_request: std::sync::atomic::AtomicU64,
     /// Notified each time a request ends.
     pub(super) settled: tokio::sync::Notify,
+    /// Notified each time the outbox may have stopped being backlogged: an
+    /// entry taken to be sent, or a request ended.
+    pub(super) relieved: tokio::sync::Notify,
 }
 
 impl Core {
@@ -153,7 +156,6 @@ impl Core {
             signal: Signal::Metrics,
             body: Bytes::from(req.encode_to_vec()),
             items,
-            origin: Origin::Bridge,
             not_before: None,
             oldest: None,
             seq: 0,

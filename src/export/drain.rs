@@ -141,6 +141,7 @@ impl Exporter {
             let settled = core.settle(entry, outcome);
             core.outstanding()[i].retain(|r| r.id != id);
             core.settled.notify_waiters();
+            core.relieved.notify_waiters();
             let _ = tx.send(settled);
         });
         if let Some(r) = self.core.outstanding()[i].iter_mut().find(|r| r.id == id) {
@@ -197,6 +198,7 @@ impl Exporter {
             let Some(entry) = self.outbox().pop(signal) else {
                 break;
             };
+            self.core.relieved.notify_waiters();
             let reserve = transport.prepare_cost(entry.body.len());
             let now = Instant::now();
             if let Some(nb) = entry.not_before.map(Instant::from_std) {

@@ -38,18 +38,22 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use tokio::time::Instant;
 
+use crate::counters::Counters;
 use crate::mapping::Output;
 use crate::redact::Redactor;
-pub use drain::{FlushKind, DEGRADED_WAIT, STALLED_AFTER};
+pub use drain::FlushKind;
 pub use items::{count_items, log_items, metric_items, span_items};
 
 use core::{Core, Health};
 use otlp::SignalExporter;
-use outbox::{DropCounts, DropReason, Entry, Origin, Outbox};
-pub use self_metrics::ReceiverCounts;
+use outbox::{DropCounts, DropReason, Entry, Outbox};
 use self_metrics::SelfMetrics;
 use settings::{ExportSettings, Signal};
 use transport::Transport;
+
+/// The collector counts as accepting for this long after it last accepted
+/// a request ([`Exporter::backlogged`]).
+const BACKLOG_ACCEPTED_WITHIN: Duration = Duration::from_secs(1);
 
 /// What one flush did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -143,11 +147,12 @@ impl Exporter {
                     failing: false,
                     rng: crate::time::now() | 1,
                 }),
-                self_metrics: SelfMetrics::new(),
+                self_metrics: SelfMetrics::new(Arc::new(Counters::default())),
                 last_accepted: Mutex::new(None),
                 outstanding: Mutex::new([Vec::new(), Vec::new(), Vec::new()]),
                 next_request: std::sync::atomic::AtomicU64::new(0),
                 settled: tokio::sync::Notify::new(),
+                relieved: tokio::sync::Notify::new(),
             }),
             redactor: None,
             max_request_bytes: max_request_bytes(outbox_bytes),
@@ -197,7 +202,8 @@ impl Exporter {
     }
 
     /// Bytes waiting in the outbox.
-    pub fn queued_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn queued_bytes(&self) -> usize {
         self.outbox().bytes()
     }
 
@@ -206,17 +212,44 @@ impl Exporter {
     /// slower than telemetry arrives. A collector that fails or hangs never
     /// counts as backlogged.
     pub fn backlogged(&self) -> bool {
+        self.backlogged_until().is_some()
+    }
+
+    /// While [`Exporter::backlogged`], when it stops being so unless the
+    /// collector accepts again: one second after the last acceptance.
+    fn backlogged_until(&self) -> Option<Instant> {
         let over = {
             let o = self.outbox();
             o.bytes() > o.cap() / 2
         };
-        over && !self.disabled
-            && self
-                .core
-                .last_accepted
-                .lock()
-                .map(|t| t.is_some_and(|t| t.elapsed() < Duration::from_secs(1)))
-                .unwrap_or(false)
+        if !over || self.disabled {
+            return None;
+        }
+        let accepted = (*self
+            .core
+            .last_accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()))?;
+        let until = accepted + BACKLOG_ACCEPTED_WITHIN;
+        (until > Instant::now()).then_some(until)
+    }
+
+    /// Waits until the outbox is no longer [`Exporter::backlogged`], or
+    /// until `deadline`; woken by the drain taking entries and by requests
+    /// ending, never by polling.
+    pub async fn wait_relieved(&self, deadline: Instant) {
+        loop {
+            let relieved = self.core.relieved.notified();
+            tokio::pin!(relieved);
+            relieved.as_mut().enable();
+            let Some(until) = self.backlogged_until() else {
+                return;
+            };
+            let wake = until.min(deadline);
+            if tokio::time::timeout_at(wake, relieved).await.is_err() && wake == deadline {
+                return;
+            }
+        }
     }
 
     /// The outbox's byte cap: a request larger than this can never be queued.
@@ -234,14 +267,21 @@ impl Exporter {
         self.redactor.is_some()
     }
 
-    /// The listener's counters, reported with the bridge's own metrics.
-    pub fn set_receiver_counts(&self, c: ReceiverCounts) {
-        self.core.self_metrics.set_receiver_counts(c);
+    /// The receivers' counters: the listener and the local receiver count
+    /// into them, the bridge's own metrics report them.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.core.self_metrics.counters()
     }
 
-    /// The resource of the bridge's own metrics (the mapper's).
-    pub fn set_resource(&self, resource: &Resource) {
-        self.core.self_metrics.set_resource(resource);
+    /// Secrets rewritten by redaction so far.
+    pub fn redactions(&self) -> u64 {
+        self.redactor.as_ref().map_or(0, |r| r.redactions())
+    }
+
+    /// Where the resource of the bridge's own metrics comes from (the
+    /// mapper's, as the pipeline publishes it).
+    pub fn follow_resource(&self, resource: tokio::sync::watch::Receiver<Resource>) {
+        self.core.self_metrics.follow_resource(resource);
     }
 
     /// An invocation's billed time after its runtime was done: from
@@ -292,7 +332,6 @@ impl Exporter {
                 signal,
                 body,
                 items,
-                origin: Origin::Bridge,
                 not_before: None,
                 oldest,
                 seq: 0,
@@ -301,7 +340,7 @@ impl Exporter {
     }
 
     /// Queues an encoded request as it is.
-    pub fn enqueue_raw(&self, signal: Signal, body: Bytes, items: u64, origin: Origin) {
+    pub fn enqueue_raw(&self, signal: Signal, body: Bytes, items: u64) {
         if self.disabled {
             return;
         }
@@ -309,7 +348,6 @@ impl Exporter {
             signal,
             body,
             items,
-            origin,
             not_before: None,
             oldest: None,
             seq: 0,
@@ -569,12 +607,7 @@ mod tests {
     }
 
     fn queue_log(e: &Exporter, items: u64) {
-        e.enqueue_raw(
-            Signal::Logs,
-            Bytes::from_static(b"x"),
-            items,
-            Origin::Bridge,
-        );
+        e.enqueue_raw(Signal::Logs, Bytes::from_static(b"x"), items);
     }
 
     fn ms(n: u64) -> Duration {
@@ -682,7 +715,6 @@ mod tests {
     fn queued_self_metrics(e: &Exporter) -> ExportMetricsServiceRequest {
         e.core.queue_self_metrics(true);
         let entry = e.outbox().pop(Signal::Metrics).expect("a report is queued");
-        assert_eq!(entry.origin, Origin::Bridge);
         let req = ExportMetricsServiceRequest::decode(entry.body).unwrap();
         assert_eq!(entry.items, metric_items(&req));
         req
@@ -730,10 +762,11 @@ mod tests {
             (Duration::ZERO, ok()),
         );
         let e = exporter(logs);
-        e.set_resource(&Resource {
+        let (_resource, rx) = tokio::sync::watch::channel(Resource {
             attributes: vec![crate::mapping::proto::kv_str("faas.name", "f")],
             ..Resource::default()
         });
+        e.follow_resource(rx);
         queue_log(&e, 4);
         let r = e.flush(Instant::now() + ms(500)).await;
         assert_eq!(r.failed, 1, "{r:?}");
@@ -835,7 +868,7 @@ mod tests {
         }
         assert_eq!(e.outstanding_requests(), drain::MAX_OUTSTANDING);
         // Unanswered for long enough to count as a busy collector.
-        tokio::time::sleep(STALLED_AFTER).await;
+        tokio::time::sleep(drain::STALLED_AFTER).await;
         queue_log(&e, 1);
         let started = Instant::now();
         let r = e.flush(Instant::now() + ms(1000)).await;

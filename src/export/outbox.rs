@@ -55,15 +55,6 @@ impl DropReason {
     }
 }
 
-/// Where a request came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// Mapped by the bridge from Telemetry API events.
-    Bridge,
-    /// Received from the function on the local OTLP receiver.
-    Function,
-}
-
 /// One encoded export request.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -72,7 +63,6 @@ pub struct Entry {
     pub body: Bytes,
     /// Spans, data points or log records in it.
     pub items: u64,
-    pub origin: Origin,
     /// Not to be sent before this instant (a `Retry-After`).
     pub not_before: Option<Instant>,
     /// Time (Unix nanoseconds) of the oldest item, when known: the bridge's
@@ -252,7 +242,6 @@ mod tests {
             signal,
             body: Bytes::from(vec![0u8; len]),
             items,
-            origin: Origin::Bridge,
             not_before: None,
             oldest: None,
             seq: 0,

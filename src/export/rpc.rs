@@ -2,10 +2,6 @@
 //! (`Status` with `RetryInfo` details), shared by the exporter (which reads
 //! them) and the local receiver (which writes them).
 
-use std::time::Duration;
-
-use prost::Message;
-
 /// `google.rpc.Status`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct RpcStatus {
@@ -40,25 +36,4 @@ pub struct ProtoDuration {
     pub seconds: i64,
     #[prost(int32, tag = "2")]
     pub nanos: i32,
-}
-
-pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
-
-/// A status with a `RetryInfo` detail asking the client to wait `delay`.
-pub fn status_with_retry(code: i32, message: &str, delay: Duration) -> Vec<u8> {
-    RpcStatus {
-        code,
-        message: message.to_owned(),
-        details: vec![ProtoAny {
-            type_url: RETRY_INFO_TYPE.to_owned(),
-            value: RetryInfo {
-                retry_delay: Some(ProtoDuration {
-                    seconds: delay.as_secs() as i64,
-                    nanos: delay.subsec_nanos() as i32,
-                }),
-            }
-            .encode_to_vec(),
-        }],
-    }
-    .encode_to_vec()
 }

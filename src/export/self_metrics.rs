@@ -40,11 +40,13 @@ use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{
     Instrument, InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Stream, Temporality,
 };
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::data_age;
 use super::outbox::{DropCounts, SignalKey};
 use super::settings::Signal;
+use crate::counters::{Count, Counters};
 
 /// How often histograms alone (data age, flush and post-runtime durations)
 /// make the bridge report its own metrics.
@@ -61,28 +63,25 @@ pub const DURATION_BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// What the listener saw that was not plain data, for the bridge's own metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReceiverCounts {
-    pub skipped_events: u64,
-    pub rejected_batches: u64,
-    pub duplicate_batches: u64,
-    pub held_back_batches: u64,
-}
+/// The listener's counts reported as `lambda_otel_bridge.telemetry.*`:
+/// what it saw that was not plain data.
+const ANOMALIES: [Count; 4] = [
+    Count::SkippedEvents,
+    Count::RejectedBatches,
+    Count::DuplicateBatches,
+    Count::HeldBackBatches,
+];
 
-/// Totals kept elsewhere (the outbox's drops, the listener's counts), read
-/// by the observable counters' callbacks when the reader collects.
-#[derive(Debug, Default)]
-struct Totals {
-    drops: DropCounts,
-    receiver: ReceiverCounts,
-}
+/// The outbox's drop totals, read by the observable counter's callback
+/// when the reader collects.
+type SharedDrops = Arc<Mutex<DropCounts>>;
 
 /// What a report said, to tell whether there is anything new to say.
 #[derive(Debug, Clone, PartialEq)]
 struct Said {
     drops: DropCounts,
-    receiver: ReceiverCounts,
+    /// The listener's [`ANOMALIES`].
+    receiver: [u64; ANOMALIES.len()],
     /// Export failures counted so far.
     failures: u64,
     /// Values recorded on the histograms so far.
@@ -92,7 +91,7 @@ struct Said {
 impl Said {
     /// Whether a counter is non-zero.
     fn anomalies(&self) -> bool {
-        !self.drops.is_empty() || self.failures > 0 || self.receiver != ReceiverCounts::default()
+        !self.drops.is_empty() || self.failures > 0 || self.receiver.iter().any(|n| *n > 0)
     }
 
     fn counters_differ(&self, other: &Said) -> bool {
@@ -106,7 +105,7 @@ impl Said {
 #[derive(Debug)]
 struct Reporting {
     /// The mapper's resource, given to every report.
-    resource: Resource,
+    resource: watch::Receiver<Resource>,
     last_at: Option<Instant>,
     last: Option<Said>,
     /// Reused by every collection.
@@ -154,7 +153,8 @@ pub struct SelfMetrics {
     flush_duration: Histogram<f64>,
     post_runtime: Histogram<f64>,
     outbox_bytes: Gauge<u64>,
-    totals: Arc<Mutex<Totals>>,
+    drops: SharedDrops,
+    counters: Arc<Counters>,
     failures_counted: AtomicU64,
     recorded: AtomicU64,
     reporting: Mutex<Reporting>,
@@ -162,7 +162,7 @@ pub struct SelfMetrics {
 
 impl SelfMetrics {
     /// Builds the provider and the instruments (no thread, no I/O).
-    pub fn new() -> Self {
+    pub fn new(counters: Arc<Counters>) -> Self {
         let reader = SharedReader(Arc::new(
             ManualReader::builder()
                 .with_temporality(Temporality::Cumulative)
@@ -188,8 +188,8 @@ impl SelfMetrics {
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
         );
-        let totals = Arc::new(Mutex::new(Totals::default()));
-        let t = totals.clone();
+        let drops = SharedDrops::default();
+        let d = drops.clone();
         meter
             .u64_observable_counter("lambda_otel_bridge.dropped")
             .with_unit("{item}")
@@ -197,7 +197,7 @@ impl SelfMetrics {
                 "Spans, data points and log records the bridge could not deliver, by signal and reason.",
             )
             .with_callback(move |o| {
-                for ((signal, reason), n) in &lock(&t).drops {
+                for ((signal, reason), n) in lock(&d).iter() {
                     o.observe(
                         *n,
                         &[
@@ -217,19 +217,19 @@ impl SelfMetrics {
         for s in Signal::ALL {
             failures.add(0, &signal_attr(s));
         }
-        let t = totals.clone();
+        let c = counters.clone();
         meter
             .u64_observable_counter("lambda_otel_bridge.telemetry.skipped")
             .with_unit("{event}")
             .with_description("Telemetry API events that could not be decoded and were skipped.")
             .with_callback(move |o| {
-                let skipped = lock(&t).receiver.skipped_events;
+                let skipped = c.get(Count::SkippedEvents);
                 if skipped > 0 {
                     o.observe(skipped, &[]);
                 }
             })
             .build();
-        let t = totals.clone();
+        let c = counters.clone();
         meter
             .u64_observable_counter("lambda_otel_bridge.telemetry.batches")
             .with_unit("{batch}")
@@ -237,12 +237,12 @@ impl SelfMetrics {
                 "Telemetry API batches rejected (not a JSON array, 400), dropped as redeliveries, or answered late while the outbox drained.",
             )
             .with_callback(move |o| {
-                let r = lock(&t).receiver;
-                for (outcome, n) in [
-                    ("rejected", r.rejected_batches),
-                    ("duplicate", r.duplicate_batches),
-                    ("held_back", r.held_back_batches),
+                for (outcome, count) in [
+                    ("rejected", Count::RejectedBatches),
+                    ("duplicate", Count::DuplicateBatches),
+                    ("held_back", Count::HeldBackBatches),
                 ] {
+                    let n = c.get(count);
                     if n > 0 {
                         o.observe(n, &[KeyValue::new("outcome", outcome)]);
                     }
@@ -285,11 +285,12 @@ impl SelfMetrics {
             flush_duration,
             post_runtime,
             outbox_bytes,
-            totals,
+            drops,
+            counters,
             failures_counted: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             reporting: Mutex::new(Reporting {
-                resource: Resource::default(),
+                resource: watch::channel(Resource::default()).1,
                 last_at: None,
                 last: None,
                 collected: ResourceMetrics::default(),
@@ -322,17 +323,15 @@ impl SelfMetrics {
         self.recorded.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The listener's totals.
-    pub fn set_receiver_counts(&self, c: ReceiverCounts) {
-        lock(&self.totals).receiver = c;
+    /// The counters the listener's metrics observe.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
-    /// The resource of the reports (the mapper's).
-    pub fn set_resource(&self, resource: &Resource) {
-        let mut r = lock(&self.reporting);
-        if r.resource != *resource {
-            r.resource = resource.clone();
-        }
+    /// Where the reports' resource comes from (the mapper's, published by
+    /// the pipeline whenever it changes).
+    pub fn follow_resource(&self, resource: watch::Receiver<Resource>) {
+        lock(&self.reporting).resource = resource;
     }
 
     /// A report of every instrument, when there is something to say (see the
@@ -347,7 +346,7 @@ impl SelfMetrics {
         let mut r = lock(&self.reporting);
         let said = Said {
             drops: drops.clone(),
-            receiver: lock(&self.totals).receiver,
+            receiver: ANOMALIES.map(|c| self.counters.get(c)),
             failures: self.failures_counted.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
         };
@@ -361,7 +360,7 @@ impl SelfMetrics {
         if !(interval_passed || final_flush || counters_changed && said.anomalies()) {
             return None;
         }
-        lock(&self.totals).drops = said.drops.clone();
+        *lock(&self.drops) = said.drops.clone();
         self.outbox_bytes
             .record(u64::try_from(outbox_bytes).unwrap_or(u64::MAX), &[]);
         let r = &mut *r;
@@ -370,18 +369,13 @@ impl SelfMetrics {
             return None;
         }
         let mut req = ExportMetricsServiceRequest::from(&r.collected);
+        let resource = r.resource.borrow().clone();
         for rm in &mut req.resource_metrics {
-            rm.resource = Some(r.resource.clone());
+            rm.resource = Some(resource.clone());
         }
         r.last = Some(said);
         r.last_at = Some(Instant::now());
         Some(req)
-    }
-}
-
-impl Default for SelfMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -461,19 +455,19 @@ mod tests {
 
     #[test]
     fn nothing_to_say_is_not_reported() {
-        let m = SelfMetrics::new();
+        let m = SelfMetrics::new(Arc::default());
         assert!(m.report(&DropCounts::new(), 123, false).is_none());
         assert!(m.report(&DropCounts::new(), 123, true).is_none());
     }
 
     #[test]
     fn a_drop_is_reported_with_its_attributes_the_resource_and_the_scope() {
-        let m = SelfMetrics::new();
+        let m = SelfMetrics::new(Arc::default());
         let resource = Resource {
             attributes: vec![kv_str("service.name", "fn")],
             ..Resource::default()
         };
-        m.set_resource(&resource);
+        m.follow_resource(watch::channel(resource.clone()).1);
         let mut drops = DropCounts::new();
         drops.insert((SignalKey::Logs, DropReason::Refused), 3);
         let req = m
@@ -540,12 +534,11 @@ mod tests {
 
     #[test]
     fn listener_counts_are_reported_when_non_zero() {
-        let m = SelfMetrics::new();
-        m.set_receiver_counts(ReceiverCounts {
-            skipped_events: 2,
-            duplicate_batches: 1,
-            ..ReceiverCounts::default()
-        });
+        let counters = Arc::new(Counters::default());
+        let m = SelfMetrics::new(counters.clone());
+        counters.add(Count::SkippedEvents, 2);
+        counters.add(Count::DuplicateBatches, 1);
+        counters.add(Count::Batches, 7);
         let req = m.report(&DropCounts::new(), 0, false).unwrap();
         let skipped = metric(&req, "lambda_otel_bridge.telemetry.skipped").unwrap();
         assert_eq!(skipped.unit, "{event}");
@@ -559,7 +552,7 @@ mod tests {
 
     #[test]
     fn histograms_alone_wait_for_the_interval_or_the_final_flush() {
-        let m = SelfMetrics::new();
+        let m = SelfMetrics::new(Arc::default());
         m.record_data_age(Signal::Logs, 0.3);
         m.record_flush("billed", Duration::from_micros(700));
         m.record_post_runtime(Duration::from_millis(2));

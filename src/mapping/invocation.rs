@@ -199,12 +199,9 @@ impl InvocationTable {
         self.evicted
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 
     /// An init (or restore) phase happened: the next invocation is a cold start.

@@ -212,6 +212,12 @@ impl Mapper {
         self.invocations.awaiting_report().len()
     }
 
+    /// Invocations forgotten unfinished to keep the table bounded (more
+    /// than `MAX_TRACKED` without a report): their spans are lost.
+    pub fn evicted_invocations(&self) -> u64 {
+        self.invocations.evicted()
+    }
+
     /// Request ids of the `recent` newest invocations whose report has not
     /// arrived.
     pub fn awaiting_recent_reports(&self, recent: usize) -> Vec<String> {

@@ -74,7 +74,7 @@ impl<R: ExportRequest> tonic::server::UnaryService<Bytes> for Export<R> {
                 R::response(&accepted).encode_to_vec(),
             ))),
             Err(e) => {
-                self.0.stats().bad_requests += 1;
+                self.0.count_bad_request();
                 Err(tonic::Status::invalid_argument(format!(
                     "undecodable OTLP request: {e}"
                 )))

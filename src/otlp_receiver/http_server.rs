@@ -152,7 +152,7 @@ pub(super) async fn handle<R: ExportRequest>(
     body: Bytes,
 ) -> Response {
     let Some(enc) = content(headers) else {
-        st.forwarder.stats().bad_requests += 1;
+        st.forwarder.count_bad_request();
         return http_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Encoding::Json,
@@ -162,7 +162,7 @@ pub(super) async fn handle<R: ExportRequest>(
     let body = match body_bytes(headers, body, st.max) {
         Ok(b) => b,
         Err((status, msg)) => {
-            st.forwarder.stats().bad_requests += 1;
+            st.forwarder.count_bad_request();
             return http_error(status, enc, &msg);
         }
     };
@@ -176,7 +176,7 @@ pub(super) async fn handle<R: ExportRequest>(
     match forwarded {
         Ok(accepted) => success::<R>(enc, &accepted),
         Err(e) => {
-            st.forwarder.stats().bad_requests += 1;
+            st.forwarder.count_bad_request();
             http_error(
                 StatusCode::BAD_REQUEST,
                 enc,

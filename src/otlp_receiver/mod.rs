@@ -43,7 +43,7 @@ use std::convert::Infallible;
 use std::io::Read;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -64,10 +64,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+use tokio::sync::watch;
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 
+use crate::counters::Count;
 use crate::export::otlp::RawCodec;
-use crate::export::outbox::{DropReason, Origin};
+use crate::export::outbox::DropReason;
 use crate::export::settings::Signal;
 use crate::export::{log_items, metric_items, span_items, Exporter};
 use crate::options::read::{flag, int, text_or_default};
@@ -148,19 +150,8 @@ impl ReceiverConfig {
 pub struct Forwarder {
     exporter: Arc<Exporter>,
     enrich: bool,
-    /// The bridge's `faas.*` and `cloud.*` resource attributes.
-    lambda_attributes: Mutex<Vec<KeyValue>>,
-    pub stats: Mutex<ReceiverStats>,
-}
-
-/// Counters of the local receiver.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReceiverStats {
-    pub requests: u64,
-    /// Items answered as rejected (each part of the request that held them
-    /// was larger than the whole outbox).
-    pub rejected_items: u64,
-    pub bad_requests: u64,
+    /// The bridge's resource: its `faas.*` and `cloud.*` attributes enrich.
+    resource: watch::Receiver<Resource>,
 }
 
 /// What became of an accepted request's items: all queued (`rejected` 0,
@@ -306,32 +297,20 @@ impl ExportRequest for ExportLogsServiceRequest {
 }
 
 impl Forwarder {
-    pub fn new(exporter: Arc<Exporter>, enrich: bool) -> Self {
+    /// `resource` is the bridge's, kept current (`faas.instance` arrives
+    /// after init): its `faas.*` and `cloud.*` attributes enrich forwarded
+    /// resources that lack them.
+    pub fn new(exporter: Arc<Exporter>, enrich: bool, resource: watch::Receiver<Resource>) -> Self {
         Forwarder {
             exporter,
             enrich,
-            lambda_attributes: Mutex::new(Vec::new()),
-            stats: Mutex::new(ReceiverStats::default()),
+            resource,
         }
     }
 
-    /// Updates the attributes added to forwarded resources (called when the
-    /// bridge's resource changes, e.g. `faas.instance` after init).
-    pub fn set_lambda_resource(&self, resource: &Resource) {
-        let attrs: Vec<KeyValue> = resource
-            .attributes
-            .iter()
-            .filter(|a| a.key.starts_with("faas.") || a.key.starts_with("cloud."))
-            .cloned()
-            .collect();
-        *self
-            .lambda_attributes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = attrs;
-    }
-
-    fn stats(&self) -> std::sync::MutexGuard<'_, ReceiverStats> {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    /// Counts a request refused as malformed.
+    pub(super) fn count_bad_request(&self) {
+        self.exporter.counters().add(Count::LocalBadRequests, 1);
     }
 
     /// The Lambda attributes a resource lacks (none when enrichment is off).
@@ -340,10 +319,11 @@ impl Forwarder {
             return Vec::new();
         }
         let have = resource.map_or(&[][..], |r| &r.attributes[..]);
-        self.lambda_attributes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.resource
+            .borrow()
+            .attributes
             .iter()
+            .filter(|kv| kv.key.starts_with("faas.") || kv.key.starts_with("cloud."))
             .filter(|kv| !have.iter().any(|a| a.key == kv.key))
             .cloned()
             .collect()
@@ -439,8 +419,7 @@ impl Forwarder {
                 self.exporter
                     .count_drop(signal, DropReason::OutboxFull, items);
             } else {
-                self.exporter
-                    .enqueue_raw(signal, body, items, Origin::Function);
+                self.exporter.enqueue_raw(signal, body, items);
             }
         }
         if too_large > 0 {
@@ -451,9 +430,7 @@ impl Forwarder {
                 R::ITEMS,
             );
         }
-        let mut stats = self.stats();
-        stats.requests += 1;
-        stats.rejected_items += accepted.rejected;
+        self.exporter.counters().add(Count::LocalRequests, 1);
         accepted
     }
 }
@@ -534,6 +511,11 @@ mod tests {
     #[allow(unused_imports)]
     use http_server::*;
 
+    /// A bridge resource with nothing to add.
+    fn no_resource() -> watch::Receiver<Resource> {
+        watch::channel(Resource::default()).1
+    }
+
     /// `data` gzipped without compression (stored blocks): the compressed
     /// body is as long as the data, like incompressible telemetry.
     fn stored_gzip(data: &[u8]) -> Vec<u8> {
@@ -596,7 +578,7 @@ mod tests {
             &ExportSettings::from_env(&env).unwrap(),
             OUTBOX,
         ));
-        let forwarder = Arc::new(Forwarder::new(exporter.clone(), false));
+        let forwarder = Arc::new(Forwarder::new(exporter.clone(), false, no_resource()));
         (
             exporter,
             HttpState {
@@ -693,8 +675,7 @@ mod tests {
             exporter.queued_bytes()
         );
         assert!(exporter.queued_bytes() <= OUTBOX);
-        let stats = st.forwarder.stats().clone();
-        assert_eq!((stats.requests, stats.rejected_items), (6, 0));
+        assert_eq!(exporter.counters().get(Count::LocalRequests), 6);
 
         // The same over gRPC.
         let resp = grpc_export(&st.forwarder, &logs(&[20_000]))
@@ -726,7 +707,6 @@ mod tests {
         );
         assert_eq!(outbox_full(&exporter, SignalKey::Logs), 1);
         assert!(exporter.queued_bytes() > 200 && exporter.queued_bytes() < 1000);
-        assert_eq!(st.forwarder.stats().rejected_items, 1);
 
         // OTLP/JSON: the same answer in JSON.
         let (status, body) = answer(post_logs(&st, true, &req).await).await;
@@ -805,7 +785,6 @@ mod tests {
 
     fn enriching(enrich: bool) -> (Arc<Exporter>, Forwarder) {
         let (exporter, _) = state();
-        let forwarder = Forwarder::new(exporter.clone(), enrich);
         let mut resource = Resource {
             attributes: lambda_attributes(),
             ..Resource::default()
@@ -813,7 +792,7 @@ mod tests {
         resource
             .attributes
             .push(crate::mapping::proto::kv_str("service.name", "bridge"));
-        forwarder.set_lambda_resource(&resource);
+        let forwarder = Forwarder::new(exporter.clone(), enrich, watch::channel(resource).1);
         (exporter, forwarder)
     }
 
@@ -881,7 +860,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert_eq!(st.forwarder.stats().bad_requests, 1);
+        assert_eq!(exporter.counters().get(Count::LocalBadRequests), 1);
 
         // With redaction the request is decoded and re-encoded: the fields
         // the bridge does not know are lost (documented).
@@ -897,7 +876,7 @@ mod tests {
             Exporter::new(&ExportSettings::from_env(&env).unwrap(), OUTBOX).with_redactor(redactor),
         );
         let st = HttpState {
-            forwarder: Arc::new(Forwarder::new(exporter.clone(), false)),
+            forwarder: Arc::new(Forwarder::new(exporter.clone(), false, no_resource())),
             max: 4 * 1024 * 1024,
         };
         let (status, _) =
