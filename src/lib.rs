@@ -9,7 +9,7 @@
 //!   [`flush_policy`] beside it.
 //! - [`telemetry_receiver`] accepts the batches Lambda POSTs and decodes
 //!   them leniently into [`lambda::events`].
-//! - [`pipeline`] holds the shared state between the two: the mapper, and
+//! - [`shared_state`] holds the state the two share: the mapper, and
 //!   the mapper's resource published through a `watch` to the exporter and
 //!   the local receiver.
 //! - [`counters`] is the one set of counters the receivers keep, read by
@@ -51,8 +51,8 @@ mod lifecycle;
 mod mapping;
 mod options;
 mod otlp_receiver;
-mod pipeline;
 mod redact;
+mod shared_state;
 mod telemetry_receiver;
 mod time;
 mod wire;

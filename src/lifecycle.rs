@@ -26,7 +26,7 @@ use crate::mapping::resource::{self, ResourceInfo};
 use crate::mapping::{Mapper, MapperConfig};
 use crate::options::{ConfigError, Env};
 use crate::otlp_receiver::{self, Forwarder};
-use crate::pipeline::Shared;
+use crate::shared_state::Shared;
 use crate::telemetry_receiver;
 
 /// Time kept free before a deadline Lambda gave us.

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use crate::counters::Count;
 use crate::export::Exporter;
 use crate::lambda::events::parse_batch;
-use crate::pipeline::Shared;
+use crate::shared_state::Shared;
 
 /// Host name used in the subscription's destination URI.
 pub const SANDBOX_HOST: &str = "sandbox.localdomain";

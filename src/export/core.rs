@@ -14,7 +14,6 @@ use super::items::metric_items;
 use super::outbox::{DropReason, Entry, Outbox};
 use super::self_metrics::SelfMetrics;
 use super::settings::Signal;
-use super::signal_index;
 use super::transport::Outcome;
 
 /// Health of the export path, to avoid spending the function's time on a
@@ -74,7 +73,7 @@ impl Core {
 
     pub(super) fn outstanding_of(&self, signal: Signal) -> Outstanding {
         let o = self.outstanding();
-        let list = &o[signal_index(signal)];
+        let list = &o[signal.index()];
         Outstanding {
             requests: list.len(),
             items: list.iter().map(|r| r.items).sum(),

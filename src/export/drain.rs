@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use super::core::{Running, Settled};
 use super::outbox::Entry;
 use super::settings::Signal;
-use super::{signal_index, Exporter};
+use super::Exporter;
 
 /// Failed attempts per signal within one flush while the collector is
 /// healthy.
@@ -119,7 +119,7 @@ impl Exporter {
     /// Starts one request in its own task; the returned receiver yields how
     /// it ended (already applied to the outbox and counters).
     fn start_request(&self, entry: Entry) -> tokio::sync::oneshot::Receiver<Settled> {
-        let i = signal_index(entry.signal);
+        let i = entry.signal.index();
         let transport = self.transports[i].clone();
         let id = self
             .core
@@ -158,7 +158,7 @@ impl Exporter {
         failing: bool,
         flush_started: Instant,
     ) -> DrainReport {
-        let transport = self.transports[signal_index(signal)].clone();
+        let transport = self.transports[signal.index()].clone();
         let mut report = DrainReport::default();
         // A request of this signal running for longer than a healthy
         // collector takes: the collector is slow or hanging.

@@ -110,14 +110,6 @@ fn drop_summary(drops: &[(String, u64)]) -> String {
         .join(", ")
 }
 
-fn signal_index(s: Signal) -> usize {
-    match s {
-        Signal::Traces => 0,
-        Signal::Metrics => 1,
-        Signal::Logs => 2,
-    }
-}
-
 impl Exporter {
     /// Builds nothing expensive: connections and TLS are set up on first use.
     pub fn new(settings: &ExportSettings, outbox_bytes: usize) -> Self {
@@ -476,7 +468,7 @@ impl Exporter {
             Signal::ALL
                 .iter()
                 .flat_map(|s| {
-                    std::mem::take(&mut o[signal_index(*s)])
+                    std::mem::take(&mut o[s.index()])
                         .into_iter()
                         .map(move |r| (*s, r.items, r.task))
                 })
@@ -884,7 +876,7 @@ mod tests {
         let r = e.shutdown(Instant::now() + ms(100)).await;
         let drops = e.drops();
         assert_eq!(
-            drops.get(&(outbox::SignalKey::Logs, DropReason::Unconfirmed)),
+            drops.get(&(Signal::Logs, DropReason::Unconfirmed)),
             Some(&9),
             "{r:?} {drops:?}"
         );
@@ -930,8 +922,7 @@ mod tests {
         assert_eq!(e.outstanding_requests(), 0);
         assert!(e.outbox().is_empty());
         assert_eq!(
-            e.drops()
-                .get(&(outbox::SignalKey::Logs, DropReason::Snapshot)),
+            e.drops().get(&(Signal::Logs, DropReason::Snapshot)),
             Some(&10)
         );
     }

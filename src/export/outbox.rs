@@ -73,35 +73,7 @@ pub struct Entry {
 }
 
 /// Dropped items by (signal, reason), cumulative.
-pub type DropCounts = BTreeMap<(SignalKey, DropReason), u64>;
-
-/// `Signal` with an order, for stable maps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SignalKey {
-    Traces,
-    Metrics,
-    Logs,
-}
-
-impl From<Signal> for SignalKey {
-    fn from(s: Signal) -> Self {
-        match s {
-            Signal::Traces => SignalKey::Traces,
-            Signal::Metrics => SignalKey::Metrics,
-            Signal::Logs => SignalKey::Logs,
-        }
-    }
-}
-
-impl SignalKey {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignalKey::Traces => "traces",
-            SignalKey::Metrics => "metrics",
-            SignalKey::Logs => "logs",
-        }
-    }
-}
+pub type DropCounts = BTreeMap<(Signal, DropReason), u64>;
 
 /// The bounded queue.
 #[derive(Debug)]
@@ -113,14 +85,6 @@ pub struct Outbox {
     /// Drops since the last `take_new_drops` (for the per-flush warning).
     new_drops: DropCounts,
     next_seq: u64,
-}
-
-fn idx(s: Signal) -> usize {
-    match s {
-        Signal::Traces => 0,
-        Signal::Metrics => 1,
-        Signal::Logs => 2,
-    }
 }
 
 impl Outbox {
@@ -156,8 +120,8 @@ impl Outbox {
         if items == 0 {
             return;
         }
-        *self.drops.entry((signal.into(), reason)).or_default() += items;
-        *self.new_drops.entry((signal.into(), reason)).or_default() += items;
+        *self.drops.entry((signal, reason)).or_default() += items;
+        *self.new_drops.entry((signal, reason)).or_default() += items;
     }
 
     /// All drops so far.
@@ -186,14 +150,14 @@ impl Outbox {
             }
         }
         self.bytes += len;
-        self.queues[idx(entry.signal)].push_back(entry);
+        self.queues[entry.signal.index()].push_back(entry);
     }
 
     /// Puts a request back at the front of its queue (after a retryable
     /// failure), keeping its place in line.
     pub fn push_front(&mut self, entry: Entry) {
         self.bytes += entry.body.len();
-        self.queues[idx(entry.signal)].push_front(entry);
+        self.queues[entry.signal.index()].push_front(entry);
         while self.bytes > self.cap {
             if !self.drop_oldest() {
                 break;
@@ -203,7 +167,7 @@ impl Outbox {
 
     /// Takes the oldest request of a signal.
     pub fn pop(&mut self, signal: Signal) -> Option<Entry> {
-        let e = self.queues[idx(signal)].pop_front()?;
+        let e = self.queues[signal.index()].pop_front()?;
         self.bytes -= e.body.len();
         Some(e)
     }
@@ -258,8 +222,8 @@ mod tests {
         o.push(entry(Signal::Logs, 40, 6));
         // The oldest requests made room: the traces one, then the first logs one.
         assert_eq!(o.bytes(), 80);
-        assert_eq!(o.drops()[&(SignalKey::Traces, DropReason::OutboxFull)], 1);
-        assert_eq!(o.drops()[&(SignalKey::Logs, DropReason::OutboxFull)], 4);
+        assert_eq!(o.drops()[&(Signal::Traces, DropReason::OutboxFull)], 1);
+        assert_eq!(o.drops()[&(Signal::Logs, DropReason::OutboxFull)], 4);
         assert_eq!(o.pop(Signal::Logs).unwrap().items, 5);
         assert_eq!(o.pop(Signal::Logs).unwrap().items, 6);
         assert!(o.pop(Signal::Logs).is_none());
@@ -273,7 +237,7 @@ mod tests {
         o.push(entry(Signal::Metrics, 11, 7));
         assert!(o.is_empty());
         assert_eq!(
-            o.take_new_drops()[&(SignalKey::Metrics, DropReason::OutboxFull)],
+            o.take_new_drops()[&(Signal::Metrics, DropReason::OutboxFull)],
             7
         );
         assert!(o.take_new_drops().is_empty());
@@ -289,6 +253,6 @@ mod tests {
         o.push_front(first);
         assert_eq!(o.pop(Signal::Logs).unwrap().items, 1);
         o.drain_all(DropReason::Shutdown);
-        assert_eq!(o.drops()[&(SignalKey::Logs, DropReason::Shutdown)], 2);
+        assert_eq!(o.drops()[&(Signal::Logs, DropReason::Shutdown)], 2);
     }
 }

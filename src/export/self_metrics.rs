@@ -44,7 +44,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::data_age;
-use super::outbox::{DropCounts, SignalKey};
+use super::outbox::DropCounts;
 use super::settings::Signal;
 use crate::counters::{Count, Counters};
 
@@ -140,7 +140,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn signal_attr(signal: Signal) -> [KeyValue; 1] {
-    [KeyValue::new("signal", SignalKey::from(signal).as_str())]
+    [KeyValue::new("signal", signal.as_str())]
 }
 
 /// The instruments, their reader and what was last reported.
@@ -469,7 +469,7 @@ mod tests {
         };
         m.follow_resource(watch::channel(resource.clone()).1);
         let mut drops = DropCounts::new();
-        drops.insert((SignalKey::Logs, DropReason::Refused), 3);
+        drops.insert((Signal::Logs, DropReason::Refused), 3);
         let req = m
             .report(&drops, 42, false)
             .expect("a drop is something to say");
@@ -518,7 +518,7 @@ mod tests {
         // The same again: nothing new to say.
         assert!(m.report(&drops, 42, false).is_none());
         // A counter changed: reported at once, cumulative.
-        drops.insert((SignalKey::Logs, DropReason::Refused), 5);
+        drops.insert((Signal::Logs, DropReason::Refused), 5);
         m.count_failure(Signal::Traces);
         let req = m.report(&drops, 0, false).expect("counters changed");
         assert_eq!(

@@ -25,8 +25,8 @@ use crate::options::table::{
 };
 use crate::options::{percent_decode, ConfigError, Env};
 
-/// The three OTLP signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The three OTLP signals, ordered for stable maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Signal {
     Traces,
     Metrics,
@@ -35,6 +35,20 @@ pub enum Signal {
 
 impl Signal {
     pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    /// `traces`, `metrics` or `logs`, as in the bridge's metric attributes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    /// The signal's position in [`Signal::ALL`], for per-signal arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     /// `TRACES`, `METRICS` or `LOGS`, as in the per-signal variable names.
     pub fn env_name(self) -> &'static str {

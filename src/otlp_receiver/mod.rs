@@ -561,7 +561,6 @@ mod tests {
         );
     }
 
-    use crate::export::outbox::SignalKey;
     use crate::export::settings::ExportSettings;
     use crate::options::env_of;
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
@@ -646,7 +645,7 @@ mod tests {
         (status, body)
     }
 
-    fn outbox_full(exporter: &Exporter, signal: SignalKey) -> u64 {
+    fn outbox_full(exporter: &Exporter, signal: Signal) -> u64 {
         exporter
             .drops()
             .get(&(signal, DropReason::OutboxFull))
@@ -668,7 +667,7 @@ mod tests {
                 "request {i}: no partial success"
             );
         }
-        assert_eq!(outbox_full(&exporter, SignalKey::Logs), 3);
+        assert_eq!(outbox_full(&exporter, Signal::Logs), 3);
         assert!(
             exporter.queued_bytes() >= 3 * 20_000,
             "{}",
@@ -682,7 +681,7 @@ mod tests {
             .await
             .expect("accepted");
         assert_eq!(resp, ExportLogsServiceResponse::default());
-        assert_eq!(outbox_full(&exporter, SignalKey::Logs), 4);
+        assert_eq!(outbox_full(&exporter, Signal::Logs), 4);
     }
 
     #[tokio::test]
@@ -705,7 +704,7 @@ mod tests {
             "{}",
             partial.error_message
         );
-        assert_eq!(outbox_full(&exporter, SignalKey::Logs), 1);
+        assert_eq!(outbox_full(&exporter, Signal::Logs), 1);
         assert!(exporter.queued_bytes() > 200 && exporter.queued_bytes() < 1000);
 
         // OTLP/JSON: the same answer in JSON.
@@ -730,7 +729,7 @@ mod tests {
         };
         let resp = grpc_export(&st.forwarder, &traces).await.expect("accepted");
         assert_eq!(resp.partial_success.map(|p| p.rejected_spans), Some(1));
-        assert_eq!(outbox_full(&exporter, SignalKey::Traces), 1);
+        assert_eq!(outbox_full(&exporter, Signal::Traces), 1);
     }
 
     /// A trace request with fields newer than the bridge's OTLP: field 1000

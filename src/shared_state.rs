@@ -1,6 +1,7 @@
 //! The state shared by the telemetry receiver (which feeds it) and the
 //! lifecycle (which waits on it and flushes it): the [`Mapper`] behind a
-//! mutex, and a notification each time new events arrive.
+//! mutex, a notification each time new events arrive, the listener's
+//! [`Counters`], and the mapper's resource published through a `watch`.
 //!
 //! Everything runs on one current-thread runtime; the lock is only held for
 //! in-memory work, never across an `.await`.
