@@ -84,6 +84,12 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         .as_deref()
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("snap-start"));
 
+    // The local receiver listens before the registration: the function's
+    // init code may export as soon as every extension has registered.
+    let receiver_sockets = match &config {
+        Ok(c) => otlp_receiver::bind(&c.receiver).await,
+        Err(_) => otlp_receiver::Bound::default(),
+    };
     let client = new_client();
     let api = ExtensionsApi::new(client.clone(), &runtime_api);
     // Resolving the listen address may touch the resolver: do it while registering.
@@ -148,8 +154,6 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         function_version,
         span_id_mode: config.span_id_mode,
     };
-    // The function's own OTLP data: listeners bound before the first /next
-    // (a few microseconds), so exports during the function's init are taken.
     let exporter = Arc::new(
         Exporter::new(&config.export, config.outbox_max_bytes).with_redactor(config.redact.clone()),
     );
@@ -164,9 +168,9 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         shared.resource(),
     ));
     let (receiver_go, go) = tokio::sync::watch::channel(false);
-    let (grpc_addr, http_addr) =
-        otlp_receiver::start(&config.receiver, forwarder.clone(), go).await;
+    let (grpc_addr, http_addr) = receiver_sockets.addrs();
     tracing::debug!(?grpc_addr, ?http_addr, "local OTLP receiver");
+    otlp_receiver::serve(receiver_sockets, forwarder.clone(), go);
 
     let ip = listen_ip
         .await

@@ -702,3 +702,34 @@ async fn fields_the_bridge_does_not_know_reach_the_collector() {
         spin_down(&emu).await;
     }
 }
+
+/// Lambda starts the runtime, and with it the function's init code (which
+/// may export), as soon as every extension has registered: the local
+/// receiver must already accept connections when `register` arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_listens_before_the_extension_registers() {
+    let (grpc_port, http_port) = (free_port(), free_port());
+    let probes: Vec<std::net::SocketAddr> = [grpc_port, http_port]
+        .iter()
+        .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    let mut extra_env = receiver_env(grpc_port, http_port);
+    extra_env.push((
+        "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(),
+        format!("http://127.0.0.1:{}", free_port()),
+    ));
+    let emu = start_initialized(EmulatorOptions {
+        freeze_between_invocations: false,
+        extra_env,
+        probe_at_register: probes.clone(),
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let registration = emu.registration().expect("the extension registered");
+    assert_eq!(
+        registration.probes,
+        probes.iter().map(|a| (*a, true)).collect::<Vec<_>>(),
+        "receiver ports accepting connections when register arrived (gRPC, HTTP)"
+    );
+    spin_down(&emu).await;
+}

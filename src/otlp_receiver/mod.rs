@@ -435,47 +435,41 @@ impl Forwarder {
     }
 }
 
-/// Binds and serves the configured listeners. A listener that cannot bind
-/// (the port is taken, e.g. by another extension) is reported and skipped:
-/// the function's telemetry pipeline must never break the bridge's own.
-///
-/// The sockets are bound at once (connections queue in the kernel's
-/// backlog); serving starts when `go` turns true, which the lifecycle does
-/// as it makes its first `/next` call, so setting up the servers costs the
-/// extension's init nothing.
-pub async fn start(
-    cfg: &ReceiverConfig,
-    forwarder: Arc<Forwarder>,
-    go: tokio::sync::watch::Receiver<bool>,
-) -> (Option<SocketAddr>, Option<SocketAddr>) {
-    if !cfg.enabled {
-        return (None, None);
+/// The local receiver's sockets, bound and not yet served.
+#[derive(Debug, Default)]
+pub struct Bound {
+    grpc: Option<tokio::net::TcpListener>,
+    http: Option<tokio::net::TcpListener>,
+    max_body_bytes: usize,
+}
+
+impl Bound {
+    /// The addresses listened on: gRPC, HTTP.
+    pub fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let addr =
+            |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        (addr(&self.grpc), addr(&self.http))
     }
-    let mut bound = (None, None);
+}
+
+/// Binds the configured listeners, before the extension registers: Lambda
+/// starts the runtime (and the function's init code, which may export) as
+/// soon as every extension has registered, and connections that arrive
+/// before serving starts wait in the kernel's backlog. A listener that
+/// cannot bind (the port is taken, e.g. by another extension) is reported
+/// and skipped: the function's telemetry pipeline must never break the
+/// bridge's own.
+pub async fn bind(cfg: &ReceiverConfig) -> Bound {
+    let mut bound = Bound {
+        max_body_bytes: cfg.max_body_bytes,
+        ..Bound::default()
+    };
+    if !cfg.enabled {
+        return bound;
+    }
     if let Some(addr) = cfg.grpc_addr {
         match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => {
-                bound.0 = listener.local_addr().ok();
-                let max = cfg.max_body_bytes;
-                let traces = GrpcExport::<ExportTraceServiceRequest>::new(forwarder.clone(), max);
-                let metrics = GrpcExport::<ExportMetricsServiceRequest>::new(forwarder.clone(), max);
-                let logs = GrpcExport::<ExportLogsServiceRequest>::new(forwarder.clone(), max);
-                let mut go = go.clone();
-                tokio::spawn(async move {
-                    let _ = go.wait_for(|v| *v).await;
-                    let incoming = tonic::transport::server::TcpIncoming::from(listener)
-                        .with_nodelay(Some(true));
-                    let result = tonic::transport::Server::builder()
-                        .add_service(traces)
-                        .add_service(metrics)
-                        .add_service(logs)
-                        .serve_with_incoming(incoming)
-                        .await;
-                    if let Err(e) = result {
-                        tracing::error!("local OTLP/gRPC receiver stopped: {e}");
-                    }
-                });
-            }
+            Ok(listener) => bound.grpc = Some(listener),
             Err(e) => tracing::warn!(
                 "local OTLP/gRPC receiver not started: cannot listen on {addr} (LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR): {e}"
             ),
@@ -483,24 +477,50 @@ pub async fn start(
     }
     if let Some(addr) = cfg.http_addr {
         match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => {
-                bound.1 = listener.local_addr().ok();
-                let max = cfg.max_body_bytes;
-                let mut go = go.clone();
-                tokio::spawn(async move {
-                    let _ = go.wait_for(|v| *v).await;
-                    let router = http_router(forwarder, max);
-                    if let Err(e) = axum::serve(listener, router).await {
-                        tracing::error!("local OTLP/HTTP receiver stopped: {e}");
-                    }
-                });
-            }
+            Ok(listener) => bound.http = Some(listener),
             Err(e) => tracing::warn!(
                 "local OTLP/HTTP receiver not started: cannot listen on {addr} (LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR): {e}"
             ),
         }
     }
     bound
+}
+
+/// Serves the bound listeners once `go` turns true, which the lifecycle
+/// does as it makes its first `/next` call, so setting up the servers costs
+/// the extension's init nothing.
+pub fn serve(bound: Bound, forwarder: Arc<Forwarder>, go: tokio::sync::watch::Receiver<bool>) {
+    let max = bound.max_body_bytes;
+    if let Some(listener) = bound.grpc {
+        let traces = GrpcExport::<ExportTraceServiceRequest>::new(forwarder.clone(), max);
+        let metrics = GrpcExport::<ExportMetricsServiceRequest>::new(forwarder.clone(), max);
+        let logs = GrpcExport::<ExportLogsServiceRequest>::new(forwarder.clone(), max);
+        let mut go = go.clone();
+        tokio::spawn(async move {
+            let _ = go.wait_for(|v| *v).await;
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let result = tonic::transport::Server::builder()
+                .add_service(traces)
+                .add_service(metrics)
+                .add_service(logs)
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(e) = result {
+                tracing::error!("local OTLP/gRPC receiver stopped: {e}");
+            }
+        });
+    }
+    if let Some(listener) = bound.http {
+        let mut go = go;
+        tokio::spawn(async move {
+            let _ = go.wait_for(|v| *v).await;
+            let router = http_router(forwarder, max);
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!("local OTLP/HTTP receiver stopped: {e}");
+            }
+        });
+    }
 }
 
 #[cfg(test)]

@@ -88,6 +88,15 @@ async fn register(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
         .as_deref()
         .is_some_and(|f| f.split(',').any(|f| f.trim() == "accountId"));
     let at = shared.since_spawn();
+    let mut probes = Vec::new();
+    for addr in &shared.opts.probe_at_register {
+        let connect = tokio::net::TcpStream::connect(*addr);
+        let ok = matches!(
+            tokio::time::timeout(std::time::Duration::from_millis(500), connect).await,
+            Ok(Ok(_))
+        );
+        probes.push((*addr, ok));
+    }
     let identifier = new_request_id();
     let refused = shared.update(|st| {
         if st.init_done {
@@ -102,6 +111,7 @@ async fn register(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
             accept_feature,
             events,
             identifier: identifier.clone(),
+            probes,
         });
         None
     });

@@ -45,6 +45,10 @@ pub struct EmulatorOptions {
     pub sandbox_ip: Option<Ipv4Addr>,
     /// Echo the child's output lines to stderr, prefixed with `[ext] `.
     pub echo_output: bool,
+    /// Addresses `register` tries to connect to before answering (what the
+    /// function's init code, started once every extension has registered,
+    /// would find listening); the outcomes are in [`Registration::probes`].
+    pub probe_at_register: Vec<std::net::SocketAddr>,
 }
 
 impl Default for EmulatorOptions {
@@ -67,6 +71,7 @@ impl Default for EmulatorOptions {
             telemetry_supported: true,
             sandbox_ip: None,
             echo_output: false,
+            probe_at_register: Vec::new(),
         }
     }
 }
@@ -193,6 +198,8 @@ pub struct Registration {
     pub accept_feature: Option<String>,
     pub events: Vec<String>,
     pub identifier: String,
+    /// [`EmulatorOptions::probe_at_register`]: whether each accepted a connection.
+    pub probes: Vec<(std::net::SocketAddr, bool)>,
 }
 
 /// A response from [`http_request`].
