@@ -12,6 +12,7 @@
 //! cargo bench --bench process            # all sections
 //! BENCH_QUICK=1 cargo bench --bench process   # fewer repetitions
 //! BENCH_ONLY=startup cargo bench --bench process   # one section
+//! BENCH_ONLY=share cargo bench --bench process     # at Lambda's CPU shares (root, cgroups)
 //! ```
 //!
 //! Sections (`BENCH_ONLY=<section>`):
@@ -23,7 +24,10 @@
 //! - `age`: data age at the collector per flush policy for bursty traffic
 //!   ([`age`]);
 //! - `faults`: billed post-runtime time and requests per invocation against
-//!   a misbehaving collector ([`faults`]).
+//!   a misbehaving collector ([`faults`]);
+//! - `share`: start-up, memory, billed post-runtime time and CPU at
+//!   Lambda's CPU shares for 128, 512 and 1,769 MB (a cgroup CPU quota on
+//!   the extension, [`share`]).
 
 #[path = "../tests/support/emulator/mod.rs"]
 mod emulator;
@@ -34,6 +38,8 @@ mod fault_collector;
 mod age;
 #[path = "process/faults.rs"]
 mod faults;
+#[path = "process/share.rs"]
+mod share;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -313,8 +319,8 @@ fn main() {
         );
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
         let wants = |section: &str| only.is_empty() || only == section;
-        if !["", "startup", "workload", "age", "faults"].contains(&only.as_str()) {
-            println!("unknown BENCH_ONLY={only:?}: startup, workload, age or faults");
+        if !["", "startup", "workload", "age", "faults", "share"].contains(&only.as_str()) {
+            println!("unknown BENCH_ONLY={only:?}: startup, workload, age, faults or share");
             return;
         }
         let collector = FaultCollector::start().await;
@@ -347,6 +353,9 @@ fn main() {
         }
         if wants("faults") {
             faults::run().await;
+        }
+        if wants("share") {
+            share::run(&collector).await;
         }
     });
 }

@@ -154,12 +154,23 @@ fn parse_register_events(body: &[u8]) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// The first number in a counter file (`cpuacct.usage`, or `cpu.stat`'s `usage_usec`).
+fn read_counter(path: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| !w.is_empty())?
+        .parse()
+        .ok()
+}
+
 /// Long-poll: parks a sender that [`Emulator::hand_out`] answers.
 async fn next_event(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let at = shared.since_spawn();
+    let counter = shared.opts.cpu_counter.as_deref().and_then(read_counter);
     let receiver = shared.update(|st| -> Result<_, Forbidden> {
         authorize(st, &headers)?;
         st.next_calls.push(at);
+        st.next_cpu_counters.push(counter);
         st.init_done = true;
         let (sender, receiver) = oneshot::channel();
         st.pending_next = Some(sender);

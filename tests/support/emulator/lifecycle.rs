@@ -48,6 +48,9 @@ pub struct Emulator {
     pub(super) pid: u32,
     pub(super) runtime_api: SocketAddr,
     pub(super) temp_dir: PathBuf,
+    /// When the child was about to exec, after joining its cgroups (only with
+    /// [`EmulatorOptions::cgroup_procs`]).
+    exec_at: Option<Duration>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -65,12 +68,17 @@ impl Emulator {
             .local_addr()
             .expect("emulator: Runtime API address");
         let echo = opts.echo_output;
-        let mut command = build_command(&exe, &temp_dir, runtime_api, &opts);
+        let (mut command, exec_clock) = build_command(&exe, &temp_dir, runtime_api, &opts);
 
         let shared = Arc::new(Shared::new(opts));
         let server = tokio::spawn(serve_runtime_api(listener, shared.clone()));
         let mut child = spawn_child(&mut command, &exe).await;
         let pid = child.id().expect("emulator: child has no pid");
+        // The command (and the write end of the exec clock's pipe with it) is no longer needed.
+        drop(command);
+        let exec_at = exec_clock
+            .and_then(|c| c.exec_instant())
+            .map(|at| at.saturating_duration_since(shared.epoch));
 
         let mut tasks = vec![server];
         if let Some(stdout) = child.stdout.take() {
@@ -86,6 +94,7 @@ impl Emulator {
             pid,
             runtime_api,
             temp_dir,
+            exec_at,
             tasks,
         }
     }
@@ -102,6 +111,12 @@ impl Emulator {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Since spawn, when the child was about to exec after joining its cgroups
+    /// ([`EmulatorOptions::cgroup_procs`]); `None` without cgroups.
+    pub fn exec_at(&self) -> Option<Duration> {
+        self.exec_at
     }
 
     pub fn options(&self) -> &EmulatorOptions {
@@ -155,11 +170,19 @@ impl Emulator {
             .update(|st| st.cold_start_metric = cold_start_metric);
         self.freeze_when_idle().await?;
 
+        let (subscribed_at, cpu_counter_at_first_next) = {
+            let st = self.shared.lock();
+            (
+                st.subscribed_at,
+                st.next_cpu_counters.first().copied().flatten(),
+            )
+        };
         Ok(InitOutcome {
             registered_at,
-            subscribed_at: self.shared.lock().subscribed_at,
+            subscribed_at,
             first_next_at,
             init_duration_ms,
+            cpu_counter_at_first_next,
         })
     }
 
@@ -228,6 +251,7 @@ impl Emulator {
         Ok(InvokeOutcome {
             request_id: spec.request_id,
             invoke_sent_at,
+            runtime_done_at: done_at,
             runtime_done_delivered_at,
             next_called_at,
             post_runtime: runtime_done_delivered_at.and_then(|d| next_called_at.checked_sub(d)),
@@ -389,6 +413,7 @@ impl Emulator {
         Ok(InvokeOutcome {
             request_id: spec.request_id,
             invoke_sent_at,
+            runtime_done_at: self.shared.since_spawn(),
             runtime_done_delivered_at: None,
             next_called_at: self.shared.since_spawn(),
             post_runtime: None,

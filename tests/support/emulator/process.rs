@@ -69,7 +69,7 @@ pub(super) fn build_command(
     dir: &Path,
     runtime_api: SocketAddr,
     opts: &EmulatorOptions,
-) -> Command {
+) -> (Command, Option<ExecClock>) {
     let mut command = match opts.sandbox_ip {
         None => Command::new(exe),
         Some(ip) => {
@@ -118,7 +118,90 @@ pub(super) fn build_command(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    command
+    let clock = join_cgroups_before_exec(&mut command, &opts.cgroup_procs);
+    (command, clock)
+}
+
+/// `CLOCK_MONOTONIC` now.
+fn monotonic() -> libc::timespec {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct it is given; async-signal-safe.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts
+}
+
+fn timespec_ns(ts: libc::timespec) -> i128 {
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// The read end of a pipe on which the child writes the `CLOCK_MONOTONIC` time at which it
+/// was about to exec (after joining its cgroups, which can take tens of milliseconds: moving a
+/// process between cgroups waits for an RCU grace period).
+pub(super) struct ExecClock(std::os::fd::OwnedFd);
+
+impl ExecClock {
+    /// The moment the child was about to exec; call after spawn returned and the command was
+    /// dropped.
+    pub(super) fn exec_instant(self) -> Option<Instant> {
+        // Every writer is gone by now: the child exec'd (close-on-exec) and the parent dropped
+        // the command. A spawn retried on ETXTBSY wrote more than once: the last time counts.
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(self.0), &mut all).ok()?;
+        let then = i128::from_ne_bytes(all.get(all.len().checked_sub(16)?..)?.try_into().ok()?);
+        let (now, now_ts) = (Instant::now(), monotonic());
+        let ago = timespec_ns(now_ts) - then;
+        now.checked_sub(Duration::from_nanos(u64::try_from(ago).ok()?))
+    }
+}
+
+/// Makes the child write `0` (itself) into each `cgroup.procs` file between fork and exec, then
+/// the time on the returned pipe.
+fn join_cgroups_before_exec(command: &mut Command, procs: &[PathBuf]) -> Option<ExecClock> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    if procs.is_empty() {
+        return None;
+    }
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors, owned below.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        panic!("emulator: pipe2: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned nowhere else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let paths: Vec<std::ffi::CString> = procs
+        .iter()
+        .map(|p| {
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+                .expect("emulator: cgroup path without NUL")
+        })
+        .collect();
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // open/write/close (async-signal-safe) on strings allocated before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            for path in &paths {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let error = std::io::Error::last_os_error();
+                libc::close(fd);
+                if written != 1 {
+                    return Err(error);
+                }
+            }
+            let buf = timespec_ns(monotonic()).to_ne_bytes();
+            libc::write(write.as_raw_fd(), buf.as_ptr().cast(), buf.len());
+            Ok(())
+        });
+    }
+    Some(ExecClock(read))
 }
 
 /// The variables of this process whose names start with one of `prefixes`, in name order.

@@ -38,6 +38,8 @@ pub(super) struct PlatformState {
     pub(super) subscribed_at: Option<Duration>,
     pub(super) init_done: bool,
     pub(super) next_calls: Vec<Duration>,
+    /// [`EmulatorOptions::cpu_counter`] read as each `/next` arrived.
+    pub(super) next_cpu_counters: Vec<Option<u64>>,
     pub(super) pending_next: Option<oneshot::Sender<(Value, String)>>,
     pub(super) handed_out: Vec<(Duration, Value)>,
     /// Events waiting for delivery.

@@ -49,6 +49,13 @@ pub struct EmulatorOptions {
     /// function's init code, started once every extension has registered,
     /// would find listening); the outcomes are in [`Registration::probes`].
     pub probe_at_register: Vec<std::net::SocketAddr>,
+    /// `cgroup.procs` files the child writes itself into before it execs (cgroup v1 or v2), so
+    /// a CPU quota applies from its first instruction (the process bench's CPU shares).
+    pub cgroup_procs: Vec<std::path::PathBuf>,
+    /// A file holding a CPU-time counter of the child's cgroup (v1 `cpuacct.usage`, v2
+    /// `cpu.stat`), read as each `/next` call arrives: its first number is kept
+    /// ([`InitOutcome::cpu_counter_at_first_next`]).
+    pub cpu_counter: Option<std::path::PathBuf>,
 }
 
 impl Default for EmulatorOptions {
@@ -72,6 +79,8 @@ impl Default for EmulatorOptions {
             sandbox_ip: None,
             echo_output: false,
             probe_at_register: Vec::new(),
+            cgroup_procs: Vec::new(),
+            cpu_counter: None,
         }
     }
 }
@@ -85,6 +94,8 @@ pub struct InitOutcome {
     pub first_next_at: Duration,
     /// `metrics.durationMs` of `platform.initReport` (or `restoreReport`).
     pub init_duration_ms: f64,
+    /// [`EmulatorOptions::cpu_counter`] as the first `/next` arrived.
+    pub cpu_counter_at_first_next: Option<u64>,
 }
 
 /// One invocation to emulate.
@@ -129,6 +140,9 @@ pub struct InvokeOutcome {
     pub request_id: String,
     /// When INVOKE was handed out (Managed Instances: when `platform.start` was emitted).
     pub invoke_sent_at: Duration,
+    /// When the emulated runtime finished (its `platform.runtimeDone` was queued): what Lambda
+    /// bills after it until `/next` is the extension's post-runtime time.
+    pub runtime_done_at: Duration,
     /// When the POST carrying this invocation's `platform.runtimeDone` was acknowledged, if that
     /// happened before `invoke` returned.
     pub runtime_done_delivered_at: Option<Duration>,
