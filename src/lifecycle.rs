@@ -505,9 +505,7 @@ impl Lifecycle {
             // invocation whose report never came is not waited for.
             let recent = if self.lmi { usize::MAX } else { 1 };
             self.shared
-                .wait_until(wait_end, |st| {
-                    st.mapper.awaiting_recent_reports(recent).is_empty()
-                })
+                .wait_until(wait_end, |st| !st.mapper.awaits_recent_report(recent))
                 .await;
         }
         // Telemetry still arrives after SHUTDOWN (the runtime's last lines,

@@ -347,26 +347,28 @@ impl InvocationTable {
         }
     }
 
-    /// Like [`InvocationTable::awaiting_report`], among the `recent` newest
-    /// invocations only.
-    pub fn awaiting_report_recent(&self, recent: usize) -> Vec<String> {
-        let skip = self.order.len().saturating_sub(recent);
-        let newest: std::collections::HashSet<&String> = self.order.iter().skip(skip).collect();
-        self.awaiting_report()
-            .into_iter()
-            .filter(|id| newest.contains(id))
-            .collect()
+    /// Whether one of the `recent` newest invocations started and still
+    /// awaits its report.
+    pub fn awaits_recent_report(&self, recent: usize) -> bool {
+        self.order
+            .iter()
+            .rev()
+            .take(recent)
+            .any(|id| self.awaits_report(id))
+    }
+
+    /// Whether invocation `id` started and its report has not arrived.
+    fn awaits_report(&self, id: &str) -> bool {
+        self.map.get(id).is_some_and(|inv| {
+            inv.report.is_none() && (inv.start.is_some() || inv.invoke.is_some())
+        })
     }
 
     /// Request ids of invocations that started but whose report has not arrived.
     pub fn awaiting_report(&self) -> Vec<String> {
         self.order
             .iter()
-            .filter(|id| {
-                self.map.get(*id).is_some_and(|inv| {
-                    inv.report.is_none() && (inv.start.is_some() || inv.invoke.is_some())
-                })
-            })
+            .filter(|id| self.awaits_report(id))
             .cloned()
             .collect()
     }
@@ -412,6 +414,20 @@ mod tests {
         assert!(t.get("a").unwrap().coldstart);
         assert!(!t.get("b").unwrap().coldstart);
         assert_eq!(t.awaiting_report(), ["b"]);
+        assert!(
+            t.awaits_recent_report(1),
+            "b, the newest, awaits its report"
+        );
+        t.on_start(Some(5), start("c", None));
+        t.on_report(
+            Some(6),
+            Report {
+                request_id: "c".into(),
+                ..Default::default()
+            },
+        );
+        assert!(!t.awaits_recent_report(1), "c, the newest, has its report");
+        assert!(t.awaits_recent_report(2), "b, among the two newest, awaits");
         for inv in t.map.values_mut() {
             inv.span_emitted = true;
             inv.report_spans_emitted = true;

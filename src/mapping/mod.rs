@@ -218,10 +218,9 @@ impl Mapper {
         self.invocations.evicted()
     }
 
-    /// Request ids of the `recent` newest invocations whose report has not
-    /// arrived.
-    pub fn awaiting_recent_reports(&self, recent: usize) -> Vec<String> {
-        self.invocations.awaiting_report_recent(recent)
+    /// Whether one of the `recent` newest invocations awaits its report.
+    pub fn awaits_recent_report(&self, recent: usize) -> bool {
+        self.invocations.awaits_recent_report(recent)
     }
 
     /// Number of log records waiting for the next flush.
