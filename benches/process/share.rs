@@ -2,7 +2,8 @@
 //! function CPU in proportion to its memory (1,769 MB buys one vCPU, so
 //! 128 MB runs with ~7 % of one); here the extension runs in a cgroup of its
 //! own whose CPU quota is that share of one CPU (cgroup v1
-//! `cpu.cfs_quota_us` per 100 ms `cpu.cfs_period_us`, or v2 `cpu.max`),
+//! `cpu.cfs_quota_us` per 100 ms `cpu.cfs_period_us`, or v2 `cpu.max`;
+//! `BENCH_CFS_PERIOD_US` sets another period),
 //! joined between fork and exec so start-up is throttled from its first
 //! instruction. The runs of the shares are interleaved (the order rotates
 //! every round); per share it prints medians and spreads of:
@@ -32,7 +33,16 @@ use crate::{lines, ms, percentile, quick, rss, BINARY};
 /// Memory sizes whose CPU share is measured; 1,769 MB buys one vCPU.
 const SHARES_MB: [u32; 3] = [128, 512, 1769];
 const FULL_CPU_MB: f64 = 1769.0;
-const PERIOD_US: u64 = 100_000;
+/// The CFS period: 100 ms unless `BENCH_CFS_PERIOD_US` says otherwise (a
+/// shorter period throttles sooner: start-up CPU above one period's quota
+/// waits for the next period).
+fn period_us() -> u64 {
+    std::env::var("BENCH_CFS_PERIOD_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|p| (1_000..=1_000_000).contains(p))
+        .unwrap_or(100_000)
+}
 
 /// One cgroup (per hierarchy) limited to one share.
 struct Group {
@@ -83,7 +93,7 @@ impl Drop for Group {
 }
 
 fn quota_us(mb: u32) -> u64 {
-    ((PERIOD_US as f64) * f64::from(mb) / FULL_CPU_MB).round() as u64
+    ((period_us() as f64) * f64::from(mb) / FULL_CPU_MB).round() as u64
 }
 
 fn write(path: &Path, value: &str) -> Result<(), String> {
@@ -105,7 +115,7 @@ fn v1(name: &str, mb: u32) -> Result<Group, String> {
     }
     let mut group = Group::new(mb);
     let cpu = make_dir(&mut group.dirs, cpu_root.join(name))?;
-    write(&cpu.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+    write(&cpu.join("cpu.cfs_period_us"), &period_us().to_string())?;
     write(&cpu.join("cpu.cfs_quota_us"), &quota_us(mb).to_string())?;
     group.procs.push(cpu.join("cgroup.procs"));
     let acct_root = Path::new("/sys/fs/cgroup/cpuacct");
@@ -134,7 +144,7 @@ fn v2(name: &str, mb: u32) -> Result<Group, String> {
     let dir = make_dir(&mut group.dirs, root.join(name))?;
     write(
         &dir.join("cpu.max"),
-        &format!("{} {PERIOD_US}", quota_us(mb)),
+        &format!("{} {}", quota_us(mb), period_us()),
     )?;
     group.procs.push(dir.join("cgroup.procs"));
     group.counter = Some((dir.join("cpu.stat"), 1_000));
@@ -322,7 +332,7 @@ pub async fn run(collector: &FaultCollector) {
             "{} MB (CPU quota {} µs per {} µs): median (p10–p90, min–max)",
             group.mb,
             quota_us(group.mb),
-            PERIOD_US
+            period_us()
         );
         let rows: [(&str, &mut Vec<f64>, usize, &str); 9] = [
             ("exec → first /next", &mut s.first_next_ms, 1, "ms"),
