@@ -15,18 +15,18 @@ use crate::diagnostics::LogLevel;
 use crate::export::settings::{ExportSettings, Signal};
 use crate::flush_policy::{AdaptiveTuning, FlushPolicy, Waits};
 use crate::lambda::environment::{LambdaEnv, RUNTIME_API};
-use crate::lambda::telemetry_api::TelemetryConfig;
+use crate::lambda::telemetry_api::TelemetrySettings;
 use crate::mapping::invocation::SpanIdMode;
 use crate::options::table::BRIDGE_EXPORTER_PREFIX;
 use crate::options::{ConfigError, Env, PREFIX};
-use crate::otlp_receiver::ReceiverConfig;
+use crate::otlp_receiver::ReceiverSettings;
 use crate::redact::Redactor;
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub lambda: LambdaEnv,
-    pub telemetry: TelemetryConfig,
+    pub telemetry: TelemetrySettings,
     pub log_level: LogLevel,
     pub log_json: bool,
     /// After SHUTDOWN, how long to wait for the last `platform.report`.
@@ -46,7 +46,7 @@ pub struct Config {
     /// Byte cap of the outbox of undelivered requests.
     pub outbox_max_bytes: usize,
     /// The local OTLP receiver for the function's own telemetry.
-    pub receiver: ReceiverConfig,
+    pub receiver: ReceiverSettings,
     /// Which id invocation spans take.
     pub span_id_mode: SpanIdMode,
     /// Redaction of secrets in traces and logs (off unless configured).
@@ -65,10 +65,10 @@ impl Config {
     /// Reads and validates every setting.
     pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
         let lambda = LambdaEnv::from_env(env)?;
-        let telemetry = TelemetryConfig::from_env(env)?;
+        let telemetry = TelemetrySettings::from_env(env)?;
         let (log_level, log_json) = crate::diagnostics::from_env(env)?;
         let (flush_policy, adaptive) = crate::flush_policy::from_env(env)?;
-        let (receiver, receiver_warnings) = ReceiverConfig::from_env(env)?;
+        let (receiver, receiver_warnings) = ReceiverSettings::from_env(env)?;
         let mut export = ExportSettings::from_env(env)?;
         let mut warnings: Vec<String> = check_export_loop(&receiver, &mut export)?
             .into_iter()
@@ -140,7 +140,7 @@ fn skip_verify_warnings(export: &ExportSettings) -> Vec<String> {
 /// endpoint that does is an error naming both variables; the default
 /// endpoint (nothing configured) only disables export, with a warning.
 fn check_export_loop(
-    receiver: &ReceiverConfig,
+    receiver: &ReceiverSettings,
     export: &mut ExportSettings,
 ) -> Result<Option<String>, ConfigError> {
     if !receiver.enabled || export.disabled {

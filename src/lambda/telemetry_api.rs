@@ -75,7 +75,7 @@ impl TelemetryTypes {
 
 /// Telemetry API subscription settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TelemetryConfig {
+pub struct TelemetrySettings {
     pub types: TelemetryTypes,
     /// `buffering.timeoutMs`.
     pub timeout_ms: u32,
@@ -87,9 +87,9 @@ pub struct TelemetryConfig {
     pub listener_port: u16,
 }
 
-impl TelemetryConfig {
+impl TelemetrySettings {
     /// Reads the `LAMBDA_OTEL_BRIDGE_TELEMETRY_*` settings.
-    pub fn from_env(env: &dyn Env) -> Result<TelemetryConfig, ConfigError> {
+    pub fn from_env(env: &dyn Env) -> Result<TelemetrySettings, ConfigError> {
         let types = TelemetryTypes::from_env(env)?;
         let timeout_ms = int(env, &TELEMETRY_TIMEOUT_MS)?;
         let max_items = int(env, &TELEMETRY_MAX_ITEMS)?;
@@ -104,7 +104,7 @@ impl TelemetryConfig {
                 format!("port {RESERVED_PORT} is reserved by Lambda"),
             ));
         }
-        Ok(TelemetryConfig {
+        Ok(TelemetrySettings {
             types,
             timeout_ms,
             max_items,
@@ -131,7 +131,7 @@ pub enum Subscription {
 }
 
 /// The subscription request body.
-pub fn subscribe_body(cfg: &TelemetryConfig, schema_version: &str, destination: &str) -> String {
+pub fn subscribe_body(cfg: &TelemetrySettings, schema_version: &str, destination: &str) -> String {
     serde_json::json!({
         "schemaVersion": schema_version,
         "types": cfg.types.names(),
@@ -150,7 +150,7 @@ pub async fn subscribe(
     client: &ApiClient,
     runtime_api: &str,
     extension_id: &str,
-    cfg: &TelemetryConfig,
+    cfg: &TelemetrySettings,
     destination: &str,
 ) -> Result<Subscription, ApiError> {
     let url = format!("http://{runtime_api}/2022-07-01/telemetry");

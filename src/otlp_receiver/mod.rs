@@ -82,7 +82,7 @@ use crate::wire;
 
 /// Receiver settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ReceiverConfig {
+pub struct ReceiverSettings {
     pub enabled: bool,
     pub grpc_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
@@ -92,14 +92,14 @@ pub struct ReceiverConfig {
     pub max_body_bytes: usize,
 }
 
-impl ReceiverConfig {
+impl ReceiverSettings {
     /// The receiver's settings, and the start-up warnings they call for.
     /// The receiver has no authentication: an address other than loopback
     /// (`0.0.0.0`, the sandbox's own address) would let anyone who reaches
     /// it send telemetry in the function's name, so it is a configuration
     /// error unless `LAMBDA_OTEL_BRIDGE_RECEIVER_ALLOW_NON_LOOPBACK=true`,
     /// and then warned about.
-    pub fn from_env(env: &dyn Env) -> Result<(ReceiverConfig, Vec<String>), ConfigError> {
+    pub fn from_env(env: &dyn Env) -> Result<(ReceiverSettings, Vec<String>), ConfigError> {
         let enabled = flag(env, &RECEIVER)?;
         let allow_var = RECEIVER_ALLOW_NON_LOOPBACK.name;
         let allow_non_loopback = flag(env, &RECEIVER_ALLOW_NON_LOOPBACK)?;
@@ -135,7 +135,7 @@ impl ReceiverConfig {
         };
         let grpc_addr = addr(&RECEIVER_GRPC_ADDR)?;
         let http_addr = addr(&RECEIVER_HTTP_ADDR)?;
-        let receiver = ReceiverConfig {
+        let receiver = ReceiverSettings {
             enabled,
             grpc_addr,
             http_addr,
@@ -459,7 +459,7 @@ impl Bound {
 /// cannot bind (the port is taken, e.g. by another extension) is reported
 /// and skipped: the function's telemetry pipeline must never break the
 /// bridge's own.
-pub async fn bind(cfg: &ReceiverConfig) -> Bound {
+pub async fn bind(cfg: &ReceiverSettings) -> Bound {
     let mut bound = Bound {
         max_body_bytes: cfg.max_body_bytes,
         ..Bound::default()
