@@ -21,7 +21,8 @@
 //! - [`otlp_receiver`] accepts the function's own OTLP data on loopback and
 //!   queues it, as received, in the same outbox.
 //! - [`redact`] (optional) rewrites secrets in traces and logs before
-//!   they are queued.
+//!   they are queued; [`limits`] then applies the attribute limits to the
+//!   bridge's own spans and log records.
 //! - [`wire`] walks and rewrites protobuf at the wire level, so forwarded
 //!   requests keep the fields the bridge does not know.
 //! - [`options`] is the ground floor of configuration: the environment,
@@ -41,6 +42,7 @@ pub mod export;
 pub mod flush_policy;
 pub mod lambda;
 pub mod lifecycle;
+pub mod limits;
 pub mod mapping;
 pub mod options;
 pub mod otlp_receiver;

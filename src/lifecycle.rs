@@ -146,13 +146,17 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         function_name,
         function_version,
         span_id_mode: config.span_id_mode,
+        sampling: config.sampling.clone(),
+        logs_min_severity: config.logs_min_severity,
     };
     let shared = Arc::new(Shared::new(Mapper::new(built.resource, mapper_config)));
 
     // The function's own OTLP data: listeners bound before the first /next
     // (a few microseconds), so exports during the function's init are taken.
     let exporter = Arc::new(
-        Exporter::new(&config.export, config.outbox_max_bytes).with_redactor(config.redact.clone()),
+        Exporter::new(&config.export, config.outbox_max_bytes)
+            .with_redactor(config.redact.clone())
+            .with_limits(config.limits),
     );
     let forwarder = Arc::new(Forwarder::new(exporter.clone(), config.receiver.enrich));
     forwarder.set_lambda_resource(shared.lock().mapper.resource());
@@ -270,6 +274,7 @@ fn map_for_export(shared: &Shared, exporter: &Exporter, forwarder: &Forwarder, l
     };
     exporter.set_receiver_counts(counts);
     let (output, resource) = shared.take(last);
+    exporter.set_filtered_logs(shared.lock().mapper.stats().logs_below_min_severity);
     exporter.set_resource(&resource);
     forwarder.set_lambda_resource(&resource);
     exporter.enqueue(output);

@@ -38,6 +38,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use tokio::time::Instant;
 
+use crate::limits::Limits;
 use crate::mapping::Output;
 use crate::redact::Redactor;
 pub use drain::{FlushKind, DEGRADED_WAIT, STALLED_AFTER};
@@ -78,6 +79,9 @@ pub struct Exporter {
     core: Arc<Core>,
     /// Rewrites secrets in traces and logs before they are queued.
     redactor: Option<Arc<Redactor>>,
+    /// Attribute limits of the bridge's own spans and log records (after
+    /// redaction).
+    limits: Limits,
     /// Trace and log requests above this many bytes are split.
     max_request_bytes: usize,
 }
@@ -150,6 +154,7 @@ impl Exporter {
                 settled: tokio::sync::Notify::new(),
             }),
             redactor: None,
+            limits: Limits::default(),
             max_request_bytes: max_request_bytes(outbox_bytes),
         }
     }
@@ -175,6 +180,12 @@ impl Exporter {
     /// Redacts every trace and log request queued from now on.
     pub fn with_redactor(mut self, redactor: Option<Arc<Redactor>>) -> Self {
         self.redactor = redactor;
+        self
+    }
+
+    /// Attribute limits for the bridge's own data ([`Self::enqueue`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -239,6 +250,11 @@ impl Exporter {
         self.core.self_metrics.set_receiver_counts(c);
     }
 
+    /// The mapper's total of log records dropped for their severity.
+    pub fn set_filtered_logs(&self, n: u64) {
+        self.core.self_metrics.set_filtered_logs(n);
+    }
+
     /// The resource of the bridge's own metrics (the mapper's).
     pub fn set_resource(&self, resource: &Resource) {
         self.core.self_metrics.set_resource(resource);
@@ -257,9 +273,11 @@ impl Exporter {
         }
         if let Some(t) = output.traces.as_mut() {
             self.redact_traces(t);
+            self.limits.apply_traces(t);
         }
         if let Some(l) = output.logs.as_mut() {
             self.redact_logs(l);
+            self.limits.apply_logs(l);
         }
         let mut entries = Vec::new();
         if let Some(t) = output.traces {

@@ -21,6 +21,7 @@
 //! | `lambda_otel_bridge.export.failures` | counter | `{request}` | `signal` |
 //! | `lambda_otel_bridge.telemetry.skipped` | counter (observes the listener's total) | `{event}` | |
 //! | `lambda_otel_bridge.telemetry.batches` | counter (observes the listener's totals) | `{batch}` | `outcome` |
+//! | `lambda_otel_bridge.logs.filtered` | counter (observes the mapper's total) | `{record}` | `reason` (`min_severity`) |
 //! | `lambda_otel_bridge.export.data_age` | histogram | `s` | `signal` |
 //! | `lambda_otel_bridge.flush.duration` | histogram | `s` | `kind` (`billed`, `background`, `final`) |
 //! | `lambda_otel_bridge.post_runtime.duration` | histogram | `s` | |
@@ -76,6 +77,8 @@ pub struct ReceiverCounts {
 struct Totals {
     drops: DropCounts,
     receiver: ReceiverCounts,
+    /// Log records below `LAMBDA_OTEL_BRIDGE_LOGS_MIN_SEVERITY`.
+    filtered_logs: u64,
 }
 
 /// What a report said, to tell whether there is anything new to say.
@@ -83,6 +86,7 @@ struct Totals {
 struct Said {
     drops: DropCounts,
     receiver: ReceiverCounts,
+    filtered_logs: u64,
     /// Export failures counted so far.
     failures: u64,
     /// Values recorded on the histograms so far.
@@ -92,13 +96,17 @@ struct Said {
 impl Said {
     /// Whether a counter is non-zero.
     fn anomalies(&self) -> bool {
-        !self.drops.is_empty() || self.failures > 0 || self.receiver != ReceiverCounts::default()
+        !self.drops.is_empty()
+            || self.failures > 0
+            || self.receiver != ReceiverCounts::default()
+            || self.filtered_logs > 0
     }
 
     fn counters_differ(&self, other: &Said) -> bool {
         self.drops != other.drops
             || self.failures != other.failures
             || self.receiver != other.receiver
+            || self.filtered_logs != other.filtered_logs
     }
 }
 
@@ -249,6 +257,20 @@ impl SelfMetrics {
                 }
             })
             .build();
+        let t = totals.clone();
+        meter
+            .u64_observable_counter("lambda_otel_bridge.logs.filtered")
+            .with_unit("{record}")
+            .with_description(
+                "Function and extension log records dropped on purpose: below LAMBDA_OTEL_BRIDGE_LOGS_MIN_SEVERITY.",
+            )
+            .with_callback(move |o| {
+                let n = lock(&t).filtered_logs;
+                if n > 0 {
+                    o.observe(n, &[KeyValue::new("reason", "min_severity")]);
+                }
+            })
+            .build();
         let seconds = |name: &'static str, description: &'static str, bounds: &[f64]| {
             meter
                 .f64_histogram(name)
@@ -327,6 +349,11 @@ impl SelfMetrics {
         lock(&self.totals).receiver = c;
     }
 
+    /// Log records the mapper dropped for their severity, in total.
+    pub fn set_filtered_logs(&self, n: u64) {
+        lock(&self.totals).filtered_logs = n;
+    }
+
     /// The resource of the reports (the mapper's).
     pub fn set_resource(&self, resource: &Resource) {
         let mut r = lock(&self.reporting);
@@ -345,9 +372,14 @@ impl SelfMetrics {
         final_flush: bool,
     ) -> Option<ExportMetricsServiceRequest> {
         let mut r = lock(&self.reporting);
+        let (receiver, filtered_logs) = {
+            let t = lock(&self.totals);
+            (t.receiver, t.filtered_logs)
+        };
         let said = Said {
             drops: drops.clone(),
-            receiver: lock(&self.totals).receiver,
+            receiver,
+            filtered_logs,
             failures: self.failures_counted.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
         };
