@@ -23,7 +23,9 @@
 //! - `age`: data age at the collector per flush policy for bursty traffic
 //!   ([`age`]);
 //! - `faults`: billed post-runtime time and requests per invocation against
-//!   a misbehaving collector ([`faults`]).
+//!   a misbehaving collector ([`faults`]);
+//! - `cost`: bytes exported per invocation with and without the cost
+//!   controls ([`cost`]).
 
 #[path = "../tests/support/emulator/mod.rs"]
 mod emulator;
@@ -32,6 +34,8 @@ mod fault_collector;
 
 #[path = "process/age.rs"]
 mod age;
+#[path = "process/cost.rs"]
+mod cost;
 #[path = "process/faults.rs"]
 mod faults;
 
@@ -313,8 +317,8 @@ fn main() {
         );
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
         let wants = |section: &str| only.is_empty() || only == section;
-        if !["", "startup", "workload", "age", "faults"].contains(&only.as_str()) {
-            println!("unknown BENCH_ONLY={only:?}: startup, workload, age or faults");
+        if !["", "startup", "workload", "age", "faults", "cost"].contains(&only.as_str()) {
+            println!("unknown BENCH_ONLY={only:?}: startup, workload, age, faults or cost");
             return;
         }
         let collector = FaultCollector::start().await;
@@ -347,6 +351,9 @@ fn main() {
         }
         if wants("faults") {
             faults::run().await;
+        }
+        if wants("cost") {
+            cost::run().await;
         }
     });
 }
