@@ -27,7 +27,9 @@
 //!   a misbehaving collector ([`faults`]);
 //! - `share`: start-up, memory, billed post-runtime time and CPU at
 //!   Lambda's CPU shares for 128, 512 and 1,769 MB (a cgroup CPU quota on
-//!   the extension, [`share`]).
+//!   the extension, [`share`]);
+//! - `cost`: bytes exported per invocation with and without the cost
+//!   controls ([`cost`]).
 
 #[path = "../tests/support/emulator/mod.rs"]
 mod emulator;
@@ -36,6 +38,8 @@ mod fault_collector;
 
 #[path = "process/age.rs"]
 mod age;
+#[path = "process/cost.rs"]
+mod cost;
 #[path = "process/faults.rs"]
 mod faults;
 #[path = "process/share.rs"]
@@ -319,8 +323,8 @@ fn main() {
         );
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
         let wants = |section: &str| only.is_empty() || only == section;
-        if !["", "startup", "workload", "age", "faults", "share"].contains(&only.as_str()) {
-            println!("unknown BENCH_ONLY={only:?}: startup, workload, age, faults or share");
+        if !["", "startup", "workload", "age", "faults", "share", "cost"].contains(&only.as_str()) {
+            println!("unknown BENCH_ONLY={only:?}: startup, workload, age, faults, share or cost");
             return;
         }
         let collector = FaultCollector::start().await;
@@ -356,6 +360,9 @@ fn main() {
         }
         if wants("share") {
             share::run(&collector).await;
+        }
+        if wants("cost") {
+            cost::run().await;
         }
     });
 }

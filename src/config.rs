@@ -16,7 +16,9 @@ use crate::export::settings::{ExportSettings, Signal};
 use crate::flush_policy::{AdaptiveTuning, FlushPolicy, Waits};
 use crate::lambda::environment::{LambdaEnv, RUNTIME_API};
 use crate::lambda::telemetry_api::TelemetrySettings;
+use crate::limits::Limits;
 use crate::mapping::invocation::SpanIdMode;
+use crate::mapping::sampling::Sampling;
 use crate::options::table::BRIDGE_EXPORTER_PREFIX;
 use crate::options::{ConfigError, Env, PREFIX};
 use crate::otlp_receiver::ReceiverSettings;
@@ -49,6 +51,13 @@ pub struct Config {
     pub receiver: ReceiverSettings,
     /// Which id invocation spans take.
     pub span_id_mode: SpanIdMode,
+    /// Which invocations' spans are exported.
+    pub sampling: Sampling,
+    /// Function and extension records below this `SeverityNumber` are
+    /// dropped (0: none).
+    pub logs_min_severity: i32,
+    /// Attribute limits of the bridge's own spans and log records.
+    pub limits: Limits,
     /// Redaction of secrets in traces and logs (off unless configured).
     pub redact: Option<std::sync::Arc<Redactor>>,
     /// Valid but noteworthy settings, logged once logging is set up.
@@ -92,6 +101,9 @@ impl Config {
             outbox_max_bytes: crate::export::outbox::max_bytes_from_env(env)?,
             receiver,
             span_id_mode: SpanIdMode::from_env(env)?,
+            sampling: Sampling::from_env(env)?,
+            logs_min_severity: crate::mapping::logs::min_severity(env)?,
+            limits: Limits::from_env(env)?,
             redact: Redactor::from_env(env)?.map(std::sync::Arc::new),
             warnings,
         })

@@ -25,7 +25,8 @@
 //! - [`otlp_receiver`] accepts the function's own OTLP data on loopback and
 //!   queues it, as received, in the same outbox.
 //! - [`redact`] (optional) rewrites secrets in traces and logs before
-//!   they are queued.
+//!   they are queued; [`limits`] then applies the attribute limits to the
+//!   bridge's own spans and log records.
 //! - [`wire`] walks and rewrites protobuf at the wire level, so forwarded
 //!   requests keep the fields the bridge does not know.
 //! - [`options`] is the ground floor of configuration: the environment,
@@ -48,6 +49,7 @@ mod export;
 mod flush_policy;
 mod lambda;
 mod lifecycle;
+mod limits;
 mod mapping;
 mod options;
 mod otlp_receiver;
@@ -75,10 +77,11 @@ pub use lambda::events::{
 // The mapping from events to OTLP.
 pub use mapping::invocation::{Invocation, InvokeInfo, SpanIdMode};
 pub use mapping::log_lines::{level_number, parse_text};
-pub use mapping::logs::{map_log_body, LogSource};
+pub use mapping::logs::{map_log_body, min_severity, LogSource};
 pub use mapping::metrics::{Temporality, DEFINITIONS};
 pub use mapping::proto::{kv_int, kv_str, str_value};
 pub use mapping::resource::{build as build_resource, parse_resource_attributes, ResourceInfo};
+pub use mapping::sampling::Sampling;
 pub use mapping::xray::{
     derived_span_id, derived_trace_id, parse_header, parse_root, parse_span_id, to_hex, XrayContext,
 };
@@ -90,6 +93,7 @@ pub use export::otlp::{to_json, RawCodec};
 pub use export::settings::{ExportSettings, Protocol, Signal};
 pub use export::split::{split_logs, split_traces};
 
-// Redaction and timestamps.
+// Redaction, attribute limits and timestamps.
+pub use limits::Limits;
 pub use redact::Redactor;
 pub use time::{format_rfc3339_millis, parse_rfc3339};

@@ -153,9 +153,13 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         function_name,
         function_version,
         span_id_mode: config.span_id_mode,
+        sampling: config.sampling.clone(),
+        logs_min_severity: config.logs_min_severity,
     };
     let exporter = Arc::new(
-        Exporter::new(&config.export, config.outbox_max_bytes).with_redactor(config.redact.clone()),
+        Exporter::new(&config.export, config.outbox_max_bytes)
+            .with_redactor(config.redact.clone())
+            .with_limits(config.limits),
     );
     let shared = Arc::new(Shared::new(
         Mapper::new(built.resource, mapper_config),
@@ -268,11 +272,19 @@ async fn subscribe(
 /// Moves everything mapped so far into the outbox.
 fn map_for_export(shared: &Shared, exporter: &Exporter) {
     exporter.enqueue(shared.take());
+    report_filtered_logs(shared, exporter);
 }
 
 /// Moves everything mapped into the outbox, what is incomplete too (the end).
 fn map_final_for_export(shared: &Shared, exporter: &Exporter) {
     exporter.enqueue(shared.take_final());
+    report_filtered_logs(shared, exporter);
+}
+
+/// The mapper's count of records below the minimum severity, for the
+/// bridge's own metrics.
+fn report_filtered_logs(shared: &Shared, exporter: &Exporter) {
+    exporter.set_filtered_logs(shared.lock().mapper.stats().logs_below_min_severity);
 }
 
 /// A burst of telemetry between flush points (up to 1 MiB per 25 ms at

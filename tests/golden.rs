@@ -14,6 +14,7 @@ use lambda_otel_bridge::parse_event;
 use lambda_otel_bridge::parse_rfc3339;
 use lambda_otel_bridge::Temporality;
 use lambda_otel_bridge::{build_resource as build, ResourceInfo};
+use lambda_otel_bridge::{min_severity, Limits, Sampling};
 use lambda_otel_bridge::{InvokeInfo, SpanIdMode};
 use lambda_otel_bridge::{Mapper, MapperConfig, Output};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -50,6 +51,9 @@ const REQUIRED_CASES: &[&str] = &[
     "provisioned-concurrency",
     "platform-log-lines",
     "delta-temporality",
+    "sampled-out",
+    "kept-by-rule",
+    "limited-records",
 ];
 
 /// Span `flags` bits (OTLP): the parent is known to be remote.
@@ -77,6 +81,8 @@ fn case_names() -> Vec<String> {
 struct Case {
     resource: ResourceInfo,
     config: MapperConfig,
+    /// Applied to every flush's spans and log records, as the exporter does.
+    limits: Limits,
     steps: Vec<Value>,
 }
 
@@ -106,6 +112,24 @@ fn load_case(name: &str) -> Result<Case, String> {
         instance_id: opt_str(r, "instance_id").ok_or("resource.instance_id is required")?,
     };
     let c = input.get("config").cloned().unwrap_or(json!({}));
+    // Settings read from the environment by their own readers: sampling,
+    // minimum log severity, attribute limits.
+    let env: std::collections::HashMap<String, String> = match input.get("env") {
+        None => Default::default(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    v.as_str().ok_or("env values are strings")?.to_owned(),
+                ))
+            })
+            .collect::<Result<_, String>>()?,
+        Some(_) => return Err("\"env\" must be an object of strings".into()),
+    };
+    let sampling = Sampling::from_env(&env).map_err(|e| format!("env: {e}"))?;
+    let logs_min_severity = min_severity(&env).map_err(|e| format!("env: {e}"))?;
+    let limits = Limits::from_env(&env).map_err(|e| format!("env: {e}"))?;
     let temporality = match c.get("temporality").and_then(Value::as_str) {
         None | Some("cumulative") => Temporality::Cumulative,
         Some("delta") => Temporality::Delta,
@@ -127,6 +151,8 @@ fn load_case(name: &str) -> Result<Case, String> {
             Some("xray-parent") => SpanIdMode::XrayParent,
             Some(other) => return Err(format!("config.invocation_span_id {other:?} is not known")),
         },
+        sampling,
+        logs_min_severity,
     };
     let steps = input
         .get("steps")
@@ -136,6 +162,7 @@ fn load_case(name: &str) -> Result<Case, String> {
     Ok(Case {
         resource,
         config,
+        limits,
         steps,
     })
 }
@@ -204,9 +231,9 @@ fn replay(case: &Case) -> Result<Replay, String> {
                     mapper.ingest(ev, observed);
                 }
             }
-            Some("flush") => flushes.push(mapper.take()),
+            Some("flush") => flushes.push(limited(&case.limits, mapper.take())),
             // SHUTDOWN: what the lifecycle does (finish, incomplete spans, take).
-            Some("shutdown") => flushes.push(mapper.take_final()),
+            Some("shutdown") => flushes.push(limited(&case.limits, mapper.take_final())),
             other => return Err(format!("step {i}: unknown step {other:?}")),
         }
     }
@@ -215,6 +242,17 @@ fn replay(case: &Case) -> Result<Replay, String> {
         started,
         observed: observed_times,
     })
+}
+
+/// What the exporter applies to the bridge's data before encoding it.
+fn limited(limits: &Limits, mut o: Output) -> Output {
+    if let Some(t) = o.traces.as_mut() {
+        limits.apply_traces(t);
+    }
+    if let Some(l) = o.logs.as_mut() {
+        limits.apply_logs(l);
+    }
+    o
 }
 
 fn to_json(flushes: &[Output]) -> Value {
@@ -389,10 +427,41 @@ fn check_invariants(r: &Replay) -> Vec<String> {
             }
         }
     }
+    // ... or none for an invocation sampled out, whose log records then all
+    // carry the sampled flag off.
+    let mut record_flags: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for l in r
+        .flushes
+        .iter()
+        .flat_map(|o| &o.logs)
+        .flat_map(|l| &l.resource_logs)
+        .flat_map(|rl| &rl.scope_logs)
+        .flat_map(|sl| &sl.log_records)
+    {
+        if let Some(rid) = attr_str(&l.attributes, "faas.invocation_id") {
+            record_flags
+                .entry(rid.to_owned())
+                .or_default()
+                .push(l.flags);
+        }
+    }
     for rid in &r.started {
+        let flags = record_flags.get(rid).map(Vec::as_slice).unwrap_or(&[]);
         match server.get(rid).map(Vec::len).unwrap_or(0) {
             1 => {}
-            n => errs.push(format!("invocation {rid}: {n} SERVER spans (expected 1)")),
+            0 if flags.iter().all(|f| f & 1 == 0) => {}
+            n => errs.push(format!(
+                "invocation {rid}: {n} SERVER spans (expected 1, or 0 when sampled out), record flags {flags:?}"
+            )),
+        }
+    }
+    // Only sampled spans are exported.
+    for (f, s) in &spans {
+        if s.flags & 1 == 0 {
+            errs.push(format!(
+                "flush {f}: span {:?} exported without the sampled flag",
+                s.name
+            ));
         }
     }
 

@@ -39,6 +39,7 @@ use prost::Message;
 use tokio::time::Instant;
 
 use crate::counters::Counters;
+use crate::limits::Limits;
 use crate::mapping::Output;
 use crate::redact::Redactor;
 pub use drain::FlushKind;
@@ -82,6 +83,9 @@ pub struct Exporter {
     core: Arc<Core>,
     /// Rewrites secrets in traces and logs before they are queued.
     redactor: Option<Arc<Redactor>>,
+    /// Attribute limits of the bridge's own spans and log records (after
+    /// redaction).
+    limits: Limits,
     /// Trace and log requests above this many bytes are split.
     max_request_bytes: usize,
 }
@@ -147,6 +151,7 @@ impl Exporter {
                 relieved: tokio::sync::Notify::new(),
             }),
             redactor: None,
+            limits: Limits::default(),
             max_request_bytes: max_request_bytes(outbox_bytes),
         }
     }
@@ -172,6 +177,12 @@ impl Exporter {
     /// Redacts every trace and log request queued from now on.
     pub fn with_redactor(mut self, redactor: Option<Arc<Redactor>>) -> Self {
         self.redactor = redactor;
+        self
+    }
+
+    /// Attribute limits for the bridge's own data ([`Self::enqueue`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -270,6 +281,11 @@ impl Exporter {
         self.redactor.as_ref().map_or(0, |r| r.redactions())
     }
 
+    /// The mapper's total of log records dropped for their severity.
+    pub fn set_filtered_logs(&self, n: u64) {
+        self.core.self_metrics.set_filtered_logs(n);
+    }
+
     /// Where the resource of the bridge's own metrics comes from (the
     /// mapper's, as the pipeline publishes it).
     pub fn follow_resource(&self, resource: tokio::sync::watch::Receiver<Resource>) {
@@ -289,9 +305,11 @@ impl Exporter {
         }
         if let Some(t) = output.traces.as_mut() {
             self.redact_traces(t);
+            self.limits.apply_traces(t);
         }
         if let Some(l) = output.logs.as_mut() {
             self.redact_logs(l);
+            self.limits.apply_logs(l);
         }
         let mut entries = Vec::new();
         if let Some(t) = output.traces {

@@ -21,6 +21,7 @@
 //! | `lambda_otel_bridge.export.failures` | counter | `{request}` | `signal` |
 //! | `lambda_otel_bridge.telemetry.skipped` | counter (observes the listener's total) | `{event}` | |
 //! | `lambda_otel_bridge.telemetry.batches` | counter (observes the listener's totals) | `{batch}` | `outcome` |
+//! | `lambda_otel_bridge.logs.filtered` | counter (observes the mapper's total) | `{record}` | `reason` (`min_severity`) |
 //! | `lambda_otel_bridge.export.data_age` | histogram | `s` | `signal` |
 //! | `lambda_otel_bridge.flush.duration` | histogram | `s` | `kind` (`billed`, `background`, `final`) |
 //! | `lambda_otel_bridge.post_runtime.duration` | histogram | `s` | |
@@ -82,6 +83,8 @@ struct Said {
     drops: DropCounts,
     /// The listener's [`ANOMALIES`].
     receiver: [u64; ANOMALIES.len()],
+    /// Log records below `LAMBDA_OTEL_BRIDGE_LOGS_MIN_SEVERITY`.
+    filtered_logs: u64,
     /// Export failures counted so far.
     failures: u64,
     /// Values recorded on the histograms so far.
@@ -91,13 +94,17 @@ struct Said {
 impl Said {
     /// Whether a counter is non-zero.
     fn anomalies(&self) -> bool {
-        !self.drops.is_empty() || self.failures > 0 || self.receiver.iter().any(|n| *n > 0)
+        !self.drops.is_empty()
+            || self.failures > 0
+            || self.receiver.iter().any(|n| *n > 0)
+            || self.filtered_logs > 0
     }
 
     fn counters_differ(&self, other: &Said) -> bool {
         self.drops != other.drops
             || self.failures != other.failures
             || self.receiver != other.receiver
+            || self.filtered_logs != other.filtered_logs
     }
 }
 
@@ -155,6 +162,8 @@ pub struct SelfMetrics {
     outbox_bytes: Gauge<u64>,
     drops: SharedDrops,
     counters: Arc<Counters>,
+    /// The mapper's total of log records below the minimum severity.
+    filtered_logs: Arc<AtomicU64>,
     failures_counted: AtomicU64,
     recorded: AtomicU64,
     reporting: Mutex<Reporting>,
@@ -189,6 +198,7 @@ impl SelfMetrics {
                 .build(),
         );
         let drops = SharedDrops::default();
+        let filtered_logs = Arc::new(AtomicU64::new(0));
         let d = drops.clone();
         meter
             .u64_observable_counter("lambda_otel_bridge.dropped")
@@ -249,6 +259,20 @@ impl SelfMetrics {
                 }
             })
             .build();
+        let f = filtered_logs.clone();
+        meter
+            .u64_observable_counter("lambda_otel_bridge.logs.filtered")
+            .with_unit("{record}")
+            .with_description(
+                "Function and extension log records dropped on purpose: below LAMBDA_OTEL_BRIDGE_LOGS_MIN_SEVERITY.",
+            )
+            .with_callback(move |o| {
+                let n = f.load(Ordering::Relaxed);
+                if n > 0 {
+                    o.observe(n, &[KeyValue::new("reason", "min_severity")]);
+                }
+            })
+            .build();
         let seconds = |name: &'static str, description: &'static str, bounds: &[f64]| {
             meter
                 .f64_histogram(name)
@@ -287,6 +311,7 @@ impl SelfMetrics {
             outbox_bytes,
             drops,
             counters,
+            filtered_logs,
             failures_counted: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             reporting: Mutex::new(Reporting {
@@ -328,6 +353,11 @@ impl SelfMetrics {
         self.counters.clone()
     }
 
+    /// Log records the mapper dropped for their severity, in total.
+    pub fn set_filtered_logs(&self, n: u64) {
+        self.filtered_logs.store(n, Ordering::Relaxed);
+    }
+
     /// Where the reports' resource comes from (the mapper's, published by
     /// the pipeline whenever it changes).
     pub fn follow_resource(&self, resource: watch::Receiver<Resource>) {
@@ -347,6 +377,7 @@ impl SelfMetrics {
         let said = Said {
             drops: drops.clone(),
             receiver: ANOMALIES.map(|c| self.counters.get(c)),
+            filtered_logs: self.filtered_logs.load(Ordering::Relaxed),
             failures: self.failures_counted.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
         };

@@ -24,7 +24,9 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord as OtlpLogRecord;
 
 use super::invocation::{Invocation, InvocationTable, TraceIds};
-use super::logs::{attach_invocation, map_log_body, IdSource, LogSource, OwnRequestId};
+use super::logs::{
+    attach_invocation, below_min_severity, map_log_body, IdSource, LogSource, OwnRequestId,
+};
 use super::phases::{PhaseContext, Phases};
 use super::proto::kv_int;
 use super::Stream;
@@ -120,6 +122,11 @@ struct PendingLog {
 #[derive(Default)]
 pub(super) struct PendingLogs {
     records: Vec<PendingLog>,
+    /// `SeverityNumber` below which function and extension records are
+    /// dropped (0: none).
+    min_severity: i32,
+    /// How many were dropped so.
+    below_min: u64,
 }
 
 impl PendingLog {
@@ -145,6 +152,18 @@ impl PendingLog {
 }
 
 impl PendingLogs {
+    pub(super) fn with_min_severity(min_severity: i32) -> Self {
+        PendingLogs {
+            min_severity,
+            ..PendingLogs::default()
+        }
+    }
+
+    /// Records dropped for their severity so far.
+    pub(super) fn below_min_severity(&self) -> u64 {
+        self.below_min
+    }
+
     pub(super) fn len(&self) -> usize {
         self.records.len()
     }
@@ -231,6 +250,10 @@ impl PendingLogs {
         let mut last: Option<(Arc<str>, TraceIds)> = None;
         for mut p in pending {
             let (mut r, own) = map_log_body(p.source, &p.record, p.time, p.observed);
+            if below_min_severity(p.source, &r, self.min_severity) {
+                self.below_min += 1;
+                continue;
+            }
             let own = own.filter(|own| trusted(own, stream.concurrent, invocations));
             if let Some(key) = own.as_ref().and_then(|own| own.repeated_key()) {
                 // `faas.invocation_id` says it.

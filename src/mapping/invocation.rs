@@ -9,7 +9,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::xray::{derived_span_id, derived_trace_id, parse_header, parse_span_id};
+use super::sampling::{Outcome, Sampling};
+use super::xray::{derived_span_id, derived_trace_id, parse_header, parse_span_id, XrayContext};
 use crate::lambda::events::{Report, RuntimeDone, Start, TraceContext};
 use crate::options::read::choice;
 use crate::options::table::INVOCATION_SPAN_ID;
@@ -37,6 +38,8 @@ pub struct TraceIds {
     pub span_id: [u8; 8],
     /// The caller's span (X-Ray `Parent`), if any.
     pub parent_span_id: Option<[u8; 8]>,
+    /// The sampling decision ([`super::sampling`]): the spans go out, and
+    /// the trace flags of its spans and log records say so.
     pub sampled: bool,
     /// True when the trace id came from X-Ray, false when derived.
     pub from_xray: bool,
@@ -65,6 +68,11 @@ pub struct Invocation {
     /// `faas.invoke_duration` was recorded (from `runtimeDone`, else from the
     /// report): once per invocation.
     pub invoke_duration_recorded: bool,
+    /// The sampler's decision for its trace (none before the table saw it).
+    pub head_sampled: Option<bool>,
+    /// The final sampling decision, taken once its outcome is known (its
+    /// runtimeDone or report, or its end at shutdown).
+    pub decision: Option<bool>,
 }
 
 /// Which id the invocation span takes.
@@ -102,15 +110,41 @@ impl Invocation {
         start.into_iter().chain(done).chain(report)
     }
 
-    /// Resolves the ids: X-Ray `Root`/`Parent`/`Sampled` from the platform
-    /// events' `tracing` (else the INVOKE event's), span id from
-    /// `tracing.spanId`; without X-Ray, ids derived from the request id.
-    pub fn trace_ids(&self) -> TraceIds {
+    /// The X-Ray context: from the platform events' `tracing`, else the
+    /// INVOKE event's.
+    fn xray(&self) -> XrayContext {
         let header = self
             .tracing_contexts()
             .find_map(|t| t.value.as_deref())
             .or_else(|| self.invoke.as_ref().and_then(|i| i.xray_header.as_deref()));
-        let xray = header.map(parse_header).unwrap_or_default();
+        header.map(parse_header).unwrap_or_default()
+    }
+
+    /// What the sampler is asked about: the trace id, and the X-Ray
+    /// `Sampled` flag as the remote parent's decision (`None`: a root).
+    pub fn sampling_input(&self) -> ([u8; 16], Option<bool>) {
+        let xray = self.xray();
+        match xray.trace_id {
+            Some(trace_id) => (trace_id, xray.sampled),
+            None => (derived_trace_id(&self.request_id), None),
+        }
+    }
+
+    /// Whether the sampling decision is final.
+    pub fn decided(&self) -> bool {
+        self.decision.is_some()
+    }
+
+    /// Resolves the ids: X-Ray `Root`/`Parent` from the platform events'
+    /// `tracing` (else the INVOKE event's), span id from `tracing.spanId`;
+    /// without X-Ray, ids derived from the request id. `sampled` is the
+    /// final decision, else the sampler's (before the outcome is known).
+    pub fn trace_ids(&self) -> TraceIds {
+        let xray = self.xray();
+        let sampled = self
+            .decision
+            .or(self.head_sampled)
+            .unwrap_or(xray.sampled.unwrap_or(true));
         let span_id = self
             .tracing_contexts()
             .find_map(|t| t.span_id.as_deref().and_then(parse_span_id))
@@ -120,21 +154,21 @@ impl Invocation {
                 trace_id,
                 span_id: xray.parent_span_id.unwrap_or(span_id),
                 parent_span_id: None,
-                sampled: xray.sampled.unwrap_or(true),
+                sampled,
                 from_xray: true,
             },
             Some(trace_id) => TraceIds {
                 trace_id,
                 span_id,
                 parent_span_id: xray.parent_span_id,
-                sampled: xray.sampled.unwrap_or(true),
+                sampled,
                 from_xray: true,
             },
             None => TraceIds {
                 trace_id: derived_trace_id(&self.request_id),
                 span_id,
                 parent_span_id: None,
-                sampled: true,
+                sampled: self.decision.or(self.head_sampled).unwrap_or(true),
                 from_xray: false,
             },
         }
@@ -156,6 +190,8 @@ pub struct InvocationTable {
     evicted: u64,
     /// How invocation span ids are chosen.
     pub span_id_mode: SpanIdMode,
+    /// How each invocation's spans are sampled.
+    pub sampling: Sampling,
     /// Finished invocations' ids: late events are recognised, late log
     /// lines still get the right trace.
     retired: HashMap<String, TraceIds>,
@@ -167,6 +203,48 @@ impl InvocationTable {
         InvocationTable {
             span_id_mode,
             ..InvocationTable::default()
+        }
+    }
+
+    /// A table whose invocations are sampled by `sampling`.
+    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+
+    /// Asks the sampler again after an event that may have brought the
+    /// X-Ray context.
+    fn resample(&mut self, request_id: &str) {
+        if let Some(inv) = self.map.get_mut(request_id) {
+            let (trace_id, parent) = inv.sampling_input();
+            inv.head_sampled = Some(self.sampling.head(trace_id, parent));
+        }
+    }
+
+    /// The final decision once the outcome is known (the first of
+    /// runtimeDone and report decides).
+    fn settle(&mut self, request_id: &str, status: Option<&str>, duration_ms: Option<f64>) {
+        self.resample(request_id);
+        if let Some(inv) = self.map.get_mut(request_id) {
+            if inv.decision.is_none() {
+                let outcome = Outcome::of_status(status, inv.coldstart, duration_ms);
+                let head = inv.head_sampled.unwrap_or(true);
+                inv.decision = Some(head || self.sampling.keeps(&outcome));
+            }
+        }
+    }
+
+    /// Shutdown: invocations that started and never ended are decided as
+    /// failed ones (their span says `incomplete`, an error).
+    pub fn settle_unfinished(&mut self) {
+        let unfinished: Vec<String> = self
+            .map
+            .values()
+            .filter(|i| i.start.is_some() && i.runtime_done.is_none() && i.report.is_none())
+            .map(|i| i.request_id.clone())
+            .collect();
+        for id in unfinished {
+            self.settle(&id, Some("incomplete"), None);
         }
     }
 
@@ -249,6 +327,7 @@ impl InvocationTable {
         }
         self.entry(request_id).invoke = Some(info);
         self.invoked = Some(request_id.into());
+        self.resample(request_id);
     }
 
     /// Records `platform.start`; false if this invocation already had one
@@ -266,6 +345,7 @@ impl InvocationTable {
         inv.coldstart = coldstart;
         self.pending_coldstart = false;
         self.current = Some(id.as_str().into());
+        self.resample(&id);
         true
     }
 
@@ -276,7 +356,15 @@ impl InvocationTable {
         if inv.runtime_done.is_some() {
             return false;
         }
+        let status = done.status.clone();
+        // The handler's duration: Lambda's figure, else start to runtimeDone.
+        let start = inv.start.as_ref().and_then(|(t, _)| *t);
+        let duration_ms = done.metrics.duration_ms.or_else(|| {
+            let (start, end) = (start?, time?);
+            Some(end.saturating_sub(start) as f64 / 1e6)
+        });
         inv.runtime_done = Some((time, done));
+        self.settle(&id, status.as_deref(), duration_ms);
         true
     }
 
@@ -287,7 +375,9 @@ impl InvocationTable {
         if inv.report.is_some() {
             return false;
         }
+        let (status, duration_ms) = (report.status.clone(), report.metrics.duration_ms);
         inv.report = Some((time, report));
+        self.settle(&id, status.as_deref(), duration_ms);
         true
     }
 

@@ -12,7 +12,33 @@ use super::invocation::TraceIds;
 use super::log_lines::{level_number, parse_text};
 use super::proto::{json_to_any, kv_str, str_value};
 use crate::lambda::events::LogRecord;
+use crate::options::read::choice;
+use crate::options::table::LOGS_MIN_SEVERITY;
+use crate::options::{ConfigError, Env};
 use crate::time::{parse_rfc3339, UnixNanos};
+
+/// Reads `LAMBDA_OTEL_BRIDGE_LOGS_MIN_SEVERITY` as the lowest
+/// `SeverityNumber` of its range (0: no minimum).
+pub fn min_severity(env: &dyn Env) -> Result<i32, ConfigError> {
+    choice(env, &LOGS_MIN_SEVERITY, |v| match v {
+        "none" => Some(0),
+        "trace" => Some(1),
+        "debug" => Some(5),
+        "info" => Some(9),
+        "warn" => Some(13),
+        "error" => Some(17),
+        "fatal" => Some(21),
+        _ => None,
+    })
+}
+
+/// Whether a mapped record of `source` is dropped by the minimum severity
+/// `min`: function and extension records with a known severity below it
+/// (records of unknown severity, such as plain `print` lines, are kept;
+/// the lines the bridge writes itself always are).
+pub fn below_min_severity(source: LogSource, record: &OtlpLogRecord, min: i32) -> bool {
+    source != LogSource::Platform && record.severity_number != 0 && record.severity_number < min
+}
 
 /// Which Telemetry API stream a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod platform_lines;
 pub mod proto;
 pub mod resource;
+pub mod sampling;
 pub mod traces;
 pub mod xray;
 
@@ -72,6 +73,11 @@ pub struct MapperConfig {
     pub function_version: Option<String>,
     /// Which id invocation spans take.
     pub span_id_mode: invocation::SpanIdMode,
+    /// Which invocations' spans are exported.
+    pub sampling: sampling::Sampling,
+    /// Function and extension records below this `SeverityNumber` are
+    /// dropped (0: none); records of unknown severity are kept.
+    pub logs_min_severity: i32,
 }
 
 impl Default for MapperConfig {
@@ -83,6 +89,8 @@ impl Default for MapperConfig {
             function_name: None,
             function_version: None,
             span_id_mode: invocation::SpanIdMode::Telemetry,
+            sampling: sampling::Sampling::default(),
+            logs_min_severity: 0,
         }
     }
 }
@@ -104,6 +112,8 @@ pub struct MapStats {
     /// still pending at the restore: dropped, not exported once per
     /// restored environment.
     pub snapshot_records: u64,
+    /// Function and extension records below the minimum severity, dropped.
+    pub logs_below_min_severity: u64,
 }
 
 /// What one flush exports.
@@ -162,7 +172,9 @@ impl Mapper {
     pub fn new(resource: Resource, config: MapperConfig) -> Self {
         Mapper {
             metrics: Recorder::new(config.temporality, &config.faas_trigger),
-            invocations: InvocationTable::new(config.span_id_mode),
+            invocations: InvocationTable::new(config.span_id_mode)
+                .with_sampling(config.sampling.clone()),
+            logs: PendingLogs::with_min_severity(config.logs_min_severity),
             config,
             resource,
             scope: InstrumentationScope {
@@ -171,7 +183,6 @@ impl Mapper {
                 ..InstrumentationScope::default()
             },
             phases: Phases::default(),
-            logs: PendingLogs::default(),
             stream: Stream::default(),
             stats: MapStats::default(),
         }
@@ -431,6 +442,7 @@ impl Mapper {
     pub fn take_final(&mut self) -> Output {
         self.stream.finishing = true;
         self.phases.finish();
+        self.invocations.settle_unfinished();
         let incomplete =
             spans::take_incomplete_spans(&mut self.invocations, &self.config, &self.stream);
         self.take_with(incomplete)
@@ -440,7 +452,10 @@ impl Mapper {
     fn take_with(&mut self, incomplete: Vec<Span>) -> Output {
         let mut spans =
             spans::take_invocation_spans(&mut self.invocations, &self.config, &self.stream);
-        spans.extend(self.phases.take_spans(&self.invocations));
+        spans.extend(
+            self.phases
+                .take_spans(&self.invocations, self.stream.finishing),
+        );
         spans.extend(incomplete);
         self.stats.spans += spans.len() as u64;
         // Before phases whose spans went out are forgotten: their lines
@@ -449,6 +464,7 @@ impl Mapper {
             .logs
             .take(&self.invocations, &self.phases, &self.stream);
         self.stats.log_records += logs.len() as u64;
+        self.stats.logs_below_min_severity = self.logs.below_min_severity();
         let metrics = self.metrics.collect(&self.resource, &self.scope);
         self.invocations.retire_completed();
         self.phases.drop_emitted();

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 use super::invocation::{InvocationTable, TraceIds};
+use super::sampling::Outcome;
 use super::traces;
 use super::xray::{derived_span_id, derived_trace_id};
 use crate::lambda::events::{InitStart, PhaseDone, PhaseReport, RestoreStart};
@@ -118,15 +119,29 @@ impl Phase {
         }
         if self.standalone {
             let key = self.key();
+            let trace_id = derived_trace_id(&key);
+            // Its own trace, a root: the sampler, and the keep rules on its status.
+            let outcome = Outcome::of_status(self.status().0, false, None);
             return Some(TraceIds {
-                trace_id: derived_trace_id(&key),
+                trace_id,
                 span_id: derived_span_id(&key, self.name()),
                 parent_span_id: None,
-                sampled: true,
+                sampled: invocations.sampling.decide(trace_id, None, &outcome),
                 from_xray: false,
             });
         }
         None
+    }
+
+    /// Status and error type: initRuntimeDone's, else the report's.
+    fn status(&self) -> (Option<&str>, Option<&str>) {
+        match (&self.done, &self.report) {
+            (Some((_, d)), _) if d.status.is_some() => {
+                (d.status.as_deref(), d.error_type.as_deref())
+            }
+            (_, Some((_, r))) => (r.status.as_deref(), r.error_type.as_deref()),
+            _ => (None, None),
+        }
     }
 
     /// Its span, then the child spans its runtimeDone and report list.
@@ -156,13 +171,7 @@ impl Phase {
         } else {
             end.saturating_sub(millis_f64_to_nanos(duration_ms.unwrap_or(0.0)))
         };
-        let (status, error_type) = match (&self.done, &self.report) {
-            (Some((_, d)), _) if d.status.is_some() => {
-                (d.status.as_deref(), d.error_type.as_deref())
-            }
-            (_, Some((_, r))) => (r.status.as_deref(), r.error_type.as_deref()),
-            _ => (None, None),
-        };
+        let (status, error_type) = self.status();
         let mut spans = vec![traces::phase_span(traces::PhaseSpan {
             name: self.name(),
             trace_id: ids.trace_id,
@@ -342,14 +351,31 @@ impl Phases {
         }
     }
 
-    /// The spans of phases that are placed and have ended; each goes out once.
-    pub(super) fn take_spans(&mut self, invocations: &InvocationTable) -> Vec<Span> {
+    /// The spans of phases that are placed and have ended; each goes out
+    /// once. A phase placed in an invocation shares its sampling decision,
+    /// so it waits for it (as the invocation span waits for its end),
+    /// except at shutdown (`finishing`).
+    pub(super) fn take_spans(
+        &mut self,
+        invocations: &InvocationTable,
+        finishing: bool,
+    ) -> Vec<Span> {
         let mut spans = Vec::new();
-        let ready =
-            |p: &&mut Phase| !p.emitted && p.resolved() && (p.done.is_some() || p.report.is_some());
+        let decided = |p: &Phase| {
+            finishing
+                || p.attached
+                    .as_deref()
+                    .and_then(|rid| invocations.get(rid))
+                    .is_none_or(|inv| inv.decided())
+        };
+        let ready = |p: &&mut Phase| {
+            !p.emitted && p.resolved() && (p.done.is_some() || p.report.is_some()) && decided(p)
+        };
         for p in self.list.iter_mut().filter(ready) {
             if let Some(ids) = p.ids(invocations) {
-                spans.extend(p.spans(&ids));
+                if ids.sampled {
+                    spans.extend(p.spans(&ids));
+                }
                 p.emitted = true;
             }
         }
@@ -468,6 +494,15 @@ mod tests {
         assert!(invocations.on_start(Some(T0), s));
     }
 
+    /// `rid`'s runtimeDone: its sampling decision is taken.
+    fn ended(invocations: &mut InvocationTable, rid: &str) {
+        let d = crate::lambda::events::RuntimeDone {
+            request_id: rid.into(),
+            ..Default::default()
+        };
+        assert!(invocations.on_runtime_done(Some(T0 + 500 * MS), d));
+    }
+
     fn done(status: &str) -> PhaseDone {
         PhaseDone {
             status: Some(status.into()),
@@ -503,14 +538,19 @@ mod tests {
         assert_eq!(phases.open(), Some(id), "its lines are arriving");
         phases.done(PhaseKind::Init, Some(T0 + 200 * MS), done("success"), &inv);
         assert_eq!(phases.context(id, &inv), PhaseContext::Unplaced);
-        assert!(phases.take_spans(&inv).is_empty(), "not placed yet");
+        assert!(phases.take_spans(&inv, false).is_empty(), "not placed yet");
 
         start(&mut inv, "r1");
         phases.place_unplaced("r1");
         assert_eq!(phases.open(), None, "the invocation's lines follow");
         assert!(inv.get("r1").unwrap().coldstart);
         assert_eq!(phases.context(id, &inv), placed_in(&inv, "r1", "init"));
-        let spans = phases.take_spans(&inv);
+        assert!(
+            phases.take_spans(&inv, false).is_empty(),
+            "it waits for the invocation's sampling decision"
+        );
+        ended(&mut inv, "r1");
+        let spans = phases.take_spans(&inv, false);
         assert_eq!(spans.len(), 1);
         let PhaseContext::Placed(ids) = phases.context(id, &inv) else {
             unreachable!()
@@ -525,7 +565,7 @@ mod tests {
             (spans[0].start_time_unix_nano, spans[0].end_time_unix_nano),
             (T0, T0 + 200 * MS)
         );
-        assert!(phases.take_spans(&inv).is_empty(), "once");
+        assert!(phases.take_spans(&inv, false).is_empty(), "once");
         // Its lines still find it until the flush is over.
         assert!(matches!(phases.context(id, &inv), PhaseContext::Placed(_)));
         phases.drop_emitted();
@@ -591,7 +631,8 @@ mod tests {
             phases.context(first + 1, &inv),
             placed_in(&inv, "r1", "init#1")
         );
-        let spans = phases.take_spans(&inv);
+        assert!(phases.take_spans(&inv, false).is_empty(), "not decided");
+        let spans = phases.take_spans(&inv, true);
         assert_eq!(spans.len(), 2, "one span each, the report joined the retry");
         assert_ne!(spans[0].span_id, spans[1].span_id);
         // No start: the retry begins its reported duration before its end.
@@ -625,11 +666,11 @@ mod tests {
             })
         ));
         assert!(
-            phases.take_spans(&inv).is_empty(),
+            phases.take_spans(&inv, false).is_empty(),
             "no runtimeDone or report"
         );
         phases.done(PhaseKind::Init, Some(T0 + MS), done("success"), &inv);
-        assert_eq!(phases.take_spans(&inv).len(), 1);
+        assert_eq!(phases.take_spans(&inv, false).len(), 1);
     }
 
     #[test]
@@ -637,7 +678,7 @@ mod tests {
         let (mut phases, mut inv) = (Phases::default(), InvocationTable::default());
         let sent = phases.init_start(Some(T0), init("snap-start", "init"), &mut inv);
         phases.done(PhaseKind::Init, Some(T0 + MS), done("success"), &inv);
-        assert_eq!(phases.take_spans(&inv).len(), 1);
+        assert_eq!(phases.take_spans(&inv, false).len(), 1);
         let kept = phases.init_start(Some(T0 + 2 * MS), init("snap-start", "init"), &mut inv);
         assert_eq!(phases.forget_snapshot(), 1);
         assert_eq!(phases.open(), None);
@@ -674,7 +715,7 @@ mod tests {
             ..report(250.5)
         };
         phases.report(PhaseKind::Init, Some(T0 + 300 * MS), r, &inv);
-        let spans = phases.take_spans(&inv);
+        let spans = phases.take_spans(&inv, false);
         let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["init", "runtimeInit", "extensionInit"]);
         assert_eq!(spans[0].end_time_unix_nano, T0 + 250_500_000);

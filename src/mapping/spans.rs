@@ -78,7 +78,7 @@ pub(super) fn take_incomplete_spans(
             span: span.is_some(),
             report: false,
         };
-        spans.extend(span);
+        spans.extend(span.filter(|_| inv.trace_ids().sampled));
         sent
     })
 }
@@ -134,7 +134,7 @@ fn invocation_spans(
                     .as_ref()
                     .and_then(|(_, s)| s.function_arn.as_deref())
             });
-        spans.push(traces::invocation_span(traces::InvocationSpan {
+        let span = traces::invocation_span(traces::InvocationSpan {
             name: span_name(config),
             request_id: rid,
             ids,
@@ -149,15 +149,19 @@ fn invocation_spans(
             status,
             error_type,
             incomplete: false,
-        }));
-        if let Some((_, d)) = done {
-            spans.extend(traces::child_spans(rid, &ids, ids.span_id, &d.spans, start));
+        });
+        // Sampled out: marked sent all the same (the decision is final).
+        if ids.sampled {
+            spans.push(span);
+            if let Some((_, d)) = done {
+                spans.extend(traces::child_spans(rid, &ids, ids.span_id, &d.spans, start));
+            }
         }
         emit_span = true;
     }
     let mut emit_report = false;
     if let Some((t, r)) = report {
-        if !inv.report_spans_emitted && (inv.span_emitted || emit_span) {
+        if !inv.report_spans_emitted && (inv.span_emitted || emit_span) && ids.sampled {
             spans.extend(traces::child_spans(
                 rid,
                 &ids,
@@ -165,8 +169,8 @@ fn invocation_spans(
                 &r.spans,
                 t.unwrap_or(stream.latest),
             ));
-            emit_report = true;
         }
+        emit_report = !inv.report_spans_emitted && (inv.span_emitted || emit_span);
     }
     Sent {
         span: emit_span,

@@ -204,6 +204,105 @@ pub const PLATFORM_LOG_LINES: Flag = Flag {
     doc: "also export platform events as CloudWatch-style log lines",
 };
 
+// ---- cost controls: sampling (src/mapping/sampling.rs), log severity
+// (src/mapping/attribution.rs), attribute limits (src/limits.rs) ------------
+
+pub const TRACES_SAMPLER: Choice = Choice {
+    name: "OTEL_TRACES_SAMPLER",
+    forms: Forms::One,
+    default: "always_on",
+    values: &[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ],
+    aliases: &[],
+    doc: "the sampler deciding per invocation whether its spans are exported",
+};
+pub const TRACES_SAMPLER_ARG: Text = Text {
+    name: "OTEL_TRACES_SAMPLER_ARG",
+    forms: Forms::One,
+    default: TextDefault::Value("1.0"),
+    format: "ratio, 0–1 (`*traceidratio` only)",
+    range: None,
+    doc: "the share of trace ids sampled",
+};
+pub const SAMPLER_KEEP: Text = Text {
+    name: "LAMBDA_OTEL_BRIDGE_SAMPLER_KEEP",
+    forms: Forms::One,
+    default: TextDefault::Value("errors,timeouts"),
+    format: "comma list of `errors`, `timeouts`, `coldstarts`, `slow:<ms>`, or `none`",
+    range: Some((1, 900_000)),
+    doc: "invocations whose spans are exported whatever the sampler says",
+};
+pub const LOGS_MIN_SEVERITY: Choice = Choice {
+    name: "LAMBDA_OTEL_BRIDGE_LOGS_MIN_SEVERITY",
+    forms: Forms::One,
+    default: "none",
+    values: &["none", "trace", "debug", "info", "warn", "error", "fatal"],
+    aliases: &[("warning", "warn")],
+    doc: "function and extension log records below this severity are dropped (counted)",
+};
+pub const ATTRIBUTE_VALUE_LENGTH_LIMIT: Text = Text {
+    name: "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    forms: Forms::One,
+    default: TextDefault::Unset,
+    format: "characters",
+    range: Some((0, u32::MAX)),
+    doc: "longest attribute string value of the bridge's spans and log records",
+};
+pub const ATTRIBUTE_COUNT_LIMIT: Int = Int {
+    name: "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    default: 128,
+    min: 0,
+    max: u32::MAX,
+    unit: "attributes",
+    doc: "most attributes per span or log record of the bridge",
+};
+pub const SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: Text = Text {
+    name: "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    forms: Forms::One,
+    default: TextDefault::Described("`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`"),
+    format: "characters",
+    range: Some((0, u32::MAX)),
+    doc: "the value length limit for spans",
+};
+pub const SPAN_ATTRIBUTE_COUNT_LIMIT: Text = Text {
+    name: "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    forms: Forms::One,
+    default: TextDefault::Described("`OTEL_ATTRIBUTE_COUNT_LIMIT`"),
+    format: "attributes",
+    range: Some((0, u32::MAX)),
+    doc: "the attribute count limit for spans",
+};
+pub const SPAN_EVENT_COUNT_LIMIT: Int = Int {
+    name: "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    default: 128,
+    min: 0,
+    max: u32::MAX,
+    unit: "events",
+    doc: "most events per span of the bridge",
+};
+pub const LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT: Text = Text {
+    name: "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    forms: Forms::One,
+    default: TextDefault::Described("`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`"),
+    format: "characters",
+    range: Some((0, u32::MAX)),
+    doc: "the value length limit for log records",
+};
+pub const LOGRECORD_ATTRIBUTE_COUNT_LIMIT: Text = Text {
+    name: "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+    forms: Forms::One,
+    default: TextDefault::Described("`OTEL_ATTRIBUTE_COUNT_LIMIT`"),
+    format: "attributes",
+    range: Some((0, u32::MAX)),
+    doc: "the attribute count limit for log records",
+};
+
 // ---- redaction (src/redact.rs) ---------------------------------------------
 
 pub const REDACT: Text = Text {
@@ -407,6 +506,8 @@ pub static ALL: &[Entry] = &[
     Entry::Choice(&INVOCATION_SPAN_ID),
     Entry::Choice(&FAAS_TRIGGER),
     Entry::Flag(&PLATFORM_LOG_LINES),
+    Entry::Text(&SAMPLER_KEEP),
+    Entry::Choice(&LOGS_MIN_SEVERITY),
     Entry::Text(&REDACT),
     Entry::Text(&REDACT_PATTERNS),
     Entry::Text(&REDACT_KEYS),
@@ -427,6 +528,15 @@ pub static ALL: &[Entry] = &[
     Entry::Text(&SERVICE_NAME),
     Entry::Text(&RESOURCE_ATTRIBUTES),
     Entry::Flag(&SDK_DISABLED),
+    Entry::Choice(&TRACES_SAMPLER),
+    Entry::Text(&TRACES_SAMPLER_ARG),
+    Entry::Text(&ATTRIBUTE_VALUE_LENGTH_LIMIT),
+    Entry::Int(&ATTRIBUTE_COUNT_LIMIT),
+    Entry::Text(&SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT),
+    Entry::Text(&SPAN_ATTRIBUTE_COUNT_LIMIT),
+    Entry::Int(&SPAN_EVENT_COUNT_LIMIT),
+    Entry::Text(&LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT),
+    Entry::Text(&LOGRECORD_ATTRIBUTE_COUNT_LIMIT),
 ];
 
 #[cfg(test)]
