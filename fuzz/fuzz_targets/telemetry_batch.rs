@@ -62,6 +62,7 @@ fn run_b(events: Vec<TelemetryEvent>) {
         function_name: Some("orders-api".into()),
         function_version: Some("7".into()),
         span_id_mode: SpanIdMode::XrayParent,
+        ..MapperConfig::default()
     });
     for ev in events {
         if let EventKind::Start(s) = &ev.kind {
