@@ -12,8 +12,9 @@
 //! Temporality is cumulative.
 //!
 //! A report is made only when there is something to say: as soon as a
-//! counter is non-zero and changed, for histograms alone at most every
-//! [`REPORT_INTERVAL`], and at the final flush.
+//! counter of loss or failure is non-zero and changed, for histograms and
+//! `lambda_otel_bridge.logs.filtered` (records dropped on purpose) at most
+//! every [`REPORT_INTERVAL`], and at the final flush.
 //!
 //! | metric | instrument | unit | attributes |
 //! |---|---|---|---|
@@ -94,17 +95,13 @@ struct Said {
 impl Said {
     /// Whether a counter is non-zero.
     fn anomalies(&self) -> bool {
-        !self.drops.is_empty()
-            || self.failures > 0
-            || self.receiver.iter().any(|n| *n > 0)
-            || self.filtered_logs > 0
+        !self.drops.is_empty() || self.failures > 0 || self.receiver.iter().any(|n| *n > 0)
     }
 
     fn counters_differ(&self, other: &Said) -> bool {
         self.drops != other.drops
             || self.failures != other.failures
             || self.receiver != other.receiver
-            || self.filtered_logs != other.filtered_logs
     }
 }
 
@@ -381,7 +378,11 @@ impl SelfMetrics {
             failures: self.failures_counted.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
         };
-        if (!said.anomalies() && said.recorded == 0) || r.last.as_ref() == Some(&said) {
+        // Log records filtered on purpose are no anomaly: they are reported
+        // with the histograms (a report at every flush would cost more bytes
+        // than the filter saves).
+        let quiet = !said.anomalies() && said.recorded == 0 && said.filtered_logs == 0;
+        if quiet || r.last.as_ref() == Some(&said) {
             return None;
         }
         // Histograms alone change at every flush: reported at most every
@@ -637,6 +638,45 @@ mod tests {
                 (pairs(&[("kind", "background")]), 1),
                 (pairs(&[("kind", "billed")]), 1),
             ]
+        );
+    }
+
+    /// Records filtered on purpose are reported, but never make a report
+    /// of their own before the interval (that would cost more than the
+    /// filter saves); the final flush has them.
+    #[test]
+    fn filtered_logs_are_reported_with_the_interval() {
+        let filtered = |req: &ExportMetricsServiceRequest| match metric(
+            req,
+            "lambda_otel_bridge.logs.filtered",
+        )
+        .and_then(|m| m.data.as_ref())
+        {
+            Some(metric::Data::Sum(s)) => s
+                .data_points
+                .iter()
+                .map(|p| (attrs(&p.attributes), p.value))
+                .collect::<Vec<_>>(),
+            other => panic!("not a sum: {other:?}"),
+        };
+        let m = SelfMetrics::new(Arc::default());
+        m.set_filtered_logs(7);
+        let req = m
+            .report(&DropCounts::new(), 0, false)
+            .expect("first report");
+        assert_eq!(
+            filtered(&req),
+            vec![(
+                pairs(&[("reason", "min_severity")]),
+                Some(number_data_point::Value::AsInt(7))
+            )]
+        );
+        m.set_filtered_logs(9);
+        assert!(m.report(&DropCounts::new(), 0, false).is_none(), "waits");
+        let req = m.report(&DropCounts::new(), 0, true).expect("final flush");
+        assert_eq!(
+            filtered(&req)[0].1,
+            Some(number_data_point::Value::AsInt(9))
         );
     }
 }
