@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
@@ -24,6 +24,10 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::answers::{classify_grpc, parse_retry_after, partial_success};
+use super::aws::client::{error_chain, read_capped};
+use super::aws::credentials::CredentialProvider;
+use super::aws::secrets::{merge, SecretHeaders};
+use super::aws::sigv4::{host_header, sign_request};
 use super::settings::{Compression, Protocol, Signal, SignalSettings};
 use super::transport::{Outcome, SendFuture, Transport};
 
@@ -39,6 +43,10 @@ pub struct SignalExporter {
     prepare_ps_per_byte: AtomicU64,
     /// Header names that could not be sent (warned about once).
     bad_headers: std::sync::Once,
+    /// The process's AWS credentials, when requests are signed (SigV4).
+    credentials: Option<std::sync::Arc<CredentialProvider>>,
+    /// Headers kept in an AWS secret, merged over the configured ones.
+    secret: Option<std::sync::Arc<SecretHeaders>>,
 }
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -162,7 +170,68 @@ impl SignalExporter {
             grpc: std::sync::Mutex::new(None),
             prepare_ps_per_byte: AtomicU64::new(json + gzip),
             bad_headers: std::sync::Once::new(),
+            credentials: None,
+            secret: None,
         }
+    }
+
+    /// Signs with `credentials` (when the settings name a SigV4 target)
+    /// and merges the headers of `secret` over the configured ones.
+    pub fn with_aws(
+        mut self,
+        credentials: Option<std::sync::Arc<CredentialProvider>>,
+        secret: Option<std::sync::Arc<SecretHeaders>>,
+    ) -> Self {
+        self.credentials = credentials;
+        self.secret = secret;
+        self
+    }
+
+    /// The headers to send: the configured ones with the secret's merged
+    /// over them. While the secret is not available the request is not
+    /// sent (it stays queued: a retryable outcome).
+    async fn headers(&self, deadline: Instant) -> Result<Vec<(String, String)>, Outcome> {
+        let Some(secret) = &self.secret else {
+            return Ok(self.settings.headers.clone());
+        };
+        match secret.headers(deadline).await {
+            Ok(h) => Ok(merge(&self.settings.headers, &h)),
+            Err(reason) => Err(Outcome::Retryable {
+                reason,
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// The SigV4 headers for a request with `headers` and `body` (none
+    /// when the signal is not signed).
+    async fn signature(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, Outcome> {
+        let Some(target) = &self.settings.sigv4 else {
+            return Ok(Vec::new());
+        };
+        let credentials = match &self.credentials {
+            Some(c) => c.get().await,
+            None => Err("no AWS credentials".to_owned()),
+        };
+        // The container credentials endpoint may answer later.
+        let credentials = credentials.map_err(|reason| Outcome::Retryable {
+            reason: format!("SigV4: {reason}"),
+            retry_after: None,
+        })?;
+        sign_request(
+            &credentials,
+            target,
+            "POST",
+            &self.settings.endpoint,
+            headers,
+            body,
+            std::time::SystemTime::now(),
+        )
+        .map_err(|reason| Outcome::Permanent { reason })
     }
 
     /// Sends one protobuf-encoded request, giving up at `deadline` (plus
@@ -177,9 +246,13 @@ impl SignalExporter {
         }
         let timeout = budget.min(self.settings.timeout);
         let attempt = async {
+            let headers = match self.headers(deadline).await {
+                Ok(h) => h,
+                Err(outcome) => return outcome,
+            };
             match self.settings.protocol {
-                Protocol::Grpc => self.send_grpc(body, timeout).await,
-                Protocol::HttpProtobuf | Protocol::HttpJson => self.send_http(body).await,
+                Protocol::Grpc => self.send_grpc(body, timeout, &headers).await,
+                Protocol::HttpProtobuf | Protocol::HttpJson => self.send_http(body, &headers).await,
             }
         };
         tokio::pin!(attempt);
@@ -228,7 +301,7 @@ impl SignalExporter {
         Ok((content_type, body))
     }
 
-    async fn send_http(&self, body: Bytes) -> Outcome {
+    async fn send_http(&self, body: Bytes, configured: &[(String, String)]) -> Outcome {
         let s = &self.settings;
         let client = match self.http.get_or_init(|| async { http_client(s) }).await {
             Ok(c) => c,
@@ -238,13 +311,30 @@ impl SignalExporter {
             Ok(p) => p,
             Err(e) => return Outcome::Permanent { reason: e },
         };
-        let mut req = hyper::Request::post(&s.endpoint)
-            .header("content-type", content_type)
-            .header("user-agent", USER_AGENT);
-        if s.compression == Compression::Gzip {
-            req = req.header("content-encoding", "gzip");
+        // Every header sent but the user agent, in the form it is signed:
+        // `host` is set here so that the signed value is the one sent.
+        let mut headers = Vec::with_capacity(configured.len() + 6);
+        if let Some(host) = s
+            .endpoint
+            .parse::<hyper::Uri>()
+            .ok()
+            .as_ref()
+            .and_then(host_header)
+        {
+            headers.push(("host".to_owned(), host));
         }
-        for (k, v) in &s.headers {
+        headers.push(("content-type".to_owned(), content_type.to_owned()));
+        if s.compression == Compression::Gzip {
+            headers.push(("content-encoding".to_owned(), "gzip".to_owned()));
+        }
+        headers.extend(configured.iter().cloned());
+        // Signed afresh for every attempt, over the bytes sent (after gzip).
+        match self.signature(&headers, &body).await {
+            Ok(signed) => headers.extend(signed),
+            Err(outcome) => return outcome,
+        }
+        let mut req = hyper::Request::post(&s.endpoint).header("user-agent", USER_AGENT);
+        for (k, v) in &headers {
             req = req.header(k.as_str(), v.as_str());
         }
         let req = match req.body(Full::new(body)) {
@@ -274,16 +364,40 @@ impl SignalExporter {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-        let body = read_capped(resp.into_body(), MAX_RESPONSE_BYTES).await;
+        let (body, _) = read_capped(resp.into_body(), MAX_RESPONSE_BYTES).await;
         match status {
             200..=299 => partial_success(s.signal, s.protocol, &body),
             429 | 502 | 503 | 504 => Outcome::Retryable {
                 reason: format!("HTTP {status}"),
                 retry_after,
             },
+            401 | 403 => self.refused(format!("HTTP {status}")),
             _ => Outcome::Permanent {
                 reason: format!("HTTP {status}"),
             },
+        }
+    }
+
+    /// The collector refused the credentials: with headers from an AWS
+    /// secret, the secret is fetched again once (keys rotate) and the
+    /// request stays queued, waiting out a back-off when that did not help;
+    /// otherwise the refusal is permanent.
+    fn refused(&self, reason: String) -> Outcome {
+        match &self.secret {
+            Some(secret) => {
+                let retry_after = secret.on_refused();
+                let reason = match retry_after {
+                    None => format!("{reason}: fetching the headers secret again"),
+                    Some(_) => {
+                        format!("{reason} again after fetching the headers secret: backing off")
+                    }
+                };
+                Outcome::Retryable {
+                    reason,
+                    retry_after,
+                }
+            }
+            None => Outcome::Permanent { reason },
         }
     }
 
@@ -311,11 +425,11 @@ impl SignalExporter {
     /// The request metadata from the configured headers: `-bin` keys take
     /// base64 values (as gRPC carries them), others ASCII text. A header
     /// that cannot be sent is named in one warning.
-    fn metadata(&self) -> tonic::metadata::MetadataMap {
+    fn metadata(&self, headers: &[(String, String)]) -> tonic::metadata::MetadataMap {
         use tonic::metadata::{BinaryMetadataValue, MetadataKey, MetadataMap, MetadataValue};
         let mut map = MetadataMap::new();
         let mut bad = Vec::new();
-        for (k, v) in &self.settings.headers {
+        for (k, v) in headers {
             let ok = if k.to_ascii_lowercase().ends_with("-bin") {
                 match (
                     MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()),
@@ -356,7 +470,12 @@ impl SignalExporter {
         map
     }
 
-    async fn send_grpc(&self, body: Bytes, timeout: Duration) -> Outcome {
+    async fn send_grpc(
+        &self,
+        body: Bytes,
+        timeout: Duration,
+        headers: &[(String, String)],
+    ) -> Outcome {
         let channel = match self.channel() {
             Ok(c) => c,
             Err(reason) => return Outcome::Permanent { reason },
@@ -377,10 +496,18 @@ impl SignalExporter {
         }
         let mut req = tonic::Request::new(body);
         req.set_timeout(timeout);
-        *req.metadata_mut() = self.metadata();
+        *req.metadata_mut() = self.metadata(headers);
         let path = hyper::http::uri::PathAndQuery::from_static(self.settings.signal.grpc_path());
         match grpc.unary(req, path, RawCodec).await {
             Ok(resp) => partial_success(self.settings.signal, Protocol::Grpc, resp.get_ref()),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                self.refused(format!("gRPC {:?}", status.code()))
+            }
             Err(status) => match classify_grpc(&status) {
                 Outcome::Retryable {
                     reason,
@@ -397,22 +524,6 @@ impl SignalExporter {
             },
         }
     }
-}
-
-/// Reads at most `max` bytes of a response body; the rest is not read.
-async fn read_capped(mut body: hyper::body::Incoming, max: usize) -> Bytes {
-    let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
-        if let Ok(data) = frame.into_data() {
-            let room = max.saturating_sub(out.len());
-            out.extend_from_slice(&data[..data.len().min(room)]);
-            if out.len() >= max {
-                break;
-            }
-        }
-    }
-    out.freeze()
 }
 
 /// Standard base64 (padding optional), for `-bin` header values.
@@ -465,17 +576,6 @@ pub fn host_of(endpoint: &str) -> String {
         },
         Err(_) => "the endpoint".to_owned(),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// A gRPC codec that passes already-encoded protobuf bytes through.
@@ -705,7 +805,8 @@ mod tests {
             ("Bad Name".into(), "v".into()),
             ("x-broken-bin".into(), "%%%".into()),
         ];
-        let m = SignalExporter::new(settings).metadata();
+        let headers = settings.headers.clone();
+        let m = SignalExporter::new(settings).metadata(&headers);
         assert_eq!(
             m.get_bin("x-trace-ctx-bin").map(|v| v.to_bytes().unwrap()),
             Some(Bytes::from_static(&[1, 2, 3]))

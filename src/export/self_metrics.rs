@@ -25,6 +25,7 @@
 //! | `lambda_otel_bridge.flush.duration` | histogram | `s` | `kind` (`billed`, `background`, `final`) |
 //! | `lambda_otel_bridge.post_runtime.duration` | histogram | `s` | |
 //! | `lambda_otel_bridge.outbox.bytes` | gauge | `By` | |
+//! | `lambda_otel_bridge.secret.fetch_failures` | counter (observes the secrets' totals) | `{fetch}` | |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -76,6 +77,8 @@ pub struct ReceiverCounts {
 struct Totals {
     drops: DropCounts,
     receiver: ReceiverCounts,
+    /// Failed fetches of collector headers from AWS secrets.
+    secret_failures: u64,
 }
 
 /// What a report said, to tell whether there is anything new to say.
@@ -85,6 +88,7 @@ struct Said {
     receiver: ReceiverCounts,
     /// Export failures counted so far.
     failures: u64,
+    secret_failures: u64,
     /// Values recorded on the histograms so far.
     recorded: u64,
 }
@@ -92,12 +96,16 @@ struct Said {
 impl Said {
     /// Whether a counter is non-zero.
     fn anomalies(&self) -> bool {
-        !self.drops.is_empty() || self.failures > 0 || self.receiver != ReceiverCounts::default()
+        !self.drops.is_empty()
+            || self.failures > 0
+            || self.secret_failures > 0
+            || self.receiver != ReceiverCounts::default()
     }
 
     fn counters_differ(&self, other: &Said) -> bool {
         self.drops != other.drops
             || self.failures != other.failures
+            || self.secret_failures != other.secret_failures
             || self.receiver != other.receiver
     }
 }
@@ -249,6 +257,20 @@ impl SelfMetrics {
                 }
             })
             .build();
+        let t = totals.clone();
+        meter
+            .u64_observable_counter("lambda_otel_bridge.secret.fetch_failures")
+            .with_unit("{fetch}")
+            .with_description(
+                "Failed fetches of collector headers from Secrets Manager or SSM (the data waits in the outbox).",
+            )
+            .with_callback(move |o| {
+                let n = lock(&t).secret_failures;
+                if n > 0 {
+                    o.observe(n, &[]);
+                }
+            })
+            .build();
         let seconds = |name: &'static str, description: &'static str, bounds: &[f64]| {
             meter
                 .f64_histogram(name)
@@ -327,6 +349,11 @@ impl SelfMetrics {
         lock(&self.totals).receiver = c;
     }
 
+    /// Failed fetches of collector headers from AWS secrets, in total.
+    pub fn set_secret_failures(&self, n: u64) {
+        lock(&self.totals).secret_failures = n;
+    }
+
     /// The resource of the reports (the mapper's).
     pub fn set_resource(&self, resource: &Resource) {
         let mut r = lock(&self.reporting);
@@ -345,10 +372,15 @@ impl SelfMetrics {
         final_flush: bool,
     ) -> Option<ExportMetricsServiceRequest> {
         let mut r = lock(&self.reporting);
+        let (receiver, secret_failures) = {
+            let t = lock(&self.totals);
+            (t.receiver, t.secret_failures)
+        };
         let said = Said {
             drops: drops.clone(),
-            receiver: lock(&self.totals).receiver,
+            receiver,
             failures: self.failures_counted.load(Ordering::Relaxed),
+            secret_failures,
             recorded: self.recorded.load(Ordering::Relaxed),
         };
         if (!said.anomalies() && said.recorded == 0) || r.last.as_ref() == Some(&said) {

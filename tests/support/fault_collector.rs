@@ -447,6 +447,8 @@ pub fn data_points(m: &Metric) -> usize {
 
 struct State {
     default: Fault,
+    /// A header every request must carry with this value, else 401.
+    required: Option<(String, String)>,
     queue: VecDeque<Fault>,
     requests: Vec<Received>,
     accepted: Vec<Payload>,
@@ -529,6 +531,7 @@ impl FaultCollector {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 default: Fault::Ok,
+                required: None,
                 queue: VecDeque::new(),
                 requests: Vec::new(),
                 accepted: Vec::new(),
@@ -584,6 +587,13 @@ impl FaultCollector {
     /// Appends answers consumed one per request (before falling back to [`Self::set_fault`]'s).
     pub fn push_faults(&self, fs: Vec<Fault>) {
         self.shared.lock().queue.extend(fs);
+    }
+
+    /// From now on a request without header `name: value` is answered 401
+    /// (gRPC UNAUTHENTICATED) and its data not kept, as a collector that
+    /// checks an API key does (before any queued fault is consumed).
+    pub fn require_header(&self, name: &str, value: &str) {
+        self.shared.lock().required = Some((name.to_ascii_lowercase(), value.to_owned()));
     }
 
     /// Queued faults not yet consumed.
@@ -1059,7 +1069,17 @@ async fn answer(
     json: bool,
     raw: Result<Vec<u8>, String>,
 ) -> Result<Answer, String> {
-    let fault = match ctx.shared.next_fault() {
+    let required = ctx.shared.lock().required.clone();
+    let refused = required.is_some_and(|(name, value)| rec.header(&name) != Some(value.as_str()));
+    let next = if refused {
+        Fault::Status {
+            code: 401,
+            retry_after: None,
+        }
+    } else {
+        ctx.shared.next_fault()
+    };
+    let fault = match next {
         Fault::Slow(by) => {
             tokio::time::sleep(by).await;
             Fault::Ok
