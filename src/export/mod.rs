@@ -1,6 +1,7 @@
 //! Export: resolved settings ([`settings`]), the OTLP transport ([`otlp`],
-//! [`tls`]), the bounded [`outbox`], the [`flush`] policy and the bridge's
-//! own metrics ([`self_metrics`]).
+//! [`tls`], [`codec`]), AWS-native delivery ([`aws`]: SigV4 signing and
+//! collector headers from Secrets Manager or SSM), the bounded [`outbox`],
+//! the [`flush`] policy and the bridge's own metrics ([`self_metrics`]).
 //!
 //! Mapped data is encoded into `Export*ServiceRequest` protobuf bytes and
 //! queued in the outbox; a flush drains the outbox within a deadline the
@@ -16,6 +17,7 @@
 
 pub mod answers;
 pub mod aws;
+pub mod codec;
 pub mod core;
 pub mod data_age;
 pub mod drain;

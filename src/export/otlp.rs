@@ -9,15 +9,11 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::OnceCell;
@@ -28,7 +24,9 @@ use super::aws::client::{error_chain, read_capped};
 use super::aws::credentials::CredentialProvider;
 use super::aws::secrets::{merge, SecretHeaders};
 use super::aws::sigv4::{host_header, sign_request};
-use super::settings::{Compression, Protocol, Signal, SignalSettings};
+use super::codec::gzip;
+pub use super::codec::{to_json, RawCodec};
+use super::settings::{Compression, Protocol, SignalSettings};
 use super::transport::{Outcome, SendFuture, Transport};
 
 /// Sends requests for one signal.
@@ -50,6 +48,14 @@ pub struct SignalExporter {
 }
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The headers fetched from a secret that a request was sent with.
+type Secret = std::sync::Arc<Vec<(String, String)>>;
+
+/// Marks a 401/403 (gRPC UNAUTHENTICATED/PERMISSION_DENIED) answer until
+/// [`SignalExporter::export`] decides, knowing the headers used, whether it
+/// is final.
+const REFUSED: &str = "refused: ";
 
 /// `User-Agent` of every export request.
 pub const USER_AGENT: &str = concat!("lambda-otel-bridge/", env!("CARGO_PKG_VERSION"));
@@ -188,14 +194,19 @@ impl SignalExporter {
     }
 
     /// The headers to send: the configured ones with the secret's merged
-    /// over them. While the secret is not available the request is not
-    /// sent (it stays queued: a retryable outcome).
-    async fn headers(&self, deadline: Instant) -> Result<Vec<(String, String)>, Outcome> {
+    /// over them, and the secret's value used (to tell, on a refusal,
+    /// whether a newer one has come since). While the secret is not
+    /// available the request is not sent (it stays queued: a retryable
+    /// outcome).
+    async fn headers(
+        &self,
+        deadline: Instant,
+    ) -> Result<(Vec<(String, String)>, Option<Secret>), Outcome> {
         let Some(secret) = &self.secret else {
-            return Ok(self.settings.headers.clone());
+            return Ok((self.settings.headers.clone(), None));
         };
         match secret.headers(deadline).await {
-            Ok(h) => Ok(merge(&self.settings.headers, &h)),
+            Ok(h) => Ok((merge(&self.settings.headers, &h), Some(h))),
             Err(reason) => Err(Outcome::Retryable {
                 reason,
                 retry_after: None,
@@ -246,13 +257,22 @@ impl SignalExporter {
         }
         let timeout = budget.min(self.settings.timeout);
         let attempt = async {
-            let headers = match self.headers(deadline).await {
+            let (headers, used) = match self.headers(deadline).await {
                 Ok(h) => h,
                 Err(outcome) => return outcome,
             };
-            match self.settings.protocol {
+            let outcome = match self.settings.protocol {
                 Protocol::Grpc => self.send_grpc(body, timeout, &headers).await,
                 Protocol::HttpProtobuf | Protocol::HttpJson => self.send_http(body, &headers).await,
+            };
+            match outcome {
+                Outcome::Permanent { reason } if reason.starts_with(REFUSED) => match used {
+                    Some(used) => self.refused(reason, &used),
+                    None => Outcome::Permanent {
+                        reason: reason[REFUSED.len()..].to_owned(),
+                    },
+                },
+                outcome => outcome,
             }
         };
         tokio::pin!(attempt);
@@ -371,33 +391,32 @@ impl SignalExporter {
                 reason: format!("HTTP {status}"),
                 retry_after,
             },
-            401 | 403 => self.refused(format!("HTTP {status}")),
+            401 | 403 => Outcome::Permanent {
+                reason: format!("{REFUSED}HTTP {status}"),
+            },
             _ => Outcome::Permanent {
                 reason: format!("HTTP {status}"),
             },
         }
     }
 
-    /// The collector refused the credentials: with headers from an AWS
-    /// secret, the secret is fetched again once (keys rotate) and the
-    /// request stays queued, waiting out a back-off when that did not help;
-    /// otherwise the refusal is permanent.
-    fn refused(&self, reason: String) -> Outcome {
-        match &self.secret {
-            Some(secret) => {
-                let retry_after = secret.on_refused();
-                let reason = match retry_after {
-                    None => format!("{reason}: fetching the headers secret again"),
-                    Some(_) => {
-                        format!("{reason} again after fetching the headers secret: backing off")
-                    }
-                };
-                Outcome::Retryable {
-                    reason,
-                    retry_after,
-                }
-            }
-            None => Outcome::Permanent { reason },
+    /// The collector refused the credentials of a request sent with the
+    /// secret's value `used`: the secret is fetched again once (keys
+    /// rotate) and the request stays queued, waiting out a back-off when
+    /// that did not help.
+    fn refused(&self, reason: String, used: &Secret) -> Outcome {
+        let reason = reason[REFUSED.len()..].to_owned();
+        let Some(secret) = &self.secret else {
+            return Outcome::Permanent { reason };
+        };
+        let retry_after = secret.on_refused(used);
+        let reason = match retry_after {
+            None => format!("{reason}: retrying with the headers secret's latest value"),
+            Some(_) => format!("{reason} with the headers secret's latest value: backing off"),
+        };
+        Outcome::Retryable {
+            reason,
+            retry_after,
         }
     }
 
@@ -506,7 +525,9 @@ impl SignalExporter {
                     tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
                 ) =>
             {
-                self.refused(format!("gRPC {:?}", status.code()))
+                Outcome::Permanent {
+                    reason: format!("{REFUSED}gRPC {:?}", status.code()),
+                }
             }
             Err(status) => match classify_grpc(&status) {
                 Outcome::Retryable {
@@ -536,35 +557,6 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// Re-encodes a protobuf request as OTLP/JSON.
-pub fn to_json(signal: Signal, body: &[u8]) -> Result<Vec<u8>, String> {
-    let r = match signal {
-        Signal::Traces => ExportTraceServiceRequest::decode(body)
-            .map_err(|e| e.to_string())
-            .and_then(|m| serde_json::to_vec(&m).map_err(|e| e.to_string())),
-        Signal::Metrics => ExportMetricsServiceRequest::decode(body)
-            .map_err(|e| e.to_string())
-            .and_then(|m| serde_json::to_vec(&m).map_err(|e| e.to_string())),
-        Signal::Logs => ExportLogsServiceRequest::decode(body)
-            .map_err(|e| e.to_string())
-            .and_then(|m| serde_json::to_vec(&m).map_err(|e| e.to_string())),
-    };
-    r.map_err(|e| format!("cannot encode as OTLP/JSON: {e}"))
-}
-
-fn gzip(body: &[u8]) -> Result<Bytes, String> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(body)
-        .map_err(|e| format!("gzip failed: {e}"))?;
-    enc.finish()
-        .map(Bytes::from)
-        .map_err(|e| format!("gzip failed: {e}"))
-}
-
 /// `host:port` of an endpoint URL, for error messages (no user info, path
 /// or query: those may carry credentials).
 pub fn host_of(endpoint: &str) -> String {
@@ -578,53 +570,13 @@ pub fn host_of(endpoint: &str) -> String {
     }
 }
 
-/// A gRPC codec that passes already-encoded protobuf bytes through.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Bytes,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Self::Error> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Bytes>, Self::Error> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use crate::export::settings;
+    use crate::export::settings::{self, Signal};
+    use prost::Message;
 
     #[test]
     fn grpc_classification_follows_the_spec() {

@@ -66,7 +66,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 
-use crate::export::otlp::RawCodec;
+use crate::export::codec::RawCodec;
 use crate::export::outbox::{DropReason, Origin};
 use crate::export::settings::Signal;
 use crate::export::{log_items, metric_items, span_items, Exporter};

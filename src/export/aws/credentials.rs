@@ -192,4 +192,68 @@ mod tests {
         let e = parse_container_answer(br#"{"SecretAccessKey":"SK"}"#).unwrap_err();
         assert!(!e.contains("SK"), "{e}");
     }
+
+    /// A container credentials endpoint on loopback: answers with
+    /// credentials expiring `expires_in` from now, counts the calls, and
+    /// refuses a wrong authorization token.
+    async fn endpoint(
+        expires_in: Duration,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = calls.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                let n = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let expires = crate::time::format_rfc3339_millis(
+                    crate::time::now() + expires_in.as_nanos() as u64,
+                );
+                let (status, body) = if head.contains("authorization: tok3n") {
+                    (
+                        "200 OK",
+                        format!(
+                            r#"{{"AccessKeyId":"AK{n}","SecretAccessKey":"SK","Token":"TK","Expiration":"{expires}"}}"#
+                        ),
+                    )
+                } else {
+                    ("403 Forbidden", String::new())
+                };
+                let _ = sock
+                    .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                    .await;
+            }
+        });
+        (format!("http://{addr}/creds"), calls)
+    }
+
+    fn container(uri: &str, token: &str) -> Arc<CredentialProvider> {
+        CredentialProvider::new(CredentialSource::Container {
+            uri: uri.to_owned(),
+            token: Some(token.to_owned()),
+            token_file: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn container_credentials_are_cached_until_close_to_expiry() {
+        let (uri, calls) = endpoint(Duration::from_secs(3600)).await;
+        let p = container(&uri, "tok3n");
+        assert_eq!(p.get().await.unwrap().access_key_id, "AK0");
+        assert_eq!(p.get().await.unwrap().access_key_id, "AK0");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Expiring within REFRESH_BEFORE: fetched again each time.
+        let (uri, calls) = endpoint(Duration::from_secs(60)).await;
+        let p = container(&uri, "tok3n");
+        assert_eq!(p.get().await.unwrap().access_key_id, "AK0");
+        assert_eq!(p.get().await.unwrap().access_key_id, "AK1");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // A wrong token is refused, and the error says so without it.
+        let e = container(&uri, "wrong-token").get().await.unwrap_err();
+        assert!(e.contains("HTTP 403") && !e.contains("wrong-token"), "{e}");
+    }
 }

@@ -168,10 +168,17 @@ impl SecretHeaders {
         }
     }
 
-    /// The collector refused the headers (401/403): fetches them again
+    /// The collector refused the headers of `used` (401/403). When a newer
+    /// value is already there or being fetched, the request is retried at
+    /// once with it; otherwise the secret is fetched again (keys rotate),
     /// unless that was done within [`REFETCH_BACKOFF`]. Returns how long to
-    /// wait before the next attempt (`None`: at once, with the new value).
-    pub fn on_refused(self: &Arc<Self>) -> Option<Duration> {
+    /// wait before the next attempt (`None`: at once).
+    pub fn on_refused(self: &Arc<Self>, used: &Arc<Vec<(String, String)>>) -> Option<Duration> {
+        match &*self.state.borrow() {
+            State::Fetching => return None,
+            State::Ready(current) if !Arc::ptr_eq(current, used) => return None,
+            _ => {}
+        }
         let now = Instant::now();
         let mut last = self.last_refetch.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = *last {
