@@ -279,6 +279,11 @@ impl Exporter {
         self.max_request_bytes
     }
 
+    /// How trace requests are cut for their destination.
+    pub fn trace_limits(&self) -> aws::target::Limits {
+        self.trace_limits
+    }
+
     /// Whether trace and log requests are redacted before they are queued.
     pub fn redacts(&self) -> bool {
         self.redactor.is_some()
