@@ -154,9 +154,6 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
     let exporter = Arc::new(
         Exporter::new(&config.export, config.outbox_max_bytes).with_redactor(config.redact.clone()),
     );
-    // Collector headers kept in AWS secrets: fetched while the function
-    // initialises, never before /next (only the first export waits).
-    exporter.start_secret_fetches();
     let forwarder = Arc::new(Forwarder::new(exporter.clone(), config.receiver.enrich));
     forwarder.set_lambda_resource(shared.lock().mapper.resource());
     let (receiver_go, go) = tokio::sync::watch::channel(false);
@@ -228,6 +225,12 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
     let _ = receiver_go.send(true);
     if snap_start {
         lifecycle.before_snapshot().await;
+    } else {
+        // Collector headers kept in AWS secrets: fetched while the function
+        // initialises, the task's work queued behind the first /next (only
+        // the first export waits for it). Not before a SnapStart snapshot:
+        // nothing fetched then may be restored; the first export fetches.
+        lifecycle.exporter.start_secret_fetches();
     }
     lifecycle.event_loop().await
 }

@@ -406,22 +406,28 @@ async fn headers_from_secrets_manager_and_ssm_reach_the_collector() {
         return;
     };
     moto_refuses_unsigned_calls(&moto).await;
-    for (secret, value) in [
-        ("collector/headers", "key-one"),
-        ("ssm:/otel/headers", "key-ssm"),
+    for (secret, value, protocol) in [
+        ("collector/headers", "key-one", "http/protobuf"),
+        ("ssm:/otel/headers", "key-ssm", "http/protobuf"),
+        ("collector/headers", "key-one", "grpc"),
     ] {
         let collector = FaultCollector::start().await;
         collector.require_header("x-api-key", value);
-        let endpoint = collector.http_endpoint();
+        let endpoint = support::common::endpoint_for(&collector, protocol);
         let emu = start_with_secret(
-            &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ],
             &moto.endpoint(),
             &moto.bridge,
             SECRET_VAR,
             secret,
         )
         .await;
-        let lines: Vec<String> = (0..3).map(|i| format!("{secret} line {i}")).collect();
+        let lines: Vec<String> = (0..3)
+            .map(|i| format!("{secret} {protocol} line {i}"))
+            .collect();
         for l in &lines {
             invoke_line(&emu, l).await;
         }

@@ -526,7 +526,7 @@ impl SignalExporter {
                 ) =>
             {
                 Outcome::Permanent {
-                    reason: format!("{REFUSED}gRPC {:?}", status.code()),
+                    reason: format!("{REFUSED}gRPC {:?}: {}", status.code(), status.message()),
                 }
             }
             Err(status) => match classify_grpc(&status) {

@@ -106,6 +106,9 @@ impl SecretHeaders {
         }
         let me = self.clone();
         tokio::spawn(async move {
+            // Behind what is already queued (at start-up: sending the
+            // first /next), on the one-thread runtime.
+            tokio::task::yield_now().await;
             let result = me.fetch().await;
             let state = match result {
                 Ok(headers) => {
