@@ -412,7 +412,7 @@ async fn headers_from_secrets_manager_and_ssm_reach_the_collector() {
         ("collector/headers", "key-one", "grpc"),
     ] {
         let collector = FaultCollector::start().await;
-        collector.require_header("x-api-key", value);
+        collector.require_header("x-api-key", value, 401);
         let endpoint = support::common::endpoint_for(&collector, protocol);
         let emu = start_with_secret(
             &[
@@ -467,7 +467,7 @@ async fn secret_faults_are_logged_once_counted_and_lose_nothing_silently() {
         ),
     ] {
         let logs = FaultCollector::start().await;
-        logs.require_header("x-api-key", "key-one");
+        logs.require_header("x-api-key", "key-one", 401);
         let open = FaultCollector::start().await;
         let logs_endpoint = format!("{}/v1/logs", logs.http_endpoint());
         let open_endpoint = open.http_endpoint();
@@ -525,7 +525,7 @@ async fn key_one_collector_and_bridge(
     aws_endpoint: &str,
 ) -> (FaultCollector, Emulator) {
     let collector = FaultCollector::start().await;
-    collector.require_header("x-api-key", "key-one");
+    collector.require_header("x-api-key", "key-one", 401);
     let endpoint = collector.http_endpoint();
     let emu = start_with_secret(
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
@@ -569,7 +569,7 @@ async fn an_aws_endpoint_down_at_first_loses_nothing() {
 }
 
 /// The key is rotated in Secrets Manager and the collector starts refusing
-/// the old one (401): the bridge fetches the secret again once and sends
+/// the old one (403): the bridge fetches the secret again once and sends
 /// with the new key; nothing is lost or sent twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_key_is_fetched_again_after_a_refusal() {
@@ -581,14 +581,14 @@ async fn a_rotated_key_is_fetched_again_after_a_refusal() {
     invoke_line(&emu, &lines[0]).await;
     invoke_line(&emu, &lines[1]).await;
     moto.rotate("x-api-key=key-two").await;
-    collector.require_header("x-api-key", "key-two");
+    collector.require_header("x-api-key", "key-two", 403);
     invoke_line(&emu, &lines[2]).await;
     invoke_line(&emu, &lines[3]).await;
     spin_down(&emu).await;
     assert_each_once(&delivered_lines(&collector), &lines, &emu.output());
     let requests = collector.requests();
     assert!(
-        requests.iter().any(|r| r.status == 401),
+        requests.iter().any(|r| r.status == 403),
         "the old key was never refused"
     );
     assert!(requests

@@ -447,8 +447,8 @@ pub fn data_points(m: &Metric) -> usize {
 
 struct State {
     default: Fault,
-    /// A header every request must carry with this value, else 401.
-    required: Option<(String, String)>,
+    /// A header every request must carry with this value, else the status.
+    required: Option<(String, String, u16)>,
     queue: VecDeque<Fault>,
     requests: Vec<Received>,
     accepted: Vec<Payload>,
@@ -589,11 +589,12 @@ impl FaultCollector {
         self.shared.lock().queue.extend(fs);
     }
 
-    /// From now on a request without header `name: value` is answered 401
-    /// (gRPC UNAUTHENTICATED) and its data not kept, as a collector that
-    /// checks an API key does (before any queued fault is consumed).
-    pub fn require_header(&self, name: &str, value: &str) {
-        self.shared.lock().required = Some((name.to_ascii_lowercase(), value.to_owned()));
+    /// From now on a request without header `name: value` is answered
+    /// `status` (401 or 403; gRPC UNAUTHENTICATED or PERMISSION_DENIED) and
+    /// its data not kept, as a collector that checks an API key does (before
+    /// any queued fault is consumed).
+    pub fn require_header(&self, name: &str, value: &str, status: u16) {
+        self.shared.lock().required = Some((name.to_ascii_lowercase(), value.to_owned(), status));
     }
 
     /// Queued faults not yet consumed.
@@ -1070,14 +1071,15 @@ async fn answer(
     raw: Result<Vec<u8>, String>,
 ) -> Result<Answer, String> {
     let required = ctx.shared.lock().required.clone();
-    let refused = required.is_some_and(|(name, value)| rec.header(&name) != Some(value.as_str()));
-    let next = if refused {
-        Fault::Status {
-            code: 401,
+    let refused = required.and_then(|(name, value, status)| {
+        (rec.header(&name) != Some(value.as_str())).then_some(status)
+    });
+    let next = match refused {
+        Some(code) => Fault::Status {
+            code,
             retry_after: None,
-        }
-    } else {
-        ctx.shared.next_fault()
+        },
+        None => ctx.shared.next_fault(),
     };
     let fault = match next {
         Fault::Slow(by) => {
