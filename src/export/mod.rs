@@ -86,6 +86,8 @@ pub struct Exporter {
     /// How trace requests are cut: `max_request_bytes`, and the limits of
     /// the destination (X-Ray's OTLP endpoint).
     trace_limits: aws::target::Limits,
+    /// The AWS credentials of signed exports and secret fetches, if any.
+    credentials: Option<Arc<aws::credentials::CredentialProvider>>,
 }
 
 /// Largest trace or log request queued as one entry: 1 MiB, or a quarter
@@ -153,6 +155,7 @@ impl Exporter {
         ];
         let mut e = Exporter::build(transports, outbox_bytes, secrets);
         e.disabled = settings.disabled;
+        e.credentials = credentials;
         e.trace_limits = aws::target::Limits::for_destination(
             settings.traces.sigv4.as_ref().map(|t| t.service.as_str()),
             e.max_request_bytes,
@@ -189,6 +192,7 @@ impl Exporter {
             redactor: None,
             max_request_bytes: max_request_bytes(outbox_bytes),
             trace_limits: aws::target::Limits::bytes(max_request_bytes(outbox_bytes)),
+            credentials: None,
         }
     }
 
@@ -491,6 +495,11 @@ impl Exporter {
     /// running may be restored from a SnapStart snapshot.
     pub async fn discard_for_snapshot(&self, deadline: Instant) {
         self.wait_outstanding(deadline).await;
+        // Credentials from the container endpoint are fetched again after
+        // the restore.
+        if let Some(c) = &self.credentials {
+            c.forget().await;
+        }
         let running: Vec<(Signal, u64, Option<tokio::task::AbortHandle>)> = {
             let mut o = self.core.outstanding();
             Signal::ALL

@@ -75,6 +75,12 @@ impl CredentialProvider {
         })
     }
 
+    /// Forgets fetched credentials (before a SnapStart snapshot: a restored
+    /// environment fetches its own).
+    pub async fn forget(&self) {
+        *self.cache.lock().await = None;
+    }
+
     /// Whether any source is configured.
     pub fn available(&self) -> bool {
         !matches!(self.source, CredentialSource::None)
@@ -246,6 +252,9 @@ mod tests {
         assert_eq!(p.get().await.unwrap().access_key_id, "AK0");
         assert_eq!(p.get().await.unwrap().access_key_id, "AK0");
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Forgotten before a snapshot: the restored environment fetches.
+        p.forget().await;
+        assert_eq!(p.get().await.unwrap().access_key_id, "AK1");
         // Expiring within REFRESH_BEFORE: fetched again each time.
         let (uri, calls) = endpoint(Duration::from_secs(60)).await;
         let p = container(&uri, "tok3n");
