@@ -17,7 +17,8 @@
 //!
 //! Sections (`BENCH_ONLY=<section>`):
 //! - `startup`: spawn → first `/next` (median of N starts, with the local
-//!   OTLP receiver on and off), RSS after init;
+//!   OTLP receiver on and off, and with a headers secret whose AWS endpoint
+//!   never answers: the fetch must not delay `/next`), RSS after init;
 //! - `workload`: RSS at the end and at peak, CPU seconds per 1,000
 //!   invocations with 50 log lines each, post-runtime time per invocation
 //!   (runtimeDone delivered → `/next`) p50/p99 in `end` and `adaptive` mode;
@@ -216,18 +217,50 @@ async fn start_with_policy(collector: &FaultCollector, policy: &str) -> Emulator
 async fn startup(collector: &FaultCollector) {
     let runs = if quick() { 5 } else { 25 };
     println!("\n## spawn → first /next ({runs} starts each)");
-    for (label, receiver) in [("receiver on", "true"), ("receiver off", "false")] {
+    // An AWS endpoint that accepts connections and never answers: the
+    // headers secret's fetch is still pending at the first /next.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hanging_url = format!("http://{}", hanging.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = hanging.accept().await {
+            held.push(sock);
+        }
+    });
+    let secret = |url: &str| -> Vec<(String, String)> {
+        [
+            (
+                "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_HEADERS_SECRET",
+                "collector/headers",
+            ),
+            ("AWS_ENDPOINT_URL", url),
+            ("AWS_ACCESS_KEY_ID", "ASIABENCHEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_SESSION_TOKEN", "bench"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    };
+    for (label, receiver, extra) in [
+        ("receiver on", "true", Vec::new()),
+        ("receiver off", "false", Vec::new()),
+        ("headers secret", "true", secret(&hanging_url)),
+    ] {
         let mut times = Vec::new();
         let mut rss_after_init = Vec::new();
         for _ in 0..runs {
-            let emu = start(vec![
+            let mut env = vec![
                 (
                     "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_ENDPOINT".into(),
                     collector.http_endpoint(),
                 ),
                 ("LAMBDA_OTEL_BRIDGE_RECEIVER".into(), receiver.into()),
-            ])
-            .await;
+            ];
+            env.extend(extra.iter().cloned());
+            let emu = start(env).await;
             let init = emu
                 .init(vec![], Duration::from_secs(10))
                 .await

@@ -16,6 +16,9 @@ if ! .venv/bin/python -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.
   .venv/bin/pip install --quiet --disable-pip-version-check \
     opentelemetry-sdk opentelemetry-exporter-otlp-proto-grpc opentelemetry-exporter-otlp-proto-http
 fi
+if ! .venv/bin/python -c "import moto.server, botocore.auth, flask_cors" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
 agent=$(ls .venv/lib/python3*/site-packages/rotel/rotel-agent | head -n1)
 chmod +x "$agent"
 echo "$agent"

@@ -84,6 +84,16 @@ impl Config {
             .collect();
         warnings.extend(receiver_warnings);
         warnings.extend(skip_verify_warnings(&export));
+        if export.uses_aws()
+            && export.credentials == crate::export::aws::config::CredentialSource::None
+        {
+            warnings.push(
+                "SigV4 signing or a headers secret is configured but there are no AWS \
+                 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or \
+                 AWS_CONTAINER_CREDENTIALS_FULL_URI): those exports will fail"
+                    .to_owned(),
+            );
+        }
         let waits = Waits::from_env(env)?;
         Ok(Config {
             lambda,

@@ -19,7 +19,8 @@
 //! - [`export`] queues encoded requests in a bounded outbox and drains it
 //!   at the flush points: the drain's retry rules (`export::drain`) over a
 //!   transport seam (`export::transport`, the OTLP gRPC/HTTP transport in
-//!   `export::otlp`), the collector's answers classified
+//!   `export::otlp`; SigV4 and collector headers from AWS secrets in
+//!   `export::aws`), the collector's answers classified
 //!   (`export::answers`), the bridge's own metrics through
 //!   `opentelemetry_sdk` instruments (`export::self_metrics`).
 //! - [`otlp_receiver`] accepts the function's own OTLP data on loopback and

@@ -238,6 +238,12 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
     let _ = receiver_go.send(true);
     if snap_start {
         lifecycle.before_snapshot().await;
+    } else {
+        // Collector headers kept in AWS secrets: fetched while the function
+        // initialises, the task's work queued behind the first /next (only
+        // the first export waits for it). Not before a SnapStart snapshot:
+        // nothing fetched then may be restored; the first export fetches.
+        lifecycle.exporter.start_secret_fetches();
     }
     lifecycle.event_loop().await
 }

@@ -11,7 +11,13 @@
 //! - every environment variable the function gets is a bridge setting
 //!   declared in `src/options/table.rs`, and the whole environment (with
 //!   parameters and variables at their default or documented example value)
-//!   is a configuration the bridge accepts.
+//!   is a configuration the bridge accepts;
+//! - a function that exports straight to CloudWatch's OTLP endpoints (its
+//!   configuration signs a signal with SigV4) has the IAM permission each
+//!   signing name needs in its file, and its logs carry the log group and
+//!   stream headers CloudWatch Logs requires. Interpolations (`${AWS::Region}`
+//!   in SAM's `!Sub`, `${var.x}` and `${resource.label.attr}` in Terraform)
+//!   are resolved to the check's region, samples and attributes first.
 //!
 //! Terraform has no parser among the dependencies; [`hcl`] reads the subset
 //! of HCL these files use (blocks, attributes, strings, heredocs, lists and
@@ -84,8 +90,16 @@ fn bridge_variables() -> Vec<String> {
     ALL.iter().flat_map(|e| e.variables()).collect()
 }
 
-/// Checks the function's environment: known names, accepted as a whole.
-fn check_environment(file: &str, env: &BTreeMap<String, String>, errors: &mut Vec<String>) {
+/// The region the checks run the bridge's configuration in.
+const REGION: &str = "eu-west-1";
+
+/// Checks the function's environment: known names, accepted as a whole;
+/// returns the configuration the bridge makes of it.
+fn check_environment(
+    file: &str,
+    env: &BTreeMap<String, String>,
+    errors: &mut Vec<String>,
+) -> Option<Config> {
     if env.is_empty() {
         errors.push(format!("{file}: the function sets no environment"));
     }
@@ -102,15 +116,98 @@ fn check_environment(file: &str, env: &BTreeMap<String, String>, errors: &mut Ve
         ("AWS_LAMBDA_FUNCTION_NAME", "orders-api"),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
-        ("AWS_REGION", "eu-west-1"),
+        ("AWS_REGION", REGION),
+        ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "example"),
+        ("AWS_SESSION_TOKEN", "example"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     lambda.extend(env.clone());
-    if let Err(e) = Config::from_env(&lambda) {
-        errors.push(format!("{file}: the bridge refuses this environment: {e}"));
+    match Config::from_env(&lambda) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            errors.push(format!("{file}: the bridge refuses this environment: {e}"));
+            None
+        }
     }
+}
+
+/// The IAM permission the deploy examples grant for a signing name: the
+/// managed policy AWS names for X-Ray's OTLP endpoint, the actions of the
+/// CloudWatch Logs and metrics endpoints.
+fn permission_for(service: &str) -> Option<&'static str> {
+    match service {
+        "xray" => Some("AWSXrayWriteOnlyAccess"),
+        "logs" => Some("logs:PutLogEvents"),
+        "monitoring" => Some("cloudwatch:PutMetricData"),
+        _ => None,
+    }
+}
+
+/// A function whose exports are signed: its file grants what each signing
+/// name needs, and logs to CloudWatch Logs name their group and stream.
+/// Returns how many signals are signed.
+fn check_direct_export(file: &str, config: &Config, text: &str, errors: &mut Vec<String>) -> usize {
+    use lambda_otel_bridge::Signal;
+    let mut signed = 0;
+    for signal in Signal::ALL {
+        let s = config.export.signal(signal);
+        let Some(target) = &s.sigv4 else { continue };
+        signed += 1;
+        if target.region != REGION {
+            errors.push(format!(
+                "{file}: {signal:?} signed for region {}",
+                target.region
+            ));
+        }
+        match permission_for(&target.service) {
+            Some(p) if text.contains(p) => {}
+            Some(p) => errors.push(format!(
+                "{file}: {signal:?} goes to {} but {p} is not granted in the file",
+                s.endpoint
+            )),
+            None => errors.push(format!(
+                "{file}: {signal:?} is signed for {}: no permission known here",
+                target.service
+            )),
+        }
+        if target.service == "logs" {
+            for h in ["x-aws-log-group", "x-aws-log-stream"] {
+                if !s.headers.iter().any(|(k, v)| k == h && !v.is_empty()) {
+                    errors.push(format!("{file}: logs to CloudWatch Logs without {h}"));
+                }
+            }
+        }
+    }
+    signed
+}
+
+/// Replaces each `${name}` in `value` by what `resolve` says, or records an
+/// error for a name it does not know.
+fn interpolate(
+    file: &str,
+    value: &str,
+    resolve: impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 2..start + len];
+        match resolve(name) {
+            Some(v) => out.push_str(&v),
+            None => errors.push(format!("{file}: cannot resolve ${{{name}}} in {value:?}")),
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The function `handler` (`file.function`) names must exist in `code`.
@@ -186,6 +283,7 @@ fn sam_template_handler_layer_and_environment_are_consistent() {
         .cloned()
         .expect("the template has Resources");
     let mut functions = 0;
+    let mut direct = 0;
     for (name, resource) in &resources {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
@@ -269,11 +367,27 @@ fn sam_template_handler_layer_and_environment_are_consistent() {
                     )),
                 }
             }
+            // `!Sub "...${AWS::Region}..."`: the loader keeps the string.
+            let value = interpolate(
+                file,
+                &value,
+                |n| match n {
+                    "AWS::Region" => Some(REGION.to_string()),
+                    _ => None,
+                },
+                &mut errors,
+            );
             env.insert(k, value);
         }
-        check_environment(&format!("{file} {name}"), &env, &mut errors);
+        if let Some(config) = check_environment(&format!("{file} {name}"), &env, &mut errors) {
+            direct += check_direct_export(&format!("{file} {name}"), &config, &text, &mut errors);
+        }
     }
     assert!(functions >= 1, "{file}: no AWS::Serverless::Function");
+    assert_eq!(
+        direct, 3,
+        "{file}: a function sending all three signals to CloudWatch"
+    );
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
@@ -643,6 +757,7 @@ fn terraform_handler_layer_and_environment_are_consistent() {
     let layers = labelled("resource", "aws_lambda_layer_version");
     let functions = labelled("resource", "aws_lambda_function");
     assert!(!functions.is_empty(), "{file}: no aws_lambda_function");
+    let mut direct = 0;
 
     for (name, function) in &functions {
         let what = format!("{file} aws_lambda_function.{name}");
@@ -744,11 +859,30 @@ fn terraform_handler_layer_and_environment_are_consistent() {
                 None => string_value(&expression)
                     .unwrap_or_else(|| panic!("{what}: {k} = {expression}: not a string or var.*")),
             };
+            // `${var.x}` and `${type.label.attribute}` inside the string.
+            let resolve = |name: &str| -> Option<String> {
+                if let Some(var) = name.strip_prefix("var.") {
+                    return variables.get(var).cloned().flatten();
+                }
+                let mut parts = name.splitn(3, '.');
+                let (ty, label, attribute) = (parts.next()?, parts.next()?, parts.next()?);
+                labelled("resource", ty)
+                    .get(label)?
+                    .attribute(attribute)
+                    .and_then(string_value)
+            };
+            let value = interpolate(file, &value, resolve, &mut errors);
             env.insert(k, value);
         }
-        check_environment(&what, &env, &mut errors);
+        if let Some(config) = check_environment(&what, &env, &mut errors) {
+            direct += check_direct_export(&what, &config, &text, &mut errors);
+        }
     }
     assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert_eq!(
+        direct, 3,
+        "{file}: a function sending all three signals to CloudWatch"
+    );
 }
 
 #[test]
@@ -806,4 +940,29 @@ fn the_checks_catch_what_they_are_for() {
         &mut errors,
     );
     assert_eq!(errors.len(), 2, "{errors:?}");
+
+    // Logs to CloudWatch Logs without the group header, and no IAM grant.
+    let mut errors = Vec::new();
+    let config = check_environment(
+        "t",
+        &env(&[
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "https://logs.eu-west-1.amazonaws.com/v1/logs",
+            ),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-aws-log-stream=s"),
+        ]),
+        &mut errors,
+    )
+    .expect("accepted");
+    assert_eq!(
+        check_direct_export("t", &config, "cloudwatch:PutMetricData", &mut errors),
+        1
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("logs:PutLogEvents") && errors[1].contains("x-aws-log-group"));
+    // An interpolation the check cannot resolve.
+    let mut errors = Vec::new();
+    interpolate("t", "https://${nope}/", |_| None, &mut errors);
+    assert_eq!(errors.len(), 1);
 }

@@ -662,6 +662,38 @@ async fn queued_faults_are_consumed_in_order() {
 }
 
 #[tokio::test]
+async fn a_required_header_refuses_requests_without_it() {
+    let c = FaultCollector::start().await;
+    c.push_faults(vec![Fault::Status {
+        code: 503,
+        retry_after: None,
+    }]);
+    // post_with sends `x-test: fault-collector`.
+    c.require_header("x-test", "another-key", 401);
+    let a = post_ok(&url(&c, "traces"), PB, traces(0, 1).encode_to_vec()).await;
+    assert_eq!(a.status, 401);
+    c.require_header("X-Test", "another-key", 403);
+    let a = post_ok(&url(&c, "traces"), PB, traces(1, 1).encode_to_vec()).await;
+    assert_eq!(a.status, 403);
+    // Refusals consume no queued fault and keep no data.
+    assert_eq!(c.queued_faults(), 1);
+    assert!(c.spans().is_empty());
+    c.require_header("x-test", "fault-collector", 401);
+    let statuses: Vec<u16> = [
+        post_ok(&url(&c, "traces"), PB, traces(2, 1).encode_to_vec())
+            .await
+            .status,
+        post_ok(&url(&c, "traces"), PB, traces(3, 1).encode_to_vec())
+            .await
+            .status,
+    ]
+    .into();
+    assert_eq!(statuses, [503, 200]);
+    let names: Vec<String> = c.spans().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["span-3"]);
+}
+
+#[tokio::test]
 async fn wait_until_reports_success_and_timeout() {
     let c = FaultCollector::start().await;
     let u = url(&c, "traces");

@@ -56,6 +56,8 @@ pub(super) struct Core {
     /// Notified each time the outbox may have stopped being backlogged: an
     /// entry taken to be sent, or a request ended.
     pub(super) relieved: tokio::sync::Notify,
+    /// Collector headers fetched from AWS secrets (one per distinct secret).
+    pub(super) secrets: Vec<std::sync::Arc<super::aws::secrets::SecretHeaders>>,
 }
 
 impl Core {
@@ -143,6 +145,8 @@ impl Core {
     /// Queues the bridge's own metrics when there is something to say
     /// ([`self_metrics`]).
     pub(super) fn queue_self_metrics(&self, final_flush: bool) {
+        self.self_metrics
+            .set_secret_failures(self.secrets.iter().map(|s| s.failures()).sum());
         let (drops, bytes) = {
             let o = self.outbox();
             (o.drops().clone(), o.bytes())

@@ -1,6 +1,7 @@
 //! Export: resolved settings ([`settings`]), the OTLP transport ([`otlp`],
-//! [`tls`]), the bounded [`outbox`], the [`flush`] policy and the bridge's
-//! own metrics ([`self_metrics`]).
+//! [`tls`], [`codec`]), AWS-native delivery ([`aws`]: SigV4 signing and
+//! collector headers from Secrets Manager or SSM), the bounded [`outbox`],
+//! the [`flush`] policy and the bridge's own metrics ([`self_metrics`]).
 //!
 //! Mapped data is encoded into `Export*ServiceRequest` protobuf bytes and
 //! queued in the outbox; a flush drains the outbox within a deadline the
@@ -15,6 +16,8 @@
 //! same outbox.
 
 pub mod answers;
+pub mod aws;
+pub mod codec;
 pub mod core;
 pub mod data_age;
 pub mod drain;
@@ -88,6 +91,11 @@ pub struct Exporter {
     limits: Limits,
     /// Trace and log requests above this many bytes are split.
     max_request_bytes: usize,
+    /// How trace requests are cut: `max_request_bytes`, and the limits of
+    /// the destination (X-Ray's OTLP endpoint).
+    trace_limits: aws::target::Limits,
+    /// The AWS credentials of signed exports and secret fetches, if any.
+    credentials: Option<Arc<aws::credentials::CredentialProvider>>,
 }
 
 /// Largest trace or log request queued as one entry: 1 MiB, or a quarter
@@ -116,24 +124,56 @@ fn drop_summary(drops: &[(String, u64)]) -> String {
 
 impl Exporter {
     /// Builds nothing expensive: connections and TLS are set up on first use.
+    /// AWS credentials and secrets are read on first use, or when
+    /// [`Exporter::start_secret_fetches`] is called.
     pub fn new(settings: &ExportSettings, outbox_bytes: usize) -> Self {
-        let transport = |s: &settings::SignalSettings| -> Arc<dyn Transport> {
-            Arc::new(SignalExporter::new(s.clone()))
+        let credentials = settings
+            .uses_aws()
+            .then(|| aws::credentials::CredentialProvider::new(settings.credentials.clone()));
+        // One fetch per distinct secret, shared by the signals naming it.
+        let mut secrets: Vec<Arc<aws::secrets::SecretHeaders>> = Vec::new();
+        let mut transport = |s: &settings::SignalSettings| -> Arc<dyn Transport> {
+            let secret = match (&s.headers_secret, &credentials) {
+                (Some(spec), Some(creds)) => {
+                    Some(match secrets.iter().find(|h| h.spec() == spec) {
+                        Some(h) => h.clone(),
+                        None => {
+                            let h = aws::secrets::SecretHeaders::new(spec.clone(), creds.clone());
+                            secrets.push(h.clone());
+                            h
+                        }
+                    })
+                }
+                _ => None,
+            };
+            Arc::new(SignalExporter::new(s.clone()).with_aws(credentials.clone(), secret))
         };
-        let mut e = Exporter::with_transports(
-            [
-                transport(&settings.traces),
-                transport(&settings.metrics),
-                transport(&settings.logs),
-            ],
-            outbox_bytes,
-        );
+        let transports = [
+            transport(&settings.traces),
+            transport(&settings.metrics),
+            transport(&settings.logs),
+        ];
+        let mut e = Exporter::build(transports, outbox_bytes, secrets);
         e.disabled = settings.disabled;
+        e.credentials = credentials;
+        e.trace_limits = aws::target::Limits::for_destination(
+            settings.traces.sigv4.as_ref().map(|t| t.service.as_str()),
+            e.max_request_bytes,
+        );
         e
     }
 
     /// An exporter over the given transports (traces, metrics, logs).
+    #[cfg(test)]
     pub fn with_transports(transports: [Arc<dyn Transport>; 3], outbox_bytes: usize) -> Self {
+        Exporter::build(transports, outbox_bytes, Vec::new())
+    }
+
+    fn build(
+        transports: [Arc<dyn Transport>; 3],
+        outbox_bytes: usize,
+        secrets: Vec<Arc<aws::secrets::SecretHeaders>>,
+    ) -> Self {
         Exporter {
             disabled: false,
             transports,
@@ -149,17 +189,32 @@ impl Exporter {
                 next_request: std::sync::atomic::AtomicU64::new(0),
                 settled: tokio::sync::Notify::new(),
                 relieved: tokio::sync::Notify::new(),
+                secrets,
             }),
             redactor: None,
             limits: Limits::default(),
             max_request_bytes: max_request_bytes(outbox_bytes),
+            trace_limits: aws::target::Limits::bytes(max_request_bytes(outbox_bytes)),
+            credentials: None,
+        }
+    }
+
+    /// Starts fetching the collector headers kept in AWS secrets, in the
+    /// background (while the function initialises: nothing waits for it
+    /// but the first export that needs them).
+    pub fn start_secret_fetches(&self) {
+        if self.disabled {
+            return;
+        }
+        for s in &self.core.secrets {
+            s.retry_if_failed();
         }
     }
 
     /// Encodes a trace request, split into parts of bounded size; each
     /// part with its span count.
     pub fn encode_traces(&self, req: ExportTraceServiceRequest) -> Vec<(Bytes, u64)> {
-        split::split_traces(req, self.max_request_bytes)
+        split::split_traces(req, self.trace_limits)
             .into_iter()
             .map(|p| (Bytes::from(p.encode_to_vec()), span_items(&p)))
             .collect()
@@ -263,6 +318,11 @@ impl Exporter {
     /// Trace and log requests above this many bytes are split into parts.
     pub fn request_part_bytes(&self) -> usize {
         self.max_request_bytes
+    }
+
+    /// How trace requests are cut for their destination.
+    pub fn trace_limits(&self) -> aws::target::Limits {
+        self.trace_limits
     }
 
     /// Whether trace and log requests are redacted before they are queued.
@@ -389,6 +449,9 @@ impl Exporter {
             return FlushReport::default();
         }
         let started = Instant::now();
+        // A fetch of collector headers that failed is tried again at each
+        // flush point (the data waits in the outbox meanwhile).
+        self.start_secret_fetches();
         // A flush that only sends the bridge's own metrics is not timed:
         // timing it would make the next report, and so on forever.
         let had_data = !self.outbox().is_empty();
@@ -481,6 +544,11 @@ impl Exporter {
     /// running may be restored from a SnapStart snapshot.
     pub async fn discard_for_snapshot(&self, deadline: Instant) {
         self.wait_outstanding(deadline).await;
+        // Credentials from the container endpoint are fetched again after
+        // the restore.
+        if let Some(c) = &self.credentials {
+            c.forget().await;
+        }
         let running: Vec<(Signal, u64, Option<tokio::task::AbortHandle>)> = {
             let mut o = self.core.outstanding();
             Signal::ALL

@@ -9,22 +9,24 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
-use http_body_util::{BodyExt, Full};
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::answers::{classify_grpc, parse_retry_after, partial_success};
-use super::settings::{Compression, Protocol, Signal, SignalSettings};
+use super::aws::client::{error_chain, read_capped};
+use super::aws::credentials::CredentialProvider;
+use super::aws::secrets::{merge, SecretHeaders};
+use super::aws::sigv4::{host_header, sign_request};
+use super::codec::gzip;
+pub use super::codec::{to_json, RawCodec};
+use super::settings::{Compression, Protocol, SignalSettings};
 use super::transport::{Outcome, SendFuture, Transport};
 
 /// Sends requests for one signal.
@@ -39,9 +41,21 @@ pub struct SignalExporter {
     prepare_ps_per_byte: AtomicU64,
     /// Header names that could not be sent (warned about once).
     bad_headers: std::sync::Once,
+    /// The process's AWS credentials, when requests are signed (SigV4).
+    credentials: Option<std::sync::Arc<CredentialProvider>>,
+    /// Headers kept in an AWS secret, merged over the configured ones.
+    secret: Option<std::sync::Arc<SecretHeaders>>,
 }
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The headers fetched from a secret that a request was sent with.
+type Secret = std::sync::Arc<Vec<(String, String)>>;
+
+/// Marks a 401/403 (gRPC UNAUTHENTICATED/PERMISSION_DENIED) answer until
+/// [`SignalExporter::export`] decides, knowing the headers used, whether it
+/// is final.
+const REFUSED: &str = "refused: ";
 
 /// `User-Agent` of every export request.
 pub const USER_AGENT: &str = concat!("lambda-otel-bridge/", env!("CARGO_PKG_VERSION"));
@@ -162,7 +176,73 @@ impl SignalExporter {
             grpc: std::sync::Mutex::new(None),
             prepare_ps_per_byte: AtomicU64::new(json + gzip),
             bad_headers: std::sync::Once::new(),
+            credentials: None,
+            secret: None,
         }
+    }
+
+    /// Signs with `credentials` (when the settings name a SigV4 target)
+    /// and merges the headers of `secret` over the configured ones.
+    pub fn with_aws(
+        mut self,
+        credentials: Option<std::sync::Arc<CredentialProvider>>,
+        secret: Option<std::sync::Arc<SecretHeaders>>,
+    ) -> Self {
+        self.credentials = credentials;
+        self.secret = secret;
+        self
+    }
+
+    /// The headers to send: the configured ones with the secret's merged
+    /// over them, and the secret's value used (to tell, on a refusal,
+    /// whether a newer one has come since). While the secret is not
+    /// available the request is not sent (it stays queued: a retryable
+    /// outcome).
+    async fn headers(
+        &self,
+        deadline: Instant,
+    ) -> Result<(Vec<(String, String)>, Option<Secret>), Outcome> {
+        let Some(secret) = &self.secret else {
+            return Ok((self.settings.headers.clone(), None));
+        };
+        match secret.headers(deadline).await {
+            Ok(h) => Ok((merge(&self.settings.headers, &h), Some(h))),
+            Err(reason) => Err(Outcome::Retryable {
+                reason,
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// The SigV4 headers for a request with `headers` and `body` (none
+    /// when the signal is not signed).
+    async fn signature(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, Outcome> {
+        let Some(target) = &self.settings.sigv4 else {
+            return Ok(Vec::new());
+        };
+        let credentials = match &self.credentials {
+            Some(c) => c.get().await,
+            None => Err("no AWS credentials".to_owned()),
+        };
+        // The container credentials endpoint may answer later.
+        let credentials = credentials.map_err(|reason| Outcome::Retryable {
+            reason: format!("SigV4: {reason}"),
+            retry_after: None,
+        })?;
+        sign_request(
+            &credentials,
+            target,
+            "POST",
+            &self.settings.endpoint,
+            headers,
+            body,
+            std::time::SystemTime::now(),
+        )
+        .map_err(|reason| Outcome::Permanent { reason })
     }
 
     /// Sends one protobuf-encoded request, giving up at `deadline` (plus
@@ -177,9 +257,22 @@ impl SignalExporter {
         }
         let timeout = budget.min(self.settings.timeout);
         let attempt = async {
-            match self.settings.protocol {
-                Protocol::Grpc => self.send_grpc(body, timeout).await,
-                Protocol::HttpProtobuf | Protocol::HttpJson => self.send_http(body).await,
+            let (headers, used) = match self.headers(deadline).await {
+                Ok(h) => h,
+                Err(outcome) => return outcome,
+            };
+            let outcome = match self.settings.protocol {
+                Protocol::Grpc => self.send_grpc(body, timeout, &headers).await,
+                Protocol::HttpProtobuf | Protocol::HttpJson => self.send_http(body, &headers).await,
+            };
+            match outcome {
+                Outcome::Permanent { reason } if reason.starts_with(REFUSED) => match used {
+                    Some(used) => self.refused(reason, &used),
+                    None => Outcome::Permanent {
+                        reason: reason[REFUSED.len()..].to_owned(),
+                    },
+                },
+                outcome => outcome,
             }
         };
         tokio::pin!(attempt);
@@ -228,7 +321,7 @@ impl SignalExporter {
         Ok((content_type, body))
     }
 
-    async fn send_http(&self, body: Bytes) -> Outcome {
+    async fn send_http(&self, body: Bytes, configured: &[(String, String)]) -> Outcome {
         let s = &self.settings;
         let client = match self.http.get_or_init(|| async { http_client(s) }).await {
             Ok(c) => c,
@@ -238,13 +331,30 @@ impl SignalExporter {
             Ok(p) => p,
             Err(e) => return Outcome::Permanent { reason: e },
         };
-        let mut req = hyper::Request::post(&s.endpoint)
-            .header("content-type", content_type)
-            .header("user-agent", USER_AGENT);
-        if s.compression == Compression::Gzip {
-            req = req.header("content-encoding", "gzip");
+        // Every header sent but the user agent, in the form it is signed:
+        // `host` is set here so that the signed value is the one sent.
+        let mut headers = Vec::with_capacity(configured.len() + 6);
+        if let Some(host) = s
+            .endpoint
+            .parse::<hyper::Uri>()
+            .ok()
+            .as_ref()
+            .and_then(host_header)
+        {
+            headers.push(("host".to_owned(), host));
         }
-        for (k, v) in &s.headers {
+        headers.push(("content-type".to_owned(), content_type.to_owned()));
+        if s.compression == Compression::Gzip {
+            headers.push(("content-encoding".to_owned(), "gzip".to_owned()));
+        }
+        headers.extend(configured.iter().cloned());
+        // Signed afresh for every attempt, over the bytes sent (after gzip).
+        match self.signature(&headers, &body).await {
+            Ok(signed) => headers.extend(signed),
+            Err(outcome) => return outcome,
+        }
+        let mut req = hyper::Request::post(&s.endpoint).header("user-agent", USER_AGENT);
+        for (k, v) in &headers {
             req = req.header(k.as_str(), v.as_str());
         }
         let req = match req.body(Full::new(body)) {
@@ -274,16 +384,39 @@ impl SignalExporter {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-        let body = read_capped(resp.into_body(), MAX_RESPONSE_BYTES).await;
+        let (body, _) = read_capped(resp.into_body(), MAX_RESPONSE_BYTES).await;
         match status {
             200..=299 => partial_success(s.signal, s.protocol, &body),
             429 | 502 | 503 | 504 => Outcome::Retryable {
                 reason: format!("HTTP {status}"),
                 retry_after,
             },
+            401 | 403 => Outcome::Permanent {
+                reason: format!("{REFUSED}HTTP {status}"),
+            },
             _ => Outcome::Permanent {
                 reason: format!("HTTP {status}"),
             },
+        }
+    }
+
+    /// The collector refused the credentials of a request sent with the
+    /// secret's value `used`: the secret is fetched again once (keys
+    /// rotate) and the request stays queued, waiting out a back-off when
+    /// that did not help.
+    fn refused(&self, reason: String, used: &Secret) -> Outcome {
+        let reason = reason[REFUSED.len()..].to_owned();
+        let Some(secret) = &self.secret else {
+            return Outcome::Permanent { reason };
+        };
+        let retry_after = secret.on_refused(used);
+        let reason = match retry_after {
+            None => format!("{reason}: retrying with the headers secret's latest value"),
+            Some(_) => format!("{reason} with the headers secret's latest value: backing off"),
+        };
+        Outcome::Retryable {
+            reason,
+            retry_after,
         }
     }
 
@@ -311,11 +444,11 @@ impl SignalExporter {
     /// The request metadata from the configured headers: `-bin` keys take
     /// base64 values (as gRPC carries them), others ASCII text. A header
     /// that cannot be sent is named in one warning.
-    fn metadata(&self) -> tonic::metadata::MetadataMap {
+    fn metadata(&self, headers: &[(String, String)]) -> tonic::metadata::MetadataMap {
         use tonic::metadata::{BinaryMetadataValue, MetadataKey, MetadataMap, MetadataValue};
         let mut map = MetadataMap::new();
         let mut bad = Vec::new();
-        for (k, v) in &self.settings.headers {
+        for (k, v) in headers {
             let ok = if k.to_ascii_lowercase().ends_with("-bin") {
                 match (
                     MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes()),
@@ -356,7 +489,12 @@ impl SignalExporter {
         map
     }
 
-    async fn send_grpc(&self, body: Bytes, timeout: Duration) -> Outcome {
+    async fn send_grpc(
+        &self,
+        body: Bytes,
+        timeout: Duration,
+        headers: &[(String, String)],
+    ) -> Outcome {
         let channel = match self.channel() {
             Ok(c) => c,
             Err(reason) => return Outcome::Permanent { reason },
@@ -377,10 +515,20 @@ impl SignalExporter {
         }
         let mut req = tonic::Request::new(body);
         req.set_timeout(timeout);
-        *req.metadata_mut() = self.metadata();
+        *req.metadata_mut() = self.metadata(headers);
         let path = hyper::http::uri::PathAndQuery::from_static(self.settings.signal.grpc_path());
         match grpc.unary(req, path, RawCodec).await {
             Ok(resp) => partial_success(self.settings.signal, Protocol::Grpc, resp.get_ref()),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                Outcome::Permanent {
+                    reason: format!("{REFUSED}gRPC {:?}: {}", status.code(), status.message()),
+                }
+            }
             Err(status) => match classify_grpc(&status) {
                 Outcome::Retryable {
                     reason,
@@ -399,22 +547,6 @@ impl SignalExporter {
     }
 }
 
-/// Reads at most `max` bytes of a response body; the rest is not read.
-async fn read_capped(mut body: hyper::body::Incoming, max: usize) -> Bytes {
-    let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
-        if let Ok(data) = frame.into_data() {
-            let room = max.saturating_sub(out.len());
-            out.extend_from_slice(&data[..data.len().min(room)]);
-            if out.len() >= max {
-                break;
-            }
-        }
-    }
-    out.freeze()
-}
-
 /// Standard base64 (padding optional), for `-bin` header values.
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
     use base64::Engine;
@@ -423,35 +555,6 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
         .decode(s)
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(s))
         .ok()
-}
-
-/// Re-encodes a protobuf request as OTLP/JSON.
-pub fn to_json(signal: Signal, body: &[u8]) -> Result<Vec<u8>, String> {
-    let r = match signal {
-        Signal::Traces => ExportTraceServiceRequest::decode(body)
-            .map_err(|e| e.to_string())
-            .and_then(|m| serde_json::to_vec(&m).map_err(|e| e.to_string())),
-        Signal::Metrics => ExportMetricsServiceRequest::decode(body)
-            .map_err(|e| e.to_string())
-            .and_then(|m| serde_json::to_vec(&m).map_err(|e| e.to_string())),
-        Signal::Logs => ExportLogsServiceRequest::decode(body)
-            .map_err(|e| e.to_string())
-            .and_then(|m| serde_json::to_vec(&m).map_err(|e| e.to_string())),
-    };
-    r.map_err(|e| format!("cannot encode as OTLP/JSON: {e}"))
-}
-
-fn gzip(body: &[u8]) -> Result<Bytes, String> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(body)
-        .map_err(|e| format!("gzip failed: {e}"))?;
-    enc.finish()
-        .map(Bytes::from)
-        .map_err(|e| format!("gzip failed: {e}"))
 }
 
 /// `host:port` of an endpoint URL, for error messages (no user info, path
@@ -467,64 +570,13 @@ pub fn host_of(endpoint: &str) -> String {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
-/// A gRPC codec that passes already-encoded protobuf bytes through.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Bytes,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Self::Error> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Bytes>, Self::Error> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use crate::export::settings;
+    use crate::export::settings::{self, Signal};
+    use prost::Message;
 
     #[test]
     fn grpc_classification_follows_the_spec() {
@@ -705,7 +757,8 @@ mod tests {
             ("Bad Name".into(), "v".into()),
             ("x-broken-bin".into(), "%%%".into()),
         ];
-        let m = SignalExporter::new(settings).metadata();
+        let headers = settings.headers.clone();
+        let m = SignalExporter::new(settings).metadata(&headers);
         assert_eq!(
             m.get_bin("x-trace-ctx-bin").map(|v| v.to_bytes().unwrap()),
             Some(Bytes::from_static(&[1, 2, 3]))

@@ -27,6 +27,7 @@
 //! | `lambda_otel_bridge.flush.duration` | histogram | `s` | `kind` (`billed`, `background`, `final`) |
 //! | `lambda_otel_bridge.post_runtime.duration` | histogram | `s` | |
 //! | `lambda_otel_bridge.outbox.bytes` | gauge | `By` | |
+//! | `lambda_otel_bridge.secret.fetch_failures` | counter (observes the secrets' totals) | `{fetch}` | |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -86,6 +87,8 @@ struct Said {
     receiver: [u64; ANOMALIES.len()],
     /// Log records below `LAMBDA_OTEL_BRIDGE_LOGS_MIN_SEVERITY`.
     filtered_logs: u64,
+    /// Failed fetches of collector headers from AWS secrets.
+    secret_failures: u64,
     /// Export failures counted so far.
     failures: u64,
     /// Values recorded on the histograms so far.
@@ -95,12 +98,16 @@ struct Said {
 impl Said {
     /// Whether a counter is non-zero.
     fn anomalies(&self) -> bool {
-        !self.drops.is_empty() || self.failures > 0 || self.receiver.iter().any(|n| *n > 0)
+        !self.drops.is_empty()
+            || self.failures > 0
+            || self.secret_failures > 0
+            || self.receiver.iter().any(|n| *n > 0)
     }
 
     fn counters_differ(&self, other: &Said) -> bool {
         self.drops != other.drops
             || self.failures != other.failures
+            || self.secret_failures != other.secret_failures
             || self.receiver != other.receiver
     }
 }
@@ -161,6 +168,8 @@ pub struct SelfMetrics {
     counters: Arc<Counters>,
     /// The mapper's total of log records below the minimum severity.
     filtered_logs: Arc<AtomicU64>,
+    /// Failed fetches of collector headers from AWS secrets.
+    secret_failures: Arc<AtomicU64>,
     failures_counted: AtomicU64,
     recorded: AtomicU64,
     reporting: Mutex<Reporting>,
@@ -196,6 +205,7 @@ impl SelfMetrics {
         );
         let drops = SharedDrops::default();
         let filtered_logs = Arc::new(AtomicU64::new(0));
+        let secret_failures = Arc::new(AtomicU64::new(0));
         let d = drops.clone();
         meter
             .u64_observable_counter("lambda_otel_bridge.dropped")
@@ -270,6 +280,20 @@ impl SelfMetrics {
                 }
             })
             .build();
+        let s = secret_failures.clone();
+        meter
+            .u64_observable_counter("lambda_otel_bridge.secret.fetch_failures")
+            .with_unit("{fetch}")
+            .with_description(
+                "Failed fetches of collector headers from Secrets Manager or SSM (the data waits in the outbox).",
+            )
+            .with_callback(move |o| {
+                let n = s.load(Ordering::Relaxed);
+                if n > 0 {
+                    o.observe(n, &[]);
+                }
+            })
+            .build();
         let seconds = |name: &'static str, description: &'static str, bounds: &[f64]| {
             meter
                 .f64_histogram(name)
@@ -309,6 +333,7 @@ impl SelfMetrics {
             drops,
             counters,
             filtered_logs,
+            secret_failures,
             failures_counted: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             reporting: Mutex::new(Reporting {
@@ -350,6 +375,11 @@ impl SelfMetrics {
         self.counters.clone()
     }
 
+    /// Failed fetches of collector headers from AWS secrets, in total.
+    pub fn set_secret_failures(&self, n: u64) {
+        self.secret_failures.store(n, Ordering::Relaxed);
+    }
+
     /// Log records the mapper dropped for their severity, in total.
     pub fn set_filtered_logs(&self, n: u64) {
         self.filtered_logs.store(n, Ordering::Relaxed);
@@ -375,6 +405,7 @@ impl SelfMetrics {
             drops: drops.clone(),
             receiver: ANOMALIES.map(|c| self.counters.get(c)),
             filtered_logs: self.filtered_logs.load(Ordering::Relaxed),
+            secret_failures: self.secret_failures.load(Ordering::Relaxed),
             failures: self.failures_counted.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
         };

@@ -16,14 +16,16 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::aws::config::{default_region, CredentialSource, SecretSpec};
+use super::aws::target::{self, SigningTarget};
 use crate::mapping::metrics::Temporality;
-use crate::options::read::{choice_for, flag, flag_for, int, text_for, Given};
+use crate::options::read::{choice_for, flag, flag_for, header_list, int, text_for, Given};
 use crate::options::table::{
     CERTIFICATE, CLIENT_CERTIFICATE, CLIENT_KEY, COMPRESSION, CONNECTION_MAX_IDLE_MS,
-    DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, ENDPOINT, HEADERS, INSECURE,
-    INSECURE_SKIP_VERIFY, PROTOCOL, SDK_DISABLED, TIMEOUT,
+    DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, ENDPOINT, HEADERS, HEADERS_SECRET, INSECURE,
+    INSECURE_SKIP_VERIFY, PROTOCOL, SDK_DISABLED, SIGV4, TIMEOUT,
 };
-use crate::options::{percent_decode, ConfigError, Env};
+use crate::options::{ConfigError, Env};
 
 /// The three OTLP signals, ordered for stable maps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -124,6 +126,11 @@ pub struct SignalSettings {
     /// collectors, which then drop it without a word
     /// (`LAMBDA_OTEL_BRIDGE_CONNECTION_MAX_IDLE_MS`).
     pub max_idle: Duration,
+    /// Requests are signed with SigV4 for this signing name and region
+    /// (`LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_[SIGNAL_]SIGV4`).
+    pub sigv4: Option<SigningTarget>,
+    /// Headers fetched from an AWS secret, merged over `headers`.
+    pub headers_secret: Option<SecretSpec>,
 }
 
 impl fmt::Debug for SignalSettings {
@@ -137,6 +144,8 @@ impl fmt::Debug for SignalSettings {
             .field("compression", &self.compression)
             .field("timeout", &self.timeout)
             .field("tls", &self.tls)
+            .field("sigv4", &self.sigv4)
+            .field("headers_secret", &self.headers_secret)
             .finish()
     }
 }
@@ -150,6 +159,8 @@ pub struct ExportSettings {
     pub metrics: SignalSettings,
     pub logs: SignalSettings,
     pub temporality: Temporality,
+    /// Where AWS credentials come from (for SigV4 and the secrets).
+    pub credentials: CredentialSource,
 }
 
 impl ExportSettings {
@@ -162,6 +173,15 @@ impl ExportSettings {
             metrics: SignalSettings::from_env(env, Signal::Metrics)?,
             logs: SignalSettings::from_env(env, Signal::Logs)?,
             temporality,
+            credentials: CredentialSource::from_env(env),
+        })
+    }
+
+    /// Whether any signal signs with SigV4 or reads an AWS secret.
+    pub fn uses_aws(&self) -> bool {
+        Signal::ALL.iter().any(|s| {
+            let s = self.signal(*s);
+            s.sigv4.is_some() || s.headers_secret.is_some()
         })
     }
 
@@ -213,7 +233,7 @@ impl SignalSettings {
         };
         let headers = match text_for(env, &HEADERS, at) {
             None => Vec::new(),
-            Some(g) => parse_headers(&g.var, &g.value)?,
+            Some(g) => header_list(&g.var, &g.value)?,
         };
         let compression = choice_for(env, &COMPRESSION, at, |v| match v {
             "gzip" => Some(Compression::Gzip),
@@ -231,6 +251,14 @@ impl SignalSettings {
             (false, _) => None,
         };
         let max_idle = Duration::from_millis(u64::from(int(env, &CONNECTION_MAX_IDLE_MS)?));
+        let sigv4 = signing_target(env, &endpoint, protocol, at)?;
+        let headers_secret = match text_for(env, &HEADERS_SECRET, at) {
+            None => None,
+            Some(g) => Some(
+                SecretSpec::parse(&g.value, env)
+                    .map_err(|reason| ConfigError::new(&g.var, &g.value, reason))?,
+            ),
+        };
         Ok(SignalSettings {
             signal,
             protocol,
@@ -246,8 +274,48 @@ impl SignalSettings {
                 skip_verify,
             },
             max_idle,
+            sigv4,
+            headers_secret,
         })
     }
+}
+
+/// The SigV4 setting resolved for an endpoint; gRPC to a signed endpoint
+/// is an error (CloudWatch's OTLP endpoints take OTLP/HTTP only, and the
+/// bridge signs HTTP requests only).
+fn signing_target(
+    env: &dyn Env,
+    endpoint: &str,
+    protocol: Protocol,
+    at: Option<&str>,
+) -> Result<Option<SigningTarget>, ConfigError> {
+    let given = text_for(env, &SIGV4, at);
+    let (var, value) = match &given {
+        Some(g) => (g.var.as_str(), g.value.as_str()),
+        None => (SIGV4.name, SIGV4.default_value().unwrap_or("auto")),
+    };
+    let host = endpoint
+        .parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+        .unwrap_or_default();
+    let target = target::resolve(value, &host, default_region(env).as_deref())
+        .map_err(|e| ConfigError::new(var, value, e.0))?;
+    if protocol == Protocol::Grpc {
+        if let Some(t) = &target {
+            return Err(ConfigError::new(
+                var,
+                value,
+                format!(
+                    "requests to {host} would be signed with SigV4 for `{}`, which the bridge \
+                     does for OTLP/HTTP only (CloudWatch's OTLP endpoints take no gRPC): set \
+                     OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf, or {var}=off",
+                    t.service
+                ),
+            ));
+        }
+    }
+    Ok(target)
 }
 
 /// The declared default endpoint for a protocol and signal.
@@ -327,40 +395,6 @@ fn check_url(var: &str, url: &str) -> Result<(), ConfigError> {
         Ok(u) if u.host().is_some_and(|h| !h.is_empty()) => Ok(()),
         _ => Err(ConfigError::new(var, url, "not a valid URL")),
     }
-}
-
-/// Parses `k1=v1,k2=v2` with percent-decoding. The error names the variable
-/// but never repeats the value (it may hold a credential).
-fn parse_headers(var: &str, v: &str) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut out = Vec::new();
-    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((k, val)) = pair.split_once('=') else {
-            return Err(ConfigError::new(
-                var,
-                "<redacted>",
-                "expected key=value pairs separated by commas",
-            ));
-        };
-        let key = percent_decode(k.trim()).map(|k| k.to_ascii_lowercase());
-        let value = percent_decode(val.trim());
-        match (key, value) {
-            (Some(key), Some(value))
-                if !key.is_empty()
-                    && hyper::header::HeaderName::from_bytes(key.as_bytes()).is_ok()
-                    && hyper::header::HeaderValue::from_str(&value).is_ok() =>
-            {
-                out.push((key, value))
-            }
-            _ => {
-                return Err(ConfigError::new(
-                    var,
-                    "<redacted>",
-                    "a header name or value is not valid (check percent-encoding)",
-                ))
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -474,6 +508,63 @@ mod tests {
             let e = ExportSettings::from_env(&env_of(&[(k, v)])).unwrap_err();
             assert_eq!(e.var, k);
         }
+    }
+
+    #[test]
+    fn sigv4_per_signal_and_grpc_is_an_error() {
+        let s = ExportSettings::from_env(&env_of(&[
+            ("AWS_REGION", "eu-west-1"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://xray.us-east-1.amazonaws.com/v1/traces",
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_LOGS_SIGV4", "logs"),
+        ]))
+        .unwrap();
+        let t = s.traces.sigv4.as_ref().unwrap();
+        assert_eq!(
+            (t.service.as_str(), t.region.as_str()),
+            ("xray", "us-east-1")
+        );
+        let l = s.logs.sigv4.as_ref().unwrap();
+        assert_eq!(
+            (l.service.as_str(), l.region.as_str()),
+            ("logs", "eu-west-1")
+        );
+        assert_eq!(s.metrics.sigv4, None);
+        assert!(s.uses_aws());
+        let e = ExportSettings::from_env(&env_of(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://xray.us-east-1.amazonaws.com",
+            ),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.var, "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_SIGV4");
+        assert!(e.reason.contains("http/protobuf"), "{e}");
+        let e = ExportSettings::from_env(&env_of(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            (
+                "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_METRICS_SIGV4",
+                "monitoring",
+            ),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.var, "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_METRICS_SIGV4");
+        // Off: gRPC to the same host is the user's business.
+        let s = ExportSettings::from_env(&env_of(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://xray.us-east-1.amazonaws.com",
+            ),
+            ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_SIGV4", "off"),
+        ]))
+        .unwrap();
+        assert!(!s.uses_aws());
     }
 
     #[test]

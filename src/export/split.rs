@@ -15,6 +15,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
+use super::aws::target::Limits;
+
 /// Bytes a length-delimited field of `len` bytes takes (tag + length + data).
 fn field_len(len: usize) -> usize {
     1 + prost::encoding::encoded_len_varint(len as u64) + len
@@ -40,6 +42,7 @@ trait Grouped: Message + Default + Sized {
         items: Vec<Self::Item>,
     );
     fn is_empty(&self) -> bool;
+    fn item_count(&self) -> usize;
 }
 
 impl Grouped for ExportLogsServiceRequest {
@@ -77,6 +80,9 @@ impl Grouped for ExportLogsServiceRequest {
     }
     fn is_empty(&self) -> bool {
         self.resource_logs.is_empty()
+    }
+    fn item_count(&self) -> usize {
+        super::items::log_items(self) as usize
     }
 }
 
@@ -116,15 +122,21 @@ impl Grouped for ExportTraceServiceRequest {
     fn is_empty(&self) -> bool {
         self.resource_spans.is_empty()
     }
+    fn item_count(&self) -> usize {
+        super::items::span_items(self) as usize
+    }
 }
 
-fn split<R: Grouped>(req: R, max_bytes: usize) -> Vec<R> {
-    if req.encoded_len() <= max_bytes {
+fn split<R: Grouped>(req: R, limits: Limits) -> Vec<R> {
+    let len = req.encoded_len();
+    let small = len <= limits.max_bytes && len <= limits.max_item_bytes;
+    if small && (limits.max_items == usize::MAX || req.item_count() <= limits.max_items) {
         return vec![req];
     }
     let mut parts = Vec::new();
     let mut current = R::default();
     let mut size = 0;
+    let mut count = 0;
     for group in req.into_groups() {
         let resource_overhead = field_len(group.resource.as_ref().map_or(0, |r| r.encoded_len()));
         for (scope, scope_schema, all) in group.scopes {
@@ -135,7 +147,12 @@ fn split<R: Grouped>(req: R, max_bytes: usize) -> Vec<R> {
             let mut items = Vec::new();
             for item in all {
                 let len = field_len(item.encoded_len());
-                if size + len + overhead > max_bytes && (size > 0 || !items.is_empty()) {
+                // An item over the per-item limit goes alone: the part
+                // before it is closed, and so is its own after it.
+                let alone = len > limits.max_item_bytes;
+                let full =
+                    size + len + overhead > limits.max_bytes || count >= limits.max_items || alone;
+                if full && (size > 0 || !items.is_empty()) {
                     if !items.is_empty() {
                         current.push(
                             &group.resource,
@@ -146,9 +163,22 @@ fn split<R: Grouped>(req: R, max_bytes: usize) -> Vec<R> {
                     }
                     parts.push(std::mem::take(&mut current));
                     size = 0;
+                    count = 0;
                 }
                 size += len;
+                count += 1;
                 items.push(item);
+                if alone {
+                    current.push(
+                        &group.resource,
+                        &group.schema_url,
+                        &scope,
+                        std::mem::take(&mut items),
+                    );
+                    parts.push(std::mem::take(&mut current));
+                    size = 0;
+                    count = 0;
+                }
             }
             if !items.is_empty() {
                 size += overhead;
@@ -168,15 +198,17 @@ pub fn split_logs(
     req: ExportLogsServiceRequest,
     max_bytes: usize,
 ) -> Vec<ExportLogsServiceRequest> {
-    split(req, max_bytes)
+    split(req, Limits::bytes(max_bytes))
 }
 
-/// Splits a trace request the same way.
+/// Splits a trace request the same way, within `limits` (the
+/// destination's: X-Ray's OTLP endpoint also limits spans per request and
+/// the size of one span).
 pub fn split_traces(
     req: ExportTraceServiceRequest,
-    max_bytes: usize,
+    limits: Limits,
 ) -> Vec<ExportTraceServiceRequest> {
-    split(req, max_bytes)
+    split(req, limits)
 }
 
 #[cfg(test)]
@@ -277,7 +309,7 @@ mod tests {
                 schema_url: String::new(),
             }],
         };
-        let parts = split_traces(req, 8192);
+        let parts = split_traces(req, Limits::bytes(8192));
         assert!(parts.len() > 10);
         assert!(parts.iter().all(|p| p.encoded_len() <= 8192));
         let joined: Vec<Span> = parts
@@ -287,5 +319,55 @@ mod tests {
             .flat_map(|ss| ss.spans.into_iter())
             .collect();
         assert_eq!(joined, spans);
+    }
+
+    fn spans_of(sizes: &[usize]) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource::default()),
+                scope_spans: vec![ScopeSpans {
+                    scope: None,
+                    spans: sizes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| Span {
+                            name: format!("{i} {}", "z".repeat(*n)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+
+    fn names(parts: &[ExportTraceServiceRequest]) -> Vec<Vec<String>> {
+        parts
+            .iter()
+            .map(|p| {
+                p.resource_spans
+                    .iter()
+                    .flat_map(|rs| &rs.scope_spans)
+                    .flat_map(|ss| &ss.spans)
+                    .map(|s| s.name.split(' ').next().unwrap().to_owned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn xray_limits_cap_spans_per_request_and_isolate_large_spans() {
+        let xray = Limits::for_destination(Some("xray"), 1 << 20);
+        // 25,000 tiny spans: well under a MiB, over 10,000 spans.
+        let parts = split_traces(spans_of(&[1; 25_000]), xray);
+        let counts: Vec<usize> = names(&parts).iter().map(Vec::len).collect();
+        assert_eq!(counts, [10_000, 10_000, 5_000]);
+        // A span over 200 KB goes alone; its neighbours stay together.
+        let parts = split_traces(spans_of(&[10, 10, 250_000, 10, 10]), xray);
+        assert_eq!(names(&parts), [vec!["0", "1"], vec!["2"], vec!["3", "4"]]);
+        // Elsewhere the same request is one part.
+        let one = split_traces(spans_of(&[10, 10, 250_000, 10, 10]), Limits::bytes(1 << 20));
+        assert_eq!(one.len(), 1);
     }
 }

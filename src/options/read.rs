@@ -183,6 +183,40 @@ pub fn one_of(words: &[&str]) -> String {
     }
 }
 
+/// Parses `k1=v1,k2=v2` with percent-decoding. The error names the variable
+/// but never repeats the value (it may hold a credential).
+pub fn header_list(var: &str, v: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, val)) = pair.split_once('=') else {
+            return Err(ConfigError::new(
+                var,
+                "<redacted>",
+                "expected key=value pairs separated by commas",
+            ));
+        };
+        let key = super::percent_decode(k.trim()).map(|k| k.to_ascii_lowercase());
+        let value = super::percent_decode(val.trim());
+        match (key, value) {
+            (Some(key), Some(value))
+                if !key.is_empty()
+                    && hyper::header::HeaderName::from_bytes(key.as_bytes()).is_ok()
+                    && hyper::header::HeaderValue::from_str(&value).is_ok() =>
+            {
+                out.push((key, value))
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    var,
+                    "<redacted>",
+                    "a header name or value is not valid (check percent-encoding)",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::env_of;

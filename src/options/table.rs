@@ -446,6 +446,28 @@ pub const INSECURE_SKIP_VERIFY: Flag = Flag {
     only_true: false,
     doc: "do not verify the collector's certificate (warned about)",
 };
+pub const SIGV4: Text = Text {
+    name: "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_SIGV4",
+    forms: Forms::Exporter {
+        option: "SIGV4",
+        bridge_only: true,
+    },
+    default: TextDefault::Value("auto"),
+    format: "`auto`, `off` or `SERVICE[:REGION]`",
+    range: None,
+    doc: "sign with AWS SigV4 (`auto`: when the host is `<service>.<region>.amazonaws.com`)",
+};
+pub const HEADERS_SECRET: Text = Text {
+    name: "LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_HEADERS_SECRET",
+    forms: Forms::Exporter {
+        option: "HEADERS_SECRET",
+        bridge_only: true,
+    },
+    default: TextDefault::Unset,
+    format: "Secrets Manager name or ARN, `ssm:<name>` or SSM ARN",
+    range: None,
+    doc: "headers from an AWS secret, merged over `_HEADERS` (values never logged)",
+};
 pub const TEMPORALITY_PREFERENCE: Choice = Choice {
     name: "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
     forms: exporter("TEMPORALITY_PREFERENCE"),
@@ -524,6 +546,8 @@ pub static ALL: &[Entry] = &[
     Entry::Text(&CLIENT_CERTIFICATE),
     Entry::Text(&CLIENT_KEY),
     Entry::Flag(&INSECURE_SKIP_VERIFY),
+    Entry::Text(&SIGV4),
+    Entry::Text(&HEADERS_SECRET),
     Entry::Choice(&TEMPORALITY_PREFERENCE),
     Entry::Text(&SERVICE_NAME),
     Entry::Text(&RESOURCE_ATTRIBUTES),

@@ -68,7 +68,7 @@ use tokio::sync::watch;
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 
 use crate::counters::Count;
-use crate::export::otlp::RawCodec;
+use crate::export::codec::RawCodec;
 use crate::export::outbox::DropReason;
 use crate::export::settings::Signal;
 use crate::export::{log_items, metric_items, span_items, Exporter};
@@ -362,7 +362,8 @@ impl Forwarder {
     /// which loses them.
     fn forward_protobuf<R: ExportRequest>(&self, body: Bytes) -> Result<Accepted, String> {
         let req = R::decode(&body[..]).map_err(|e| e.to_string())?;
-        if R::REDACTED_AND_SPLIT && self.exporter.redacts() {
+        if R::REDACTED_AND_SPLIT && (self.exporter.redacts() || self.over_limits(&req, body.len()))
+        {
             return Ok(self.forward(req));
         }
         match self.raw_parts(&req, body) {
@@ -373,6 +374,15 @@ impl Forwarder {
                 Ok(self.forward(req))
             }
         }
+    }
+
+    /// Whether a trace request may break the destination's limits beyond
+    /// size (X-Ray: spans per request, bytes per span): then it is cut by
+    /// the decoded path, which follows them.
+    fn over_limits<R: ExportRequest>(&self, req: &R, len: usize) -> bool {
+        let limits = self.exporter.trace_limits();
+        R::SIGNAL == Signal::Traces
+            && (req.items() > limits.max_items as u64 || len > limits.max_item_bytes)
     }
 
     /// The received bytes, enriched and split at the wire level.

@@ -447,6 +447,8 @@ pub fn data_points(m: &Metric) -> usize {
 
 struct State {
     default: Fault,
+    /// A header every request must carry with this value, else the status.
+    required: Option<(String, String, u16)>,
     queue: VecDeque<Fault>,
     requests: Vec<Received>,
     accepted: Vec<Payload>,
@@ -529,6 +531,7 @@ impl FaultCollector {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 default: Fault::Ok,
+                required: None,
                 queue: VecDeque::new(),
                 requests: Vec::new(),
                 accepted: Vec::new(),
@@ -584,6 +587,14 @@ impl FaultCollector {
     /// Appends answers consumed one per request (before falling back to [`Self::set_fault`]'s).
     pub fn push_faults(&self, fs: Vec<Fault>) {
         self.shared.lock().queue.extend(fs);
+    }
+
+    /// From now on a request without header `name: value` is answered
+    /// `status` (401 or 403; gRPC UNAUTHENTICATED or PERMISSION_DENIED) and
+    /// its data not kept, as a collector that checks an API key does (before
+    /// any queued fault is consumed).
+    pub fn require_header(&self, name: &str, value: &str, status: u16) {
+        self.shared.lock().required = Some((name.to_ascii_lowercase(), value.to_owned(), status));
     }
 
     /// Queued faults not yet consumed.
@@ -1059,7 +1070,18 @@ async fn answer(
     json: bool,
     raw: Result<Vec<u8>, String>,
 ) -> Result<Answer, String> {
-    let fault = match ctx.shared.next_fault() {
+    let required = ctx.shared.lock().required.clone();
+    let refused = required.and_then(|(name, value, status)| {
+        (rec.header(&name) != Some(value.as_str())).then_some(status)
+    });
+    let next = match refused {
+        Some(code) => Fault::Status {
+            code,
+            retry_after: None,
+        },
+        None => ctx.shared.next_fault(),
+    };
+    let fault = match next {
         Fault::Slow(by) => {
             tokio::time::sleep(by).await;
             Fault::Ok

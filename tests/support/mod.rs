@@ -5,6 +5,8 @@
 //! * `fault_collector`: a scriptable OTLP collector (HTTP and gRPC) that answers as told.
 //! * `rotel`: a real collector nobody here wrote; `silent_proxy`: connections that go silent;
 //!   `tls`: a throw-away CA and a TLS-terminating proxy.
+//! * `aws`: a SigV4-checking OTLP endpoint (botocore), moto's Secrets Manager / SSM / STS, and a
+//!   late TCP forwarder, for tests/aws.rs.
 //! * `common`: small helpers of the tests (environments, starts, log lines, the shutdown
 //!   summary); `otlp`: reading ids and attributes in assertions.
 //! * `prereq`: what happens when rotel, the Python SDK or `unshare -m` is missing.
@@ -13,6 +15,7 @@
 //! `emulator`, `fault_collector` and `otlp` use no other support module: benches, examples and
 //! tests that need only them include them by path.
 
+pub mod aws;
 pub mod common;
 pub mod emulator;
 pub mod fault_collector;
