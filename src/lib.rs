@@ -89,6 +89,7 @@ pub use mapping::xray::{
 pub use mapping::{Mapper, MapperConfig, Output};
 
 // Export: settings, splitting, item counts, OTLP/JSON, the raw gRPC codec.
+pub use export::aws::target::Limits as SplitLimits;
 pub use export::count_items;
 pub use export::otlp::{to_json, RawCodec};
 pub use export::settings::{ExportSettings, Protocol, Signal};

@@ -15,9 +15,9 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 use lambda_otel_bridge::count_items;
-use lambda_otel_bridge::Signal;
-use lambda_otel_bridge::{split_logs, split_traces};
 use lambda_otel_bridge::Redactor;
+use lambda_otel_bridge::Signal;
+use lambda_otel_bridge::{split_logs, split_traces, SplitLimits};
 use lambda_otel_bridge_fuzz::export_json;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -72,7 +72,7 @@ fn redact_and_split<R: Message + Default + serde::de::DeserializeOwned>(
     body: &[u8],
     max: usize,
     redact: fn(&Redactor, &mut R),
-    split: fn(R, usize) -> Vec<R>,
+    split: impl Fn(R, usize) -> Vec<R>,
 ) {
     let Some(mut req) = decode::<R>(json, body) else {
         return;
@@ -105,7 +105,17 @@ fuzz_target!(|data: &[u8]| {
             body,
             max,
             Redactor::redact_traces,
-            split_traces,
+            // As X-Ray's limits do: a span count per request too.
+            |req, max| {
+                split_traces(
+                    req,
+                    SplitLimits {
+                        max_bytes: max,
+                        max_items: 1 + usize::from(*size % 16),
+                        max_item_bytes: max,
+                    },
+                )
+            },
         ),
         _ => {
             // Metrics are forwarded whole (enriched, not split or redacted).

@@ -15,9 +15,9 @@ use std::collections::{HashMap, HashSet};
 use libfuzzer_sys::fuzz_target;
 
 use lambda_otel_bridge::Config;
-use lambda_otel_bridge::{ExportSettings, Signal};
 use lambda_otel_bridge::{build_resource as build, parse_resource_attributes, ResourceInfo};
 use lambda_otel_bridge::{percent_decode, settings_table as table, ConfigError, Env};
+use lambda_otel_bridge::{ExportSettings, Signal};
 
 /// The variables the bridge read when this target was written; every other
 /// variable declared in src/options/table.rs is appended by [`names()`]

@@ -13,10 +13,10 @@
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
 
-use lambda_otel_bridge::{parse_batch, EventKind, TelemetryEvent};
-use lambda_otel_bridge::{InvokeInfo, SpanIdMode};
 use lambda_otel_bridge::Temporality;
 use lambda_otel_bridge::{build_resource as build, ResourceInfo};
+use lambda_otel_bridge::{parse_batch, EventKind, TelemetryEvent};
+use lambda_otel_bridge::{InvokeInfo, SpanIdMode};
 use lambda_otel_bridge::{Mapper, MapperConfig};
 use lambda_otel_bridge_fuzz::check_output;
 

@@ -6,10 +6,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use lambda_otel_bridge::{Invocation, InvokeInfo};
 use lambda_otel_bridge::{
     derived_span_id, derived_trace_id, parse_header, parse_root, parse_span_id, to_hex, XrayContext,
 };
+use lambda_otel_bridge::{Invocation, InvokeInfo};
 
 fn root_string(t: &[u8; 16]) -> String {
     let hex = to_hex(t);

@@ -6,8 +6,8 @@
 
 use lambda_otel_bridge::count_items;
 use lambda_otel_bridge::to_json;
-use lambda_otel_bridge::Signal;
 use lambda_otel_bridge::Output;
+use lambda_otel_bridge::Signal;
 use prost::Message;
 
 fn nonzero(b: &[u8]) -> bool {
