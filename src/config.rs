@@ -94,6 +94,7 @@ impl Config {
                     .to_owned(),
             );
         }
+        warnings.extend(crate::mapping::sampling::foreign_sampler_warning(env));
         let waits = Waits::from_env(env)?;
         Ok(Config {
             lambda,

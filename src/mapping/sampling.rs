@@ -144,6 +144,33 @@ impl Default for Sampling {
     }
 }
 
+/// Samplers the OpenTelemetry specification names for `OTEL_TRACES_SAMPLER`
+/// that the bridge does not implement (they need a remote sampling service
+/// or X-Ray's rules). The variable is shared with the function's SDK, which
+/// may be configured with one: the bridge then samples with the default
+/// (`always_on`, plus the keep rules) and says so, instead of failing the
+/// function's init.
+const FOREIGN_SAMPLERS: [&str; 3] = ["jaeger_remote", "parentbased_jaeger_remote", "xray"];
+
+/// The value of `OTEL_TRACES_SAMPLER` when it is one of [`FOREIGN_SAMPLERS`].
+fn foreign_sampler(env: &dyn Env) -> Option<String> {
+    env.get(TRACES_SAMPLER.name)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| FOREIGN_SAMPLERS.contains(&v.as_str()))
+}
+
+/// The start-up warning when `OTEL_TRACES_SAMPLER` names a sampler for the
+/// function's SDK that the bridge does not implement.
+pub fn foreign_sampler_warning(env: &dyn Env) -> Option<String> {
+    foreign_sampler(env).map(|v| {
+        format!(
+            "OTEL_TRACES_SAMPLER={v} is not a sampler the bridge implements (the function's SDK \
+             may use it): the bridge samples its own spans with always_on and \
+             LAMBDA_OTEL_BRIDGE_SAMPLER_KEEP"
+        )
+    })
+}
+
 impl Sampling {
     pub fn new(kind: SamplerKind, keep: KeepRules) -> Self {
         Sampling {
@@ -157,7 +184,10 @@ impl Sampling {
     /// ratio samplers, as the specification says) and
     /// `LAMBDA_OTEL_BRIDGE_SAMPLER_KEEP`.
     pub fn from_env(env: &dyn Env) -> Result<Sampling, ConfigError> {
-        let name = choice(env, &TRACES_SAMPLER, |v| Some(v.to_owned()))?;
+        let name = match foreign_sampler(env) {
+            Some(_) => TRACES_SAMPLER.default.to_owned(),
+            None => choice(env, &TRACES_SAMPLER, |v| Some(v.to_owned()))?,
+        };
         let ratio = || -> Result<f64, ConfigError> {
             let Some(given) = text(env, &TRACES_SAMPLER_ARG) else {
                 return Ok(1.0);
@@ -251,6 +281,24 @@ mod tests {
         b
     }
 
+    /// A sampler meant for the function's SDK falls back to the default
+    /// with a warning; a value nobody defines is still an error.
+    #[test]
+    fn foreign_samplers_fall_back_with_a_warning() {
+        for name in ["xray", "jaeger_remote", " ParentBased_Jaeger_Remote "] {
+            let env = env_of(&[("OTEL_TRACES_SAMPLER", name)]);
+            let s = Sampling::from_env(&env).unwrap();
+            assert_eq!(s.kind, SamplerKind::AlwaysOn, "{name}");
+            let w = foreign_sampler_warning(&env).expect("a warning");
+            assert!(w.contains("always_on"), "{w}");
+        }
+        assert!(
+            foreign_sampler_warning(&env_of(&[("OTEL_TRACES_SAMPLER", "always_off")])).is_none()
+        );
+        let e = read(&[("OTEL_TRACES_SAMPLER", "sometimes")]).unwrap_err();
+        assert!(e.to_string().contains("OTEL_TRACES_SAMPLER"), "{e}");
+    }
+
     #[test]
     fn defaults_and_names() {
         let s = read(&[]).unwrap();
@@ -284,7 +332,7 @@ mod tests {
     #[test]
     fn invalid_values_name_their_variable() {
         for (pairs, var) in [
-            (vec![("OTEL_TRACES_SAMPLER", "xray")], "OTEL_TRACES_SAMPLER"),
+            (vec![("OTEL_TRACES_SAMPLER", "sometimes")], "OTEL_TRACES_SAMPLER"),
             (
                 vec![
                     ("OTEL_TRACES_SAMPLER", "traceidratio"),
