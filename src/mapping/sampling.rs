@@ -332,7 +332,10 @@ mod tests {
     #[test]
     fn invalid_values_name_their_variable() {
         for (pairs, var) in [
-            (vec![("OTEL_TRACES_SAMPLER", "sometimes")], "OTEL_TRACES_SAMPLER"),
+            (
+                vec![("OTEL_TRACES_SAMPLER", "sometimes")],
+                "OTEL_TRACES_SAMPLER",
+            ),
             (
                 vec![
                     ("OTEL_TRACES_SAMPLER", "traceidratio"),
