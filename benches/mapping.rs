@@ -15,7 +15,7 @@ use lambda_otel_bridge::parse_batch;
 use lambda_otel_bridge::parse_rfc3339;
 use lambda_otel_bridge::InvokeInfo;
 use lambda_otel_bridge::{build_resource as build, ResourceInfo};
-use lambda_otel_bridge::{Mapper, MapperConfig};
+use lambda_otel_bridge::{Mapper, MapperSettings};
 
 const RID: &str = "8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11";
 const TRACE: &str = "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
@@ -61,7 +61,7 @@ fn mapper() -> Mapper {
         ..Default::default()
     })
     .resource;
-    let mut m = Mapper::new(resource, MapperConfig::default());
+    let mut m = Mapper::new(resource, MapperSettings::default());
     m.on_invoke(
         RID,
         InvokeInfo {

@@ -86,7 +86,7 @@ pub use mapping::sampling::Sampling;
 pub use mapping::xray::{
     derived_span_id, derived_trace_id, parse_header, parse_root, parse_span_id, to_hex, XrayContext,
 };
-pub use mapping::{Mapper, MapperConfig, Output};
+pub use mapping::{Mapper, MapperSettings, Output};
 
 // Export: settings, splitting, item counts, OTLP/JSON, the raw gRPC codec.
 pub use export::aws::target::Limits as SplitLimits;

@@ -23,7 +23,7 @@ use crate::lambda::telemetry_api::{self, Subscription};
 use crate::lambda::{new_client, ApiClient};
 use crate::mapping::invocation::InvokeInfo;
 use crate::mapping::resource::{self, ResourceInfo};
-use crate::mapping::{Mapper, MapperConfig};
+use crate::mapping::{Mapper, MapperSettings};
 use crate::options::{ConfigError, Env};
 use crate::otlp_receiver::{self, Forwarder};
 use crate::shared_state::Shared;
@@ -146,7 +146,7 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
     if let Some(w) = &built.warning {
         tracing::warn!("{w}");
     }
-    let mapper_config = MapperConfig {
+    let mapper_settings = MapperSettings {
         temporality: config.export.temporality,
         faas_trigger: config.faas_trigger.clone(),
         platform_log_lines: config.platform_log_lines,
@@ -162,7 +162,7 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
             .with_limits(config.limits),
     );
     let shared = Arc::new(Shared::new(
-        Mapper::new(built.resource, mapper_config),
+        Mapper::new(built.resource, mapper_settings),
         exporter.counters(),
     ));
     exporter.follow_resource(shared.resource());

@@ -246,7 +246,7 @@ mod backpressure_tests {
     use super::*;
     use crate::export::settings::Signal;
     use crate::export::transport::{Outcome, SendFuture, Transport};
-    use crate::mapping::{Mapper, MapperConfig};
+    use crate::mapping::{Mapper, MapperSettings};
     use tower_service::Service;
 
     struct Accepting;
@@ -278,7 +278,7 @@ mod backpressure_tests {
         exporter.enqueue_raw(Signal::Logs, Bytes::from(vec![0u8; 40 * 1024]), 1);
         assert!(exporter.backlogged());
         let shared = Arc::new(Shared::new(
-            Mapper::new(Default::default(), MapperConfig::default()),
+            Mapper::new(Default::default(), MapperSettings::default()),
             exporter.counters(),
         ));
         let mut router = router(shared.clone(), 1 << 20, Some(exporter.clone()));

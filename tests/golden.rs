@@ -16,7 +16,7 @@ use lambda_otel_bridge::Temporality;
 use lambda_otel_bridge::{build_resource as build, ResourceInfo};
 use lambda_otel_bridge::{min_severity, Limits, Sampling};
 use lambda_otel_bridge::{InvokeInfo, SpanIdMode};
-use lambda_otel_bridge::{Mapper, MapperConfig, Output};
+use lambda_otel_bridge::{Mapper, MapperSettings, Output};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -80,7 +80,7 @@ fn case_names() -> Vec<String> {
 
 struct Case {
     resource: ResourceInfo,
-    config: MapperConfig,
+    config: MapperSettings,
     /// Applied to every flush's spans and log records, as the exporter does.
     limits: Limits,
     steps: Vec<Value>,
@@ -136,7 +136,7 @@ fn load_case(name: &str) -> Result<Case, String> {
         Some("lowmemory") => Temporality::LowMemory,
         Some(other) => return Err(format!("config.temporality {other:?} is not known")),
     };
-    let config = MapperConfig {
+    let config = MapperSettings {
         temporality,
         faas_trigger: opt_str(&c, "faas_trigger").unwrap_or_else(|| "other".into()),
         platform_log_lines: c

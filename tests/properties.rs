@@ -16,7 +16,7 @@ use lambda_otel_bridge::parse_event;
 use lambda_otel_bridge::TraceContext;
 use lambda_otel_bridge::{build_resource as build, ResourceInfo};
 use lambda_otel_bridge::{Invocation, InvokeInfo};
-use lambda_otel_bridge::{Mapper, MapperConfig, Output};
+use lambda_otel_bridge::{Mapper, MapperSettings, Output};
 
 /// One step of a generated sequence.
 #[derive(Debug, Clone)]
@@ -132,9 +132,9 @@ fn run(steps: &[Step]) -> Vec<Output> {
     .resource;
     let mut m = Mapper::new(
         resource,
-        MapperConfig {
+        MapperSettings {
             function_name: Some("orders-api".into()),
-            ..MapperConfig::default()
+            ..MapperSettings::default()
         },
     );
     let mut outputs = Vec::new();

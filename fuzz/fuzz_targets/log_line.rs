@@ -14,7 +14,7 @@ use lambda_otel_bridge::{build_resource as build, ResourceInfo};
 use lambda_otel_bridge::{level_number, parse_text};
 use lambda_otel_bridge::{map_log_body, LogSource};
 use lambda_otel_bridge::{EventKind, LogRecord, Start, TelemetryEvent};
-use lambda_otel_bridge::{Mapper, MapperConfig};
+use lambda_otel_bridge::{Mapper, MapperSettings};
 use lambda_otel_bridge_fuzz::check_output;
 
 const RID: &str = "8f5ea1f1-3c2d-4f6b-9a51-0f3c9c2b7e11";
@@ -80,7 +80,7 @@ fn through_mapper(records: &[LogRecord]) {
         ..Default::default()
     })
     .resource;
-    let mut m = Mapper::new(resource, MapperConfig::default());
+    let mut m = Mapper::new(resource, MapperSettings::default());
     m.ingest(
         TelemetryEvent {
             time: Some(T0),

@@ -17,13 +17,13 @@ use lambda_otel_bridge::Temporality;
 use lambda_otel_bridge::{build_resource as build, ResourceInfo};
 use lambda_otel_bridge::{parse_batch, EventKind, TelemetryEvent};
 use lambda_otel_bridge::{InvokeInfo, SpanIdMode};
-use lambda_otel_bridge::{Mapper, MapperConfig};
+use lambda_otel_bridge::{Mapper, MapperSettings};
 use lambda_otel_bridge_fuzz::check_output;
 
 /// When the batch was received (2025-03-04T10:16:39Z).
 const OBSERVED: u64 = 1_741_083_399_000_000_000;
 
-fn mapper(config: MapperConfig) -> Mapper {
+fn mapper(config: MapperSettings) -> Mapper {
     let resource = build(&ResourceInfo {
         function_name: Some("orders-api".into()),
         function_version: Some("$LATEST".into()),
@@ -39,7 +39,7 @@ fn mapper(config: MapperConfig) -> Mapper {
 
 /// Mapper A: returns the protobuf bytes of every flush.
 fn run_a(events: &[TelemetryEvent]) -> Vec<Vec<u8>> {
-    let mut m = mapper(MapperConfig::default());
+    let mut m = mapper(MapperSettings::default());
     let mut flushes = Vec::new();
     let half = events.len() / 2;
     for (i, ev) in events.iter().enumerate() {
@@ -55,14 +55,14 @@ fn run_a(events: &[TelemetryEvent]) -> Vec<Vec<u8>> {
 }
 
 fn run_b(events: Vec<TelemetryEvent>) {
-    let mut m = mapper(MapperConfig {
+    let mut m = mapper(MapperSettings {
         temporality: Temporality::Delta,
         faas_trigger: "http".into(),
         platform_log_lines: true,
         function_name: Some("orders-api".into()),
         function_version: Some("7".into()),
         span_id_mode: SpanIdMode::XrayParent,
-        ..MapperConfig::default()
+        ..MapperSettings::default()
     });
     for ev in events {
         if let EventKind::Start(s) = &ev.kind {

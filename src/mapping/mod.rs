@@ -61,7 +61,7 @@ pub const SCOPE_NAME: &str = "lambda-otel-bridge";
 
 /// Mapping choices that are settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MapperConfig {
+pub struct MapperSettings {
     pub temporality: Temporality,
     /// `faas.trigger` (the Telemetry API does not reveal the trigger).
     pub faas_trigger: String,
@@ -80,9 +80,9 @@ pub struct MapperConfig {
     pub logs_min_severity: i32,
 }
 
-impl Default for MapperConfig {
+impl Default for MapperSettings {
     fn default() -> Self {
-        MapperConfig {
+        MapperSettings {
             temporality: Temporality::Cumulative,
             faas_trigger: "other".into(),
             platform_log_lines: false,
@@ -157,7 +157,7 @@ enum Taken {
 
 /// The mapping state of one execution environment.
 pub struct Mapper {
-    config: MapperConfig,
+    config: MapperSettings,
     resource: Resource,
     scope: InstrumentationScope,
     invocations: InvocationTable,
@@ -169,7 +169,7 @@ pub struct Mapper {
 }
 
 impl Mapper {
-    pub fn new(resource: Resource, config: MapperConfig) -> Self {
+    pub fn new(resource: Resource, config: MapperSettings) -> Self {
         Mapper {
             metrics: Recorder::new(config.temporality, &config.faas_trigger),
             invocations: InvocationTable::new(config.span_id_mode)

@@ -17,11 +17,11 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::invocation::{Invocation, InvocationTable};
 use super::traces;
-use super::{MapperConfig, Stream};
+use super::{MapperSettings, Stream};
 use crate::time::millis_f64_to_nanos;
 
 /// The invocation span's name: the function name, `invoke` when unknown.
-fn span_name(config: &MapperConfig) -> &str {
+fn span_name(config: &MapperSettings) -> &str {
     config.function_name.as_deref().unwrap_or("invoke")
 }
 
@@ -57,7 +57,7 @@ fn take_each(
 /// The invocation and report spans that can go out now.
 pub(super) fn take_invocation_spans(
     invocations: &mut InvocationTable,
-    config: &MapperConfig,
+    config: &MapperSettings,
     stream: &Stream,
 ) -> Vec<Span> {
     take_each(invocations, |rid, inv, spans| {
@@ -69,7 +69,7 @@ pub(super) fn take_invocation_spans(
 /// (no runtimeDone, no report), ending at the latest time seen.
 pub(super) fn take_incomplete_spans(
     invocations: &mut InvocationTable,
-    config: &MapperConfig,
+    config: &MapperSettings,
     stream: &Stream,
 ) -> Vec<Span> {
     take_each(invocations, |rid, inv, spans| {
@@ -87,7 +87,7 @@ pub(super) fn take_incomplete_spans(
 fn invocation_spans(
     rid: &str,
     inv: &Invocation,
-    config: &MapperConfig,
+    config: &MapperSettings,
     stream: &Stream,
     spans: &mut Vec<Span>,
 ) -> Sent {
@@ -182,7 +182,7 @@ fn invocation_spans(
 fn incomplete_span(
     rid: &str,
     inv: &Invocation,
-    config: &MapperConfig,
+    config: &MapperSettings,
     stream: &Stream,
 ) -> Option<Span> {
     if inv.span_emitted || inv.runtime_done.is_some() || inv.report.is_some() {
@@ -276,7 +276,7 @@ mod tests {
     /// runtimeDone comes, and at shutdown.
     #[test]
     fn a_report_without_its_start_ends_the_span_only_when_nothing_else_will() {
-        let config = MapperConfig::default();
+        let config = MapperSettings::default();
         for (stream, ends) in [
             (Stream::default(), false),
             (
@@ -314,7 +314,7 @@ mod tests {
     /// the invocation span in a later flush, and nothing goes out twice.
     #[test]
     fn report_spans_follow_the_invocation_span_once() {
-        let (config, stream) = (MapperConfig::default(), Stream::default());
+        let (config, stream) = (MapperSettings::default(), Stream::default());
         let mut t = InvocationTable::default();
         start(&mut t, "r1");
         let done = RuntimeDone {
@@ -336,9 +336,9 @@ mod tests {
     #[test]
     fn without_a_runtime_done_time_the_span_lasts_its_duration() {
         let (stream, mut t) = (Stream::default(), InvocationTable::default());
-        let config = MapperConfig {
+        let config = MapperSettings {
             function_name: Some("orders-api".into()),
-            ..MapperConfig::default()
+            ..MapperSettings::default()
         };
         start(&mut t, "r1");
         let mut done = RuntimeDone {
@@ -356,7 +356,7 @@ mod tests {
     /// incomplete span, ending at the latest time seen; once.
     #[test]
     fn incomplete_spans_for_started_invocations_that_never_ended() {
-        let config = MapperConfig::default();
+        let config = MapperSettings::default();
         let stream = Stream {
             latest: T0 + 30 * MS,
             finishing: true,

@@ -21,7 +21,7 @@ const ROOT1: &str = "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4
 const ROOT2: &str = "Root=1-67a1b2c4-0123456789abcdef01234567;Parent=9a8b7c6d5e4f3a2c;Sampled=1";
 
 fn mapper() -> Mapper {
-    Mapper::new(Resource::default(), MapperConfig::default())
+    Mapper::new(Resource::default(), MapperSettings::default())
 }
 
 fn ingest(m: &mut Mapper, events: &[Value]) {
