@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use support::aws::{Forwarder, Moto, SigV4Endpoint, KEY, REGION, SECRET, TOKEN};
+use support::aws::{Forwarder, Moto, SigV4Endpoint, Signed, KEY, REGION, SECRET, TOKEN};
 use support::common::{body, counter, env, invoke_line, spin_down, start_with};
 use support::emulator::{http_request, Emulator};
 use support::fault_collector::FaultCollector;
@@ -82,17 +82,12 @@ fn assert_counted(collector: &FaultCollector, name: &str, attrs: &[(&str, &str)]
 /// own signing name, with the session token, over the gzip-compressed
 /// bytes; and every log line, every invocation's spans and the metrics
 /// arrive.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_signal_is_signed_for_its_service_and_arrives_complete() {
-    let Some(endpoint) = SigV4Endpoint::start(&SERVICES, &[]).await else {
-        return;
-    };
-    let base = endpoint.base();
-    let mut vars = credentials(KEY, SECRET, TOKEN);
-    vars.extend([
+/// Each signal to `base`, signed for its CloudWatch signing name, flushed
+/// at every invocation.
+fn signing_vars(base: &str) -> Vec<(&str, &str)> {
+    vec![
         ("AWS_REGION", REGION),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", base.as_str()),
-        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", base),
         ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_TRACES_SIGV4", "xray"),
         ("LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_LOGS_SIGV4", "logs"),
         (
@@ -100,31 +95,59 @@ async fn every_signal_is_signed_for_its_service_and_arrives_complete() {
             "monitoring",
         ),
         ("LAMBDA_OTEL_BRIDGE_FLUSH", "end"),
-    ]);
-    let emu = start_with(env(&vars), true).await;
-    let lines: Vec<String> = (0..6).map(|i| format!("signed line {i}")).collect();
+    ]
+}
+
+/// Runs `n` invocations of one line each (`"{label} {i}"`) with `vars`,
+/// then checks what the endpoint got: every request accepted, each signal
+/// sent, all with the session token, each line once. Returns the requests.
+async fn signed_run(
+    endpoint: &SigV4Endpoint,
+    vars: &[(&str, &str)],
+    label: &str,
+    n: usize,
+) -> Vec<Signed> {
+    let emu = start_with(env(vars), true).await;
+    let lines: Vec<String> = (0..n).map(|i| format!("{label} {i}")).collect();
     for l in &lines {
         invoke_line(&emu, l).await;
     }
     spin_down(&emu).await;
-
     let requests = endpoint.requests().await;
     let refused: Vec<_> = requests.iter().filter(|r| !r.ok).collect();
     assert!(refused.is_empty(), "refused: {refused:?}\n{}", emu.output());
     for path in ["/v1/traces", "/v1/logs", "/v1/metrics"] {
         assert!(
             requests.iter().any(|r| r.path == path),
-            "no request to {path}: {requests:?}"
+            "no request to {path}: {requests:?}\n{}",
+            emu.output()
         );
     }
     assert!(requests.iter().all(|r| r.token.as_deref() == Some(TOKEN)));
+    let logs = requests
+        .iter()
+        .filter(|r| r.path == "/v1/logs")
+        .map(|r| r.body.as_slice());
+    assert_each_once(&log_bodies(logs), &lines, &emu.output());
+    requests
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_signal_is_signed_for_its_service_and_arrives_complete() {
+    let Some(endpoint) = SigV4Endpoint::start(&SERVICES, &[]).await else {
+        return;
+    };
+    let base = endpoint.base();
+    let mut vars = credentials(KEY, SECRET, TOKEN);
+    vars.extend(signing_vars(&base));
+    vars.push(("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"));
+    let requests = signed_run(&endpoint, &vars, "signed line", 6).await;
     let of = |path: &'static str| {
         requests
             .iter()
             .filter(move |r| r.path == path)
             .map(|r| r.body.as_slice())
     };
-    assert_each_once(&log_bodies(of("/v1/logs")), &lines, &emu.output());
     let spans: usize = of("/v1/traces")
         .map(|b| {
             ExportTraceServiceRequest::decode(b)
@@ -137,7 +160,7 @@ async fn every_signal_is_signed_for_its_service_and_arrives_complete() {
         })
         .sum();
     // At least an invocation span per invocation (with the init span).
-    assert!(spans > lines.len(), "{spans} spans");
+    assert!(spans > 6, "{spans} spans");
     let metrics: usize = of("/v1/metrics")
         .map(|b| {
             ExportMetricsServiceRequest::decode(b)
@@ -602,4 +625,67 @@ async fn a_rotated_key_is_fetched_again_after_a_refusal() {
     );
     assert!(!emu.output().contains("key-two") && !emu.output().contains("key-one"));
     collector.stop().await;
+}
+
+/// Where Lambda gives the container credentials endpoint instead of keys
+/// (SnapStart restores), the bridge fetches them there with its
+/// authorization token and signs with them: every request of all three
+/// signals is accepted by the independent signer, and the endpoint saw the
+/// token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_credentials_sign_every_signal() {
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+
+    let Some(endpoint) = SigV4Endpoint::start(&SERVICES, &[]).await else {
+        return;
+    };
+    const AUTH: &str = "container-auth-token-example";
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/credentials",
+        axum::routing::get(move |headers: HeaderMap| {
+            let log = log.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let ok = auth.as_deref() == Some(AUTH);
+                log.lock().unwrap().push(auth);
+                if !ok {
+                    return (axum::http::StatusCode::FORBIDDEN, String::new());
+                }
+                (
+                    axum::http::StatusCode::OK,
+                    serde_json::json!({
+                        "AccessKeyId": KEY,
+                        "SecretAccessKey": SECRET,
+                        "Token": TOKEN,
+                        "Expiration": "2099-01-01T00:00:00Z",
+                    })
+                    .to_string(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let creds_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let base = endpoint.base();
+    let uri = format!("http://127.0.0.1:{creds_port}/credentials");
+    let mut vars = vec![
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.as_str()),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", AUTH),
+    ];
+    vars.extend(signing_vars(&base));
+    signed_run(&endpoint, &vars, "container line", 3).await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the credentials endpoint was not called");
+    assert!(
+        seen.iter().all(|a| a.as_deref() == Some(AUTH)),
+        "authorization sent: {seen:?}"
+    );
 }
