@@ -127,6 +127,24 @@ impl Grouped for ExportTraceServiceRequest {
     }
 }
 
+/// Closes the part being filled: the scope's pending `items` (if any) join
+/// it under their resource and scope, and it goes to `parts`.
+fn close_part<R: Grouped>(
+    parts: &mut Vec<R>,
+    current: &mut R,
+    (resource, schema_url, scope): (
+        &Option<Resource>,
+        &str,
+        &(Option<InstrumentationScope>, String),
+    ),
+    items: &mut Vec<R::Item>,
+) {
+    if !items.is_empty() {
+        current.push(resource, schema_url, scope, std::mem::take(items));
+    }
+    parts.push(std::mem::take(current));
+}
+
 fn split<R: Grouped>(req: R, limits: Limits) -> Vec<R> {
     let len = req.encoded_len();
     let small = len <= limits.max_bytes && len <= limits.max_item_bytes;
@@ -144,6 +162,7 @@ fn split<R: Grouped>(req: R, limits: Limits) -> Vec<R> {
             // Wrapper tags and lengths of the resource and scope groups.
             let overhead = resource_overhead + scope_overhead + 16;
             let scope = (scope, scope_schema);
+            let place = (&group.resource, group.schema_url.as_str(), &scope);
             let mut items = Vec::new();
             for item in all {
                 let len = field_len(item.encoded_len());
@@ -153,15 +172,7 @@ fn split<R: Grouped>(req: R, limits: Limits) -> Vec<R> {
                 let full =
                     size + len + overhead > limits.max_bytes || count >= limits.max_items || alone;
                 if full && (size > 0 || !items.is_empty()) {
-                    if !items.is_empty() {
-                        current.push(
-                            &group.resource,
-                            &group.schema_url,
-                            &scope,
-                            std::mem::take(&mut items),
-                        );
-                    }
-                    parts.push(std::mem::take(&mut current));
+                    close_part(&mut parts, &mut current, place, &mut items);
                     size = 0;
                     count = 0;
                 }
@@ -169,13 +180,7 @@ fn split<R: Grouped>(req: R, limits: Limits) -> Vec<R> {
                 count += 1;
                 items.push(item);
                 if alone {
-                    current.push(
-                        &group.resource,
-                        &group.schema_url,
-                        &scope,
-                        std::mem::take(&mut items),
-                    );
-                    parts.push(std::mem::take(&mut current));
+                    close_part(&mut parts, &mut current, place, &mut items);
                     size = 0;
                     count = 0;
                 }
