@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::HttpConnector;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::OnceCell;
@@ -47,7 +45,7 @@ pub struct SignalExporter {
     secret: Option<std::sync::Arc<SecretHeaders>>,
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+use super::tls::HttpClient;
 
 /// The headers fetched from a secret that a request was sent with.
 type Secret = std::sync::Arc<Vec<(String, String)>>;
@@ -74,7 +72,6 @@ fn http_client(settings: &SignalSettings) -> Result<HttpClient, String> {
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
     connector.set_keepalive(Some(Duration::from_secs(30)));
-    connector.enforce_http(false);
     // TLS is set up only for https endpoints (reading certificate files and
     // building the root store is not free).
     let tls = if settings.endpoint.starts_with("https://") {
@@ -88,16 +85,9 @@ fn http_client(settings: &SignalSettings) -> Result<HttpClient, String> {
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth()
     };
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
     // A pooled connection idle for longer than `max_idle` is not reused
     // (checked when it is taken from the pool, so a freeze counts).
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(settings.max_idle)
-        .build(https))
+    Ok(super::tls::http1_client(connector, tls, settings.max_idle))
 }
 
 /// The gRPC channel (connected lazily). For `https` endpoints the TLS is

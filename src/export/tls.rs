@@ -95,6 +95,30 @@ impl ServerCertVerifier for AnyServerCertificate {
     }
 }
 
+/// An HTTP/1.1 client of the bridge's (OTLP/HTTP exports, AWS calls).
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// A client for http and https URLs over `tcp` with `tls`; a pooled
+/// connection idle for longer than `max_idle` is not reused.
+pub fn http1_client(
+    mut tcp: hyper_util::client::legacy::connect::HttpConnector,
+    tls: ClientConfig,
+    max_idle: std::time::Duration,
+) -> HttpClient {
+    tcp.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(max_idle)
+        .build(https)
+}
+
 /// The rustls configuration of the exporters (ALPN left empty: the caller
 /// sets `h2` for gRPC).
 pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, TlsError> {

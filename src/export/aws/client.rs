@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::export::settings::TlsFiles;
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+use crate::export::tls::{http1_client, HttpClient};
 
 /// A client for http and https URLs, built on first use.
 pub struct AwsClient {
@@ -47,17 +45,9 @@ impl AwsClient {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
                 connector.set_connect_timeout(Some(Duration::from_secs(2)));
-                connector.enforce_http(false);
                 let tls = crate::export::tls::client_config(&TlsFiles::default())
                     .map_err(|e| e.to_string())?;
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(connector);
-                Ok(Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(10))
-                    .build(https))
+                Ok(http1_client(connector, tls, Duration::from_secs(10)))
             })
             .as_ref()
             .map_err(Clone::clone)
