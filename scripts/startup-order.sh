@@ -15,7 +15,8 @@
 # and invocation events, a span to the local receiver, SHUTDOWN), and writes
 # the functions in first-hit order (scripts/startup_order/write_script.py),
 # the init's (counted 3 s after the first /next arrives, so that what the
-# bridge starts while it is pending is included) apart from the rest.
+# bridge starts while it is pending is included) apart from the rest. Two
+# runs: the default configuration, and with the OTLP headers in a secret.
 # Needs gdb (Debian: apt-get install gdb) and python3; takes 2-4 minutes.
 # Run it after upgrading dependencies or the toolchain, or after large
 # changes to start-up; a stale script still links and only gathers less.
@@ -30,22 +31,40 @@ nm --defined-only -S "$bin" > "$dir/symbols.txt"
 awk 'NF == 4 && ($3 == "t" || $3 == "T") { print $1 }' "$dir/symbols.txt" > "$dir/functions.txt"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-api_port=$(free_port)
-collector_port=$(free_port)
-rm -f "$dir/init-hits.txt"
-ON_NEXT="sleep 3; wc -l < $dir/hits.txt > $dir/init-hits.txt" \
-  python3 scripts/startup_order/fake_lambda.py "$api_port" "$collector_port" &
-fake=$!
-trap 'kill $fake 2>/dev/null || true' EXIT
-sleep 0.5
-AWS_LAMBDA_RUNTIME_API="127.0.0.1:$api_port" \
-OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$collector_port" \
-OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \
-STARTUP_ORDER_FUNCTIONS="$dir/functions.txt" STARTUP_ORDER_HITS="$dir/hits.txt" \
-  timeout 300 gdb -q -batch -x scripts/startup_order/record.py --args "$bin" > "$dir/gdb.log" 2>&1 \
-  || { tail -20 "$dir/gdb.log" >&2; exit 1; }
-grep -q 'shutting down' "$dir/gdb.log" \
-  || { echo "the bridge did not reach SHUTDOWN under gdb; see $dir/gdb.log" >&2; exit 1; }
-python3 scripts/startup_order/write_script.py "$dir/symbols.txt" "$dir/hits.txt" "$(cat "$dir/init-hits.txt")" \
+
+# record RUN [VAR=value ...]: one run under gdb, writing $dir/RUN.hits and
+# $dir/RUN.init (the number of hits by the end of the init).
+record() {
+  local run=$1
+  shift
+  local api_port collector_port fake
+  api_port=$(free_port)
+  collector_port=$(free_port)
+  rm -f "$dir/$run.init"
+  ON_NEXT="sleep 3; wc -l < $dir/$run.hits > $dir/$run.init" \
+    python3 scripts/startup_order/fake_lambda.py "$api_port" "$collector_port" &
+  fake=$!
+  sleep 0.5
+  env AWS_LAMBDA_RUNTIME_API="127.0.0.1:$api_port" \
+    OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$collector_port" \
+    OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf \
+    STARTUP_ORDER_FUNCTIONS="$dir/functions.txt" STARTUP_ORDER_HITS="$dir/$run.hits" \
+    "${@/@COLLECTOR@/http://127.0.0.1:$collector_port}" \
+    timeout 300 gdb -q -batch -x scripts/startup_order/record.py --args "$bin" > "$dir/$run.log" 2>&1 \
+    || { tail -20 "$dir/$run.log" >&2; kill $fake 2>/dev/null; exit 1; }
+  wait $fake || true
+  grep -q 'shutting down' "$dir/$run.log" \
+    || { echo "the bridge did not reach SHUTDOWN under gdb; see $dir/$run.log" >&2; exit 1; }
+  [ -s "$dir/$run.init" ] || { echo "the first /next of run $run was not seen" >&2; exit 1; }
+}
+
+# The default configuration first; then with the OTLP headers in a secret,
+# whose fetch runs during the init only when configured.
+record default
+record secret LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_HEADERS_SECRET=collector/headers \
+  AWS_ENDPOINT_URL=@COLLECTOR@ AWS_REGION=us-east-1 \
+  AWS_ACCESS_KEY_ID=ASIARECORDING AWS_SECRET_ACCESS_KEY=recording AWS_SESSION_TOKEN=recording
+python3 scripts/startup_order/write_script.py "$dir/symbols.txt" \
+  "$dir/default.hits" "$(cat "$dir/default.init")" "$dir/secret.hits" "$(cat "$dir/secret.init")" \
   > scripts/startup-order.ld
-echo "scripts/startup-order.ld: $(grep -c '^    \*(' scripts/startup-order.ld) patterns from $(wc -l < "$dir/hits.txt") functions run"
+echo "scripts/startup-order.ld: $(grep -c '^    \*(' scripts/startup-order.ld) patterns from $(sort -u "$dir"/*.hits | wc -l) functions run"

@@ -5,7 +5,9 @@ pushes the Telemetry API events of an on-demand init and of one invocation
 (platform events, text and JSON function lines) to the bridge's listener,
 sends one OTLP/JSON span to the bridge's local receiver during the
 invocation, and answers the bridge's OTLP/HTTP exports with 200 on a second
-port. Exits one second after answering SHUTDOWN.
+port, where it also answers Secrets Manager's `GetSecretValue` (for a run
+with the OTLP headers kept in a secret, AWS_ENDPOINT_URL pointing there).
+Exits one second after answering SHUTDOWN.
 
 Used by scripts/startup-order.sh; not a test fixture (the tests use
 tests/support/emulator). Usage: fake_lambda.py API_PORT COLLECTOR_PORT.
@@ -107,6 +109,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.read_body()
+        if self.headers.get("x-amz-target") == "secretsmanager.GetSecretValue":
+            secret = {"Name": "collector/headers", "SecretString": json.dumps({"x-api-key": "recording"})}
+            return self.answer(json.dumps(secret).encode(), content_type="application/x-amz-json-1.1")
         if self.server.server_port == COLLECTOR_PORT:
             return self.answer(b"", content_type="application/x-protobuf")
         registered = {"functionName": "f", "functionVersion": "$LATEST", "handler": "h"}

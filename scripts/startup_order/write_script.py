@@ -1,17 +1,20 @@
 """Writes the linker script that places the bridge's functions in the order it
 first runs them (init first, then an invocation, then shutdown).
 
-Usage: write_script.py SYMBOLS HITS INIT_HITS > scripts/startup-order.ld
+Usage: write_script.py SYMBOLS HITS INIT_HITS [HITS INIT_HITS ...] > scripts/startup-order.ld
 SYMBOLS: `nm --defined-only -S` of the unstripped release binary;
-HITS: function entry offsets in first-hit order (record.py);
-INIT_HITS: how many lines of HITS were written by the end of the init
-(the first /next and the work started while it is pending).
+HITS: function entry offsets in first-hit order (record.py), one file per
+recorded run (the first with the default configuration, then variants);
+INIT_HITS: how many lines of that HITS file were written by the end of the
+init (the first /next and the work started while it is pending).
 
-The init's functions are followed by padding to the next 64 KiB: the kernel
-maps the page cache around each fault in aligned blocks of (by default)
-64 KiB, so without it the first block of invocation code would be resident
-after the init as well (measured: 0.3 MiB of resident memory after init,
-for ~30 KiB of padding that compresses to nothing in the layer zip).
+The init's functions of the first run come first, then those the other
+runs' inits add (e.g. fetching headers from a secret), then padding to the
+next 64 KiB, then the rest of each run. The padding keeps the blocks the
+kernel maps around the init's page faults (64 KiB aligned by default) from
+reaching into invocation code; measured with `BENCH_ONLY=share cargo bench
+--bench process`, it took the resident memory after init from 4.3 to
+4.0 MiB, for 0-64 KiB of padding that compresses to nothing in the zip.
 
 A function is named without what a rebuild with other dependencies or
 another compiler changes (the legacy `17h<hash>E` suffix, v0 crate
@@ -30,14 +33,38 @@ for line in open(sys.argv[1]):
     fields = line.split()
     if len(fields) == 4 and fields[2] in ("t", "T"):
         symbols.setdefault(int(fields[0], 16), fields[3])
-order, seen, init_functions = [], set(), 0
-for number, line in enumerate(open(sys.argv[2])):
-    name = symbols.get(int(line, 16))
-    if name and name not in seen:
-        seen.add(name)
-        order.append(name)
-    if number + 1 == int(sys.argv[3]):
-        init_functions = len(order)
+
+
+def first_hits(path, init_lines):
+    """The run's functions in first-hit order, and how many ran in its init."""
+    order, seen, init = [], set(), 0
+    for number, line in enumerate(open(path)):
+        name = symbols.get(int(line, 16))
+        if name and name not in seen:
+            seen.add(name)
+            order.append(name)
+        if number + 1 == init_lines:
+            init = len(order)
+    return order, init
+
+
+runs = [first_hits(sys.argv[i], int(sys.argv[i + 1])) for i in range(2, len(sys.argv), 2)]
+order, in_script = [], set()
+
+
+def place(names):
+    for name in names:
+        if name not in in_script:
+            in_script.add(name)
+            order.append(name)
+
+
+for run, init in runs:
+    place(run[:init])
+init_functions = len(order)
+for run, init in runs:
+    place(run[init:])
+
 
 def general(name):
     name = re.sub(r"\.llvm\.\d+$", "", name)
