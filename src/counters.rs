@@ -1,5 +1,6 @@
-//! The counters of what the receivers saw: one handle, shared by the
-//! Telemetry API listener, the local OTLP receiver, the bridge's own
+//! The counters of what the bridge saw and did not pass on: one handle,
+//! shared by the Telemetry API listener, the local OTLP receiver, the
+//! mapper (log records filtered out), the secret fetches, the bridge's own
 //! metrics (read when they are collected) and the shutdown summary.
 //! Imports nothing of the crate.
 
@@ -25,9 +26,15 @@ pub enum Count {
     /// Requests the local OTLP receiver refused as malformed (the function's
     /// exporter is answered 400 and reports it).
     LocalBadRequests,
+    /// Function and extension log records dropped on purpose: below the
+    /// minimum severity (counted by the mapper).
+    FilteredLogs,
+    /// Failed fetches of collector headers from Secrets Manager or SSM
+    /// (counted by the exporter's secret fetches).
+    SecretFetchFailures,
 }
 
-const COUNTS: usize = 8;
+const COUNTS: usize = 10;
 
 /// The counters, updated without a lock from any task.
 #[derive(Debug, Default)]

@@ -162,7 +162,7 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
             .with_limits(config.limits),
     );
     let shared = Arc::new(Shared::new(
-        Mapper::new(built.resource, mapper_settings),
+        Mapper::new(built.resource, mapper_settings).count_into(exporter.counters()),
         exporter.counters(),
     ));
     exporter.follow_resource(shared.resource());
@@ -278,19 +278,11 @@ async fn subscribe(
 /// Moves everything mapped so far into the outbox.
 fn map_for_export(shared: &Shared, exporter: &Exporter) {
     exporter.enqueue(shared.take());
-    report_filtered_logs(shared, exporter);
 }
 
 /// Moves everything mapped into the outbox, what is incomplete too (the end).
 fn map_final_for_export(shared: &Shared, exporter: &Exporter) {
     exporter.enqueue(shared.take_final());
-    report_filtered_logs(shared, exporter);
-}
-
-/// The mapper's count of records below the minimum severity, for the
-/// bridge's own metrics.
-fn report_filtered_logs(shared: &Shared, exporter: &Exporter) {
-    exporter.set_filtered_logs(shared.lock().mapper.stats().logs_below_min_severity);
 }
 
 /// A burst of telemetry between flush points (up to 1 MiB per 25 ms at

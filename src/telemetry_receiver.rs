@@ -33,10 +33,18 @@ pub const SANDBOX_HOST: &str = "sandbox.localdomain";
 /// Path of the destination URI.
 pub const PATH: &str = "/telemetry";
 
+/// How long the resolver may take to answer for `sandbox.localdomain` when
+/// `/etc/hosts` does not name it: the subscription, and so the first
+/// `/next`, waits for the answer. A resolver answers a local query within a
+/// few milliseconds or not soon (a silent DNS server makes the C resolver
+/// wait seconds); falling back to `0.0.0.0` still receives every delivery.
+pub const RESOLVE_WITHIN: Duration = Duration::from_millis(5);
+
 /// The address to bind: what `sandbox.localdomain` resolves to (first from
-/// `/etc/hosts`, then the resolver, bounded to 25 ms so a slow resolver never
-/// delays init), else `0.0.0.0` so that whatever address the platform uses
-/// reaches the listener (Lambda delivers to the name in the subscription).
+/// `/etc/hosts`, then the resolver, bounded by [`RESOLVE_WITHIN`] so a slow
+/// resolver never delays init), else `0.0.0.0` so that whatever address the
+/// platform uses reaches the listener (Lambda delivers to the name in the
+/// subscription).
 pub async fn listen_ip() -> IpAddr {
     if let Some(ip) = std::fs::read_to_string("/etc/hosts")
         .ok()
@@ -45,7 +53,7 @@ pub async fn listen_ip() -> IpAddr {
         return ip;
     }
     let lookup = tokio::net::lookup_host((SANDBOX_HOST, 0));
-    match tokio::time::timeout(Duration::from_millis(25), lookup).await {
+    match tokio::time::timeout(RESOLVE_WITHIN, lookup).await {
         Ok(Ok(mut addrs)) => addrs
             .find(|a| a.is_ipv4())
             .map(|a| a.ip())

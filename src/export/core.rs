@@ -145,8 +145,6 @@ impl Core {
     /// Queues the bridge's own metrics when there is something to say
     /// ([`self_metrics`]).
     pub(super) fn queue_self_metrics(&self, final_flush: bool) {
-        self.self_metrics
-            .set_secret_failures(self.secrets.iter().map(|s| s.failures()).sum());
         let (drops, bytes) = {
             let o = self.outbox();
             (o.drops().clone(), o.bytes())

@@ -131,6 +131,7 @@ impl Exporter {
         let credentials = settings
             .uses_aws()
             .then(|| aws::credentials::CredentialProvider::new(settings.credentials.clone()));
+        let counters = Arc::new(Counters::default());
         // One fetch per distinct secret, shared by the signals naming it.
         let mut secrets: Vec<Arc<aws::secrets::SecretHeaders>> = Vec::new();
         let mut transport = |s: &settings::SignalSettings| -> Arc<dyn Transport> {
@@ -139,7 +140,11 @@ impl Exporter {
                     Some(match secrets.iter().find(|h| h.spec() == spec) {
                         Some(h) => h.clone(),
                         None => {
-                            let h = aws::secrets::SecretHeaders::new(spec.clone(), creds.clone());
+                            let h = aws::secrets::SecretHeaders::new(
+                                spec.clone(),
+                                creds.clone(),
+                                counters.clone(),
+                            );
                             secrets.push(h.clone());
                             h
                         }
@@ -154,7 +159,7 @@ impl Exporter {
             transport(&settings.metrics),
             transport(&settings.logs),
         ];
-        let mut e = Exporter::build(transports, outbox_bytes, secrets);
+        let mut e = Exporter::build(transports, outbox_bytes, secrets, counters);
         e.disabled = settings.disabled;
         e.credentials = credentials;
         e.trace_limits = aws::target::Limits::for_destination(
@@ -167,13 +172,14 @@ impl Exporter {
     /// An exporter over the given transports (traces, metrics, logs).
     #[cfg(test)]
     pub fn with_transports(transports: [Arc<dyn Transport>; 3], outbox_bytes: usize) -> Self {
-        Exporter::build(transports, outbox_bytes, Vec::new())
+        Exporter::build(transports, outbox_bytes, Vec::new(), Arc::default())
     }
 
     fn build(
         transports: [Arc<dyn Transport>; 3],
         outbox_bytes: usize,
         secrets: Vec<Arc<aws::secrets::SecretHeaders>>,
+        counters: Arc<Counters>,
     ) -> Self {
         Exporter {
             disabled: false,
@@ -184,7 +190,7 @@ impl Exporter {
                     failing: false,
                     rng: crate::time::now() | 1,
                 }),
-                self_metrics: SelfMetrics::new(Arc::new(Counters::default())),
+                self_metrics: SelfMetrics::new(counters),
                 last_accepted: Mutex::new(None),
                 outstanding: Mutex::new([Vec::new(), Vec::new(), Vec::new()]),
                 next_request: std::sync::atomic::AtomicU64::new(0),
@@ -340,11 +346,6 @@ impl Exporter {
     /// Secrets rewritten by redaction so far.
     pub fn redactions(&self) -> u64 {
         self.redactor.as_ref().map_or(0, |r| r.redactions())
-    }
-
-    /// The mapper's total of log records dropped for their severity.
-    pub fn set_filtered_logs(&self, n: u64) {
-        self.core.self_metrics.set_filtered_logs(n);
     }
 
     /// Where the resource of the bridge's own metrics comes from (the

@@ -22,12 +22,12 @@
 //! | `lambda_otel_bridge.export.failures` | counter | `{request}` | `signal` |
 //! | `lambda_otel_bridge.telemetry.skipped` | counter (observes the listener's total) | `{event}` | |
 //! | `lambda_otel_bridge.telemetry.batches` | counter (observes the listener's totals) | `{batch}` | `outcome` |
-//! | `lambda_otel_bridge.logs.filtered` | counter (observes the mapper's total) | `{record}` | `reason` (`min_severity`) |
+//! | `lambda_otel_bridge.logs.filtered` | counter (observes the mapper's count) | `{record}` | `reason` (`min_severity`) |
 //! | `lambda_otel_bridge.export.data_age` | histogram | `s` | `signal` |
 //! | `lambda_otel_bridge.flush.duration` | histogram | `s` | `kind` (`billed`, `background`, `final`) |
 //! | `lambda_otel_bridge.post_runtime.duration` | histogram | `s` | |
 //! | `lambda_otel_bridge.outbox.bytes` | gauge | `By` | |
-//! | `lambda_otel_bridge.secret.fetch_failures` | counter (observes the secrets' totals) | `{fetch}` | |
+//! | `lambda_otel_bridge.secret.fetch_failures` | counter (observes the secret fetches' count) | `{fetch}` | |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -66,13 +66,15 @@ pub const DURATION_BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The listener's counts reported as `lambda_otel_bridge.telemetry.*`:
-/// what it saw that was not plain data.
-const ANOMALIES: [Count; 4] = [
+/// The counts of the listener (`lambda_otel_bridge.telemetry.*`: what it
+/// saw that was not plain data) and of the secret fetches: each change is
+/// reported at once.
+const ANOMALIES: [Count; 5] = [
     Count::SkippedEvents,
     Count::RejectedBatches,
     Count::DuplicateBatches,
     Count::HeldBackBatches,
+    Count::SecretFetchFailures,
 ];
 
 /// The outbox's drop totals, read by the observable counter's callback
@@ -83,12 +85,10 @@ type SharedDrops = Arc<Mutex<DropCounts>>;
 #[derive(Debug, Clone, PartialEq)]
 struct Said {
     drops: DropCounts,
-    /// The listener's [`ANOMALIES`].
-    receiver: [u64; ANOMALIES.len()],
+    /// The counted [`ANOMALIES`].
+    anomalies: [u64; ANOMALIES.len()],
     /// Log records below `LAMBDA_OTEL_BRIDGE_LOGS_MIN_SEVERITY`.
     filtered_logs: u64,
-    /// Failed fetches of collector headers from AWS secrets.
-    secret_failures: u64,
     /// Export failures counted so far.
     failures: u64,
     /// Values recorded on the histograms so far.
@@ -98,17 +98,13 @@ struct Said {
 impl Said {
     /// Whether a counter is non-zero.
     fn anomalies(&self) -> bool {
-        !self.drops.is_empty()
-            || self.failures > 0
-            || self.secret_failures > 0
-            || self.receiver.iter().any(|n| *n > 0)
+        !self.drops.is_empty() || self.failures > 0 || self.anomalies.iter().any(|n| *n > 0)
     }
 
     fn counters_differ(&self, other: &Said) -> bool {
         self.drops != other.drops
             || self.failures != other.failures
-            || self.secret_failures != other.secret_failures
-            || self.receiver != other.receiver
+            || self.anomalies != other.anomalies
     }
 }
 
@@ -166,10 +162,6 @@ pub struct SelfMetrics {
     outbox_bytes: Gauge<u64>,
     drops: SharedDrops,
     counters: Arc<Counters>,
-    /// The mapper's total of log records below the minimum severity.
-    filtered_logs: Arc<AtomicU64>,
-    /// Failed fetches of collector headers from AWS secrets.
-    secret_failures: Arc<AtomicU64>,
     failures_counted: AtomicU64,
     recorded: AtomicU64,
     reporting: Mutex<Reporting>,
@@ -204,8 +196,6 @@ impl SelfMetrics {
                 .build(),
         );
         let drops = SharedDrops::default();
-        let filtered_logs = Arc::new(AtomicU64::new(0));
-        let secret_failures = Arc::new(AtomicU64::new(0));
         let d = drops.clone();
         meter
             .u64_observable_counter("lambda_otel_bridge.dropped")
@@ -266,7 +256,7 @@ impl SelfMetrics {
                 }
             })
             .build();
-        let f = filtered_logs.clone();
+        let c = counters.clone();
         meter
             .u64_observable_counter("lambda_otel_bridge.logs.filtered")
             .with_unit("{record}")
@@ -274,13 +264,13 @@ impl SelfMetrics {
                 "Function and extension log records dropped on purpose: below LAMBDA_OTEL_BRIDGE_LOGS_MIN_SEVERITY.",
             )
             .with_callback(move |o| {
-                let n = f.load(Ordering::Relaxed);
+                let n = c.get(Count::FilteredLogs);
                 if n > 0 {
                     o.observe(n, &[KeyValue::new("reason", "min_severity")]);
                 }
             })
             .build();
-        let s = secret_failures.clone();
+        let c = counters.clone();
         meter
             .u64_observable_counter("lambda_otel_bridge.secret.fetch_failures")
             .with_unit("{fetch}")
@@ -288,7 +278,7 @@ impl SelfMetrics {
                 "Failed fetches of collector headers from Secrets Manager or SSM (the data waits in the outbox).",
             )
             .with_callback(move |o| {
-                let n = s.load(Ordering::Relaxed);
+                let n = c.get(Count::SecretFetchFailures);
                 if n > 0 {
                     o.observe(n, &[]);
                 }
@@ -332,8 +322,6 @@ impl SelfMetrics {
             outbox_bytes,
             drops,
             counters,
-            filtered_logs,
-            secret_failures,
             failures_counted: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             reporting: Mutex::new(Reporting {
@@ -375,16 +363,6 @@ impl SelfMetrics {
         self.counters.clone()
     }
 
-    /// Failed fetches of collector headers from AWS secrets, in total.
-    pub fn set_secret_failures(&self, n: u64) {
-        self.secret_failures.store(n, Ordering::Relaxed);
-    }
-
-    /// Log records the mapper dropped for their severity, in total.
-    pub fn set_filtered_logs(&self, n: u64) {
-        self.filtered_logs.store(n, Ordering::Relaxed);
-    }
-
     /// Where the reports' resource comes from (the mapper's, published by
     /// the pipeline whenever it changes).
     pub fn follow_resource(&self, resource: watch::Receiver<Resource>) {
@@ -403,9 +381,8 @@ impl SelfMetrics {
         let mut r = lock(&self.reporting);
         let said = Said {
             drops: drops.clone(),
-            receiver: ANOMALIES.map(|c| self.counters.get(c)),
-            filtered_logs: self.filtered_logs.load(Ordering::Relaxed),
-            secret_failures: self.secret_failures.load(Ordering::Relaxed),
+            anomalies: ANOMALIES.map(|c| self.counters.get(c)),
+            filtered_logs: self.counters.get(Count::FilteredLogs),
             failures: self.failures_counted.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
         };
@@ -690,8 +667,9 @@ mod tests {
                 .collect::<Vec<_>>(),
             other => panic!("not a sum: {other:?}"),
         };
-        let m = SelfMetrics::new(Arc::default());
-        m.set_filtered_logs(7);
+        let counters = Arc::new(Counters::default());
+        let m = SelfMetrics::new(counters.clone());
+        counters.add(Count::FilteredLogs, 7);
         let req = m
             .report(&DropCounts::new(), 0, false)
             .expect("first report");
@@ -702,7 +680,7 @@ mod tests {
                 Some(number_data_point::Value::AsInt(7))
             )]
         );
-        m.set_filtered_logs(9);
+        counters.add(Count::FilteredLogs, 2);
         assert!(m.report(&DropCounts::new(), 0, false).is_none(), "waits");
         let req = m.report(&DropCounts::new(), 0, true).expect("final flush");
         assert_eq!(

@@ -30,6 +30,7 @@ use super::logs::{
 use super::phases::{PhaseContext, Phases};
 use super::proto::kv_int;
 use super::Stream;
+use crate::counters::{Count, Counters};
 use crate::lambda::events::{LogRecord, LogsDropped};
 use crate::time::UnixNanos;
 
@@ -125,8 +126,8 @@ pub(super) struct PendingLogs {
     /// `SeverityNumber` below which function and extension records are
     /// dropped (0: none).
     min_severity: i32,
-    /// How many were dropped so.
-    below_min: u64,
+    /// Where the records dropped so are counted ([`Count::FilteredLogs`]).
+    counters: Arc<Counters>,
 }
 
 impl PendingLog {
@@ -159,9 +160,9 @@ impl PendingLogs {
         }
     }
 
-    /// Records dropped for their severity so far.
-    pub(super) fn below_min_severity(&self) -> u64 {
-        self.below_min
+    /// Counts the records dropped for their severity into `counters`.
+    pub(super) fn count_into(&mut self, counters: Arc<Counters>) {
+        self.counters = counters;
     }
 
     pub(super) fn len(&self) -> usize {
@@ -251,7 +252,7 @@ impl PendingLogs {
         for mut p in pending {
             let (mut r, own) = map_log_body(p.source, &p.record, p.time, p.observed);
             if below_min_severity(p.source, &r, self.min_severity) {
-                self.below_min += 1;
+                self.counters.add(Count::FilteredLogs, 1);
                 continue;
             }
             let own = own.filter(|own| trusted(own, stream.concurrent, invocations));

@@ -39,6 +39,8 @@ mod spans;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -47,6 +49,7 @@ use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
+use crate::counters::Counters;
 use crate::lambda::events::{EventKind, Report, RuntimeDone, Start, TelemetryEvent};
 use crate::time::UnixNanos;
 use attribution::{Attribution, PendingLogs};
@@ -112,8 +115,6 @@ pub struct MapStats {
     /// still pending at the restore: dropped, not exported once per
     /// restored environment.
     pub snapshot_records: u64,
-    /// Function and extension records below the minimum severity, dropped.
-    pub logs_below_min_severity: u64,
 }
 
 /// What one flush exports.
@@ -186,6 +187,14 @@ impl Mapper {
             stream: Stream::default(),
             stats: MapStats::default(),
         }
+    }
+
+    /// Counts what the mapper drops on purpose (log records below the
+    /// minimum severity) into `counters`, the bridge's one set of counters;
+    /// without it they go to a set of the mapper's own.
+    pub fn count_into(mut self, counters: Arc<Counters>) -> Self {
+        self.logs.count_into(counters);
+        self
     }
 
     /// The resource everything is exported with.
@@ -464,7 +473,6 @@ impl Mapper {
             .logs
             .take(&self.invocations, &self.phases, &self.stream);
         self.stats.log_records += logs.len() as u64;
-        self.stats.logs_below_min_severity = self.logs.below_min_severity();
         let metrics = self.metrics.collect(&self.resource, &self.scope);
         self.invocations.retire_completed();
         self.phases.drop_emitted();

@@ -354,3 +354,43 @@ fn invoke_duration_once_per_invocation() {
         assert_eq!(count, 1, "{name}");
     }
 }
+
+#[test]
+fn records_below_the_minimum_severity_are_dropped_and_counted_where_the_bridge_counts() {
+    let counters = Arc::new(Counters::default());
+    let mut m = Mapper::new(
+        Resource::default(),
+        MapperSettings {
+            logs_min_severity: 13, // WARN
+            ..MapperSettings::default()
+        },
+    )
+    .count_into(counters.clone());
+    ingest(
+        &mut m,
+        &[
+            start(RID1),
+            function(
+                json!({"timestamp": T0, "level": "INFO", "requestId": RID1, "message": "quiet"}),
+            ),
+            function(
+                json!({"timestamp": T0, "level": "ERROR", "requestId": RID1, "message": "loud"}),
+            ),
+            function(
+                json!({"timestamp": T0, "level": "DEBUG", "requestId": RID1, "message": "quieter"}),
+            ),
+            event("extension", json!("no level at all")),
+        ],
+    );
+    let logs = logs_of(&m.take());
+    let bodies: Vec<_> = logs
+        .iter()
+        .map(|r| match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(AV::StringValue(s)) => s.as_str(),
+            other => panic!("not a string body: {other:?}"),
+        })
+        .collect();
+    // Unknown severity is kept; INFO and DEBUG are not.
+    assert_eq!(bodies, ["loud", "no level at all"]);
+    assert_eq!(counters.get(crate::counters::Count::FilteredLogs), 2);
+}

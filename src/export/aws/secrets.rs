@@ -19,7 +19,7 @@
 //! `AWS_ENDPOINT_URL`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ use super::config::{SecretSpec, Store};
 use super::credentials::CredentialProvider;
 use super::sigv4::{host_header, sign_request};
 use super::target::SigningTarget;
+use crate::counters::{Count, Counters};
 
 /// Longest one fetch may take (connection, answer).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -58,7 +59,8 @@ pub struct SecretHeaders {
     client: AwsClient,
     state: watch::Sender<State>,
     last_refetch: Mutex<Option<Instant>>,
-    failures: AtomicU64,
+    /// Where failed fetches are counted ([`Count::SecretFetchFailures`]).
+    counters: Arc<Counters>,
     /// The current failure has been logged (once per streak).
     logged: AtomicBool,
 }
@@ -70,25 +72,24 @@ impl fmt::Debug for SecretHeaders {
 }
 
 impl SecretHeaders {
-    pub fn new(spec: SecretSpec, credentials: Arc<CredentialProvider>) -> Arc<SecretHeaders> {
+    pub fn new(
+        spec: SecretSpec,
+        credentials: Arc<CredentialProvider>,
+        counters: Arc<Counters>,
+    ) -> Arc<SecretHeaders> {
         Arc::new(SecretHeaders {
             spec,
             credentials,
             client: AwsClient::new(),
             state: watch::channel(State::Idle).0,
             last_refetch: Mutex::new(None),
-            failures: AtomicU64::new(0),
+            counters,
             logged: AtomicBool::new(false),
         })
     }
 
     pub fn spec(&self) -> &SecretSpec {
         &self.spec
-    }
-
-    /// Failed fetches so far (the bridge's own metric).
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
     }
 
     /// Starts a fetch in the background unless one is running.
@@ -118,7 +119,7 @@ impl SecretHeaders {
                     State::Ready(Arc::new(headers))
                 }
                 Err(reason) => {
-                    me.failures.fetch_add(1, Ordering::Relaxed);
+                    me.counters.add(Count::SecretFetchFailures, 1);
                     if !me.logged.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
                             "collector headers from {} could not be fetched: {reason}; telemetry \
