@@ -16,6 +16,10 @@
 //!   the bridge's own metrics and the shutdown summary.
 //! - [`mapping`] turns events and invocation state into OTLP data; it is
 //!   pure and deterministic, specified in `proto-mapping/MAPPING.md`.
+//! - [`stage`] is what both data paths go through before the outbox, in
+//!   one order: enrich (forwarded resources) → redact ([`redact`],
+//!   optional) → limit ([`limits`], the bridge's own spans and records) →
+//!   split (bounded parts; the destination's limits) → encode.
 //! - [`export`] queues encoded requests in a bounded outbox and drains it
 //!   at the flush points: the drain's retry rules (`export::drain`) over a
 //!   transport seam (`export::transport`, the OTLP gRPC/HTTP transport in
@@ -24,10 +28,8 @@
 //!   (`export::answers`), the bridge's own metrics through
 //!   `opentelemetry_sdk` instruments (`export::self_metrics`).
 //! - [`otlp_receiver`] accepts the function's own OTLP data on loopback and
-//!   queues it, as received, in the same outbox.
-//! - [`redact`] (optional) rewrites secrets in traces and logs before
-//!   they are queued; [`limits`] then applies the attribute limits to the
-//!   bridge's own spans and log records.
+//!   queues it through the same stage in the same outbox (as received, at
+//!   the wire level, where nothing needs it decoded).
 //! - [`wire`] walks and rewrites protobuf at the wire level, so forwarded
 //!   requests keep the fields the bridge does not know.
 //! - [`options`] is the ground floor of configuration: the environment,
@@ -56,6 +58,7 @@ mod options;
 mod otlp_receiver;
 mod redact;
 mod shared_state;
+mod stage;
 mod telemetry_receiver;
 mod time;
 mod wire;
@@ -93,7 +96,7 @@ pub use export::aws::target::Limits as SplitLimits;
 pub use export::count_items;
 pub use export::otlp::{to_json, RawCodec};
 pub use export::settings::{ExportSettings, Protocol, Signal};
-pub use export::split::{split_logs, split_traces};
+pub use stage::split::{split_logs, split_traces};
 
 // Redaction, attribute limits and timestamps.
 pub use limits::Limits;

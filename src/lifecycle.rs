@@ -27,6 +27,7 @@ use crate::mapping::{Mapper, MapperSettings};
 use crate::options::{ConfigError, Env};
 use crate::otlp_receiver::{self, Forwarder};
 use crate::shared_state::Shared;
+use crate::stage::Stage;
 use crate::telemetry_receiver;
 
 /// Time kept free before a deadline Lambda gave us.
@@ -156,21 +157,19 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         sampling: config.sampling.clone(),
         logs_min_severity: config.logs_min_severity,
     };
-    let exporter = Arc::new(
-        Exporter::new(&config.export, config.outbox_max_bytes)
-            .with_redactor(config.redact.clone())
-            .with_limits(config.limits),
-    );
+    let exporter = Arc::new(Exporter::new(&config.export, config.outbox_max_bytes));
     let shared = Arc::new(Shared::new(
         Mapper::new(built.resource, mapper_settings).count_into(exporter.counters()),
         exporter.counters(),
     ));
     exporter.follow_resource(shared.resource());
-    let forwarder = Arc::new(Forwarder::new(
-        exporter.clone(),
-        config.receiver.enrich,
-        shared.resource(),
-    ));
+    let stage = Arc::new(
+        Stage::new(&config.export, config.outbox_max_bytes)
+            .with_redactor(config.redact.clone())
+            .with_limits(config.limits)
+            .with_enrichment(config.receiver.enrich, shared.resource()),
+    );
+    let forwarder = Arc::new(Forwarder::new(exporter.clone(), stage.clone()));
     let (receiver_go, go) = tokio::sync::watch::channel(false);
     let (grpc_addr, http_addr) = receiver_sockets.addrs();
     tracing::debug!(?grpc_addr, ?http_addr, "local OTLP receiver");
@@ -221,6 +220,7 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
     // own (src/export/drain.rs).
     tokio::spawn(relieve_pressure(
         shared.clone(),
+        stage.clone(),
         exporter.clone(),
         config.flush_timeout,
     ));
@@ -228,6 +228,7 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         api,
         id,
         shared,
+        stage,
         exporter,
         flush: std::sync::Mutex::new(FlushState::new(policy, config.adaptive)),
         config,
@@ -275,14 +276,15 @@ async fn subscribe(
     }
 }
 
-/// Moves everything mapped so far into the outbox.
-fn map_for_export(shared: &Shared, exporter: &Exporter) {
-    exporter.enqueue(shared.take());
+/// Moves everything mapped so far through the processing stage into the
+/// outbox.
+fn map_for_export(shared: &Shared, stage: &Stage, exporter: &Exporter) {
+    exporter.queue(stage.mapped(shared.take()));
 }
 
 /// Moves everything mapped into the outbox, what is incomplete too (the end).
-fn map_final_for_export(shared: &Shared, exporter: &Exporter) {
-    exporter.enqueue(shared.take_final());
+fn map_final_for_export(shared: &Shared, stage: &Stage, exporter: &Exporter) {
+    exporter.queue(stage.mapped(shared.take_final()));
 }
 
 /// A burst of telemetry between flush points (up to 1 MiB per 25 ms at
@@ -290,11 +292,16 @@ fn map_final_for_export(shared: &Shared, exporter: &Exporter) {
 /// request too large for the outbox: past the pressure threshold, what is
 /// pending is mapped into the outbox at once (bounding memory) and exported
 /// in the background (one export at a time).
-async fn relieve_pressure(shared: Arc<Shared>, exporter: Arc<Exporter>, budget: Duration) {
+async fn relieve_pressure(
+    shared: Arc<Shared>,
+    stage: Arc<Stage>,
+    exporter: Arc<Exporter>,
+    budget: Duration,
+) {
     let mut export: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         shared.under_pressure().await;
-        map_for_export(&shared, &exporter);
+        map_for_export(&shared, &stage, &exporter);
         if export.as_ref().is_none_or(|h| h.is_finished()) {
             let exporter = exporter.clone();
             export = Some(tokio::spawn(async move {
@@ -318,6 +325,8 @@ struct Lifecycle {
     api: ExtensionsApi,
     id: String,
     shared: Arc<Shared>,
+    /// Enrich, redact, limit, split, encode: between the mapper and the outbox.
+    stage: Arc<Stage>,
     exporter: Arc<Exporter>,
     flush: std::sync::Mutex<FlushState>,
     config: Config,
@@ -384,7 +393,7 @@ impl Lifecycle {
                         .exit_error(&self.id, "Extension.UnknownReason", &msg)
                         .await;
                     // Last chance to deliver what was received.
-                    map_final_for_export(&self.shared, &self.exporter);
+                    map_final_for_export(&self.shared, &self.stage, &self.exporter);
                     self.exporter
                         .shutdown(Instant::now() + Duration::from_millis(500))
                         .await;
@@ -490,14 +499,14 @@ impl Lifecycle {
     /// sent once per restored environment.
     async fn before_snapshot(&self) {
         let deadline = Instant::now() + self.config.flush_timeout;
-        map_for_export(&self.shared, &self.exporter);
+        map_for_export(&self.shared, &self.stage, &self.exporter);
         self.exporter.flush_as(deadline, FlushKind::Final).await;
         self.exporter.discard_for_snapshot(deadline).await;
     }
 
     /// Moves everything mapped so far into the outbox.
     fn map_for_export(&self) {
-        map_for_export(&self.shared, &self.exporter);
+        map_for_export(&self.shared, &self.stage, &self.exporter);
     }
 
     async fn map_and_flush(&self, deadline: Instant) {
@@ -528,7 +537,7 @@ impl Lifecycle {
         let mut sent = 0;
         for _ in 0..3 {
             let batches = self.shared.counters().get(Count::Batches);
-            map_final_for_export(&self.shared, &self.exporter);
+            map_final_for_export(&self.shared, &self.stage, &self.exporter);
             sent += self.exporter.flush(deadline).await.sent;
             if self.shared.counters().get(Count::Batches) == batches || Instant::now() >= deadline {
                 break;
@@ -555,7 +564,7 @@ impl Lifecycle {
             held_back = c.get(Count::HeldBackBatches),
             local_requests = c.get(Count::LocalRequests),
             local_bad_requests = c.get(Count::LocalBadRequests),
-            redactions = self.exporter.redactions(),
+            redactions = self.stage.redactions(),
             log_records = st.mapper.stats().log_records,
             spans = st.mapper.stats().spans,
             reports = st.mapper.stats().reports,

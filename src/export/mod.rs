@@ -1,11 +1,12 @@
 //! Export: resolved settings ([`settings`]), the OTLP transport ([`otlp`],
 //! [`tls`], [`codec`]), AWS-native delivery ([`aws`]: SigV4 signing and
 //! collector headers from Secrets Manager or SSM), the bounded [`outbox`],
-//! the [`flush`] policy and the bridge's own metrics ([`self_metrics`]).
+//! the drain's retry rules ([`drain`]) and the bridge's own metrics
+//! ([`self_metrics`]).
 //!
-//! Mapped data is encoded into `Export*ServiceRequest` protobuf bytes and
-//! queued in the outbox; a flush drains the outbox within a deadline the
-//! lifecycle chooses. The OTLP specification's rules decide what happens to
+//! The processing stage ([`crate::stage`]) encodes both data paths into
+//! `Export*ServiceRequest` protobuf parts, queued here ([`Exporter::queue`]);
+//! a flush drains the outbox within a deadline the lifecycle chooses. The OTLP specification's rules decide what happens to
 //! a request that fails: retryable failures (429/502/503/504, connection
 //! errors, gRPC UNAVAILABLE, ...) stay queued for the next flush point,
 //! honouring `Retry-After`; permanent ones (400, 413, ...) are dropped and
@@ -28,7 +29,6 @@ pub mod outbox;
 pub mod rpc;
 pub mod self_metrics;
 pub mod settings;
-pub mod split;
 pub mod tls;
 pub mod transport;
 
@@ -36,16 +36,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
 use tokio::time::Instant;
 
 use crate::counters::Counters;
-use crate::limits::Limits;
-use crate::mapping::Output;
-use crate::redact::Redactor;
 pub use drain::FlushKind;
 pub use items::{count_items, log_items, metric_items, span_items};
 
@@ -80,21 +74,24 @@ pub struct FlushReport {
     pub errors: Vec<String>,
 }
 
+/// One encoded request for the outbox, as the processing stage makes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub signal: Signal,
+    /// `Export*ServiceRequest`, protobuf-encoded.
+    pub body: Bytes,
+    /// Spans, data points or log records in it.
+    pub items: u64,
+    /// Time (Unix nanoseconds) of its oldest item: the bridge's own data,
+    /// for the data-age metric.
+    pub oldest: Option<u64>,
+}
+
 /// The exporters, the outbox and the bridge's own export metrics.
 pub struct Exporter {
     disabled: bool,
     transports: [Arc<dyn Transport>; 3],
     core: Arc<Core>,
-    /// Rewrites secrets in traces and logs before they are queued.
-    redactor: Option<Arc<Redactor>>,
-    /// Attribute limits of the bridge's own spans and log records (after
-    /// redaction).
-    limits: Limits,
-    /// Trace and log requests above this many bytes are split.
-    max_request_bytes: usize,
-    /// How trace requests are cut: `max_request_bytes`, and the limits of
-    /// the destination (X-Ray's OTLP endpoint).
-    trace_limits: aws::target::Limits,
     /// The AWS credentials of signed exports and secret fetches, if any.
     credentials: Option<Arc<aws::credentials::CredentialProvider>>,
 }
@@ -162,10 +159,6 @@ impl Exporter {
         let mut e = Exporter::build(transports, outbox_bytes, secrets, counters);
         e.disabled = settings.disabled;
         e.credentials = credentials;
-        e.trace_limits = aws::target::Limits::for_destination(
-            settings.traces.sigv4.as_ref().map(|t| t.service.as_str()),
-            e.max_request_bytes,
-        );
         e
     }
 
@@ -198,10 +191,6 @@ impl Exporter {
                 relieved: tokio::sync::Notify::new(),
                 secrets,
             }),
-            redactor: None,
-            limits: Limits::default(),
-            max_request_bytes: max_request_bytes(outbox_bytes),
-            trace_limits: aws::target::Limits::bytes(max_request_bytes(outbox_bytes)),
             credentials: None,
         }
     }
@@ -215,50 +204,6 @@ impl Exporter {
         }
         for s in &self.core.secrets {
             s.retry_if_failed();
-        }
-    }
-
-    /// Encodes a trace request, split into parts of bounded size; each
-    /// part with its span count.
-    pub fn encode_traces(&self, req: ExportTraceServiceRequest) -> Vec<(Bytes, u64)> {
-        split::split_traces(req, self.trace_limits)
-            .into_iter()
-            .map(|p| (Bytes::from(p.encode_to_vec()), span_items(&p)))
-            .collect()
-    }
-
-    /// Encodes a log request, split into parts of bounded size; each part
-    /// with its record count.
-    pub fn encode_logs(&self, req: ExportLogsServiceRequest) -> Vec<(Bytes, u64)> {
-        split::split_logs(req, self.max_request_bytes)
-            .into_iter()
-            .map(|p| (Bytes::from(p.encode_to_vec()), log_items(&p)))
-            .collect()
-    }
-
-    /// Redacts every trace and log request queued from now on.
-    pub fn with_redactor(mut self, redactor: Option<Arc<Redactor>>) -> Self {
-        self.redactor = redactor;
-        self
-    }
-
-    /// Attribute limits for the bridge's own data ([`Self::enqueue`]).
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Applies the redaction (if any) to a trace request.
-    pub fn redact_traces(&self, req: &mut ExportTraceServiceRequest) {
-        if let Some(r) = &self.redactor {
-            r.redact_traces(req);
-        }
-    }
-
-    /// Applies the redaction (if any) to a log request.
-    pub fn redact_logs(&self, req: &mut ExportLogsServiceRequest) {
-        if let Some(r) = &self.redactor {
-            r.redact_logs(req);
         }
     }
 
@@ -322,30 +267,10 @@ impl Exporter {
         self.outbox().cap()
     }
 
-    /// Trace and log requests above this many bytes are split into parts.
-    pub fn request_part_bytes(&self) -> usize {
-        self.max_request_bytes
-    }
-
-    /// How trace requests are cut for their destination.
-    pub fn trace_limits(&self) -> aws::target::Limits {
-        self.trace_limits
-    }
-
-    /// Whether trace and log requests are redacted before they are queued.
-    pub fn redacts(&self) -> bool {
-        self.redactor.is_some()
-    }
-
     /// The receivers' counters: the listener and the local receiver count
     /// into them, the bridge's own metrics report them.
     pub fn counters(&self) -> Arc<Counters> {
         self.core.self_metrics.counters()
-    }
-
-    /// Secrets rewritten by redaction so far.
-    pub fn redactions(&self) -> u64 {
-        self.redactor.as_ref().map_or(0, |r| r.redactions())
     }
 
     /// Where the resource of the bridge's own metrics comes from (the
@@ -360,70 +285,33 @@ impl Exporter {
         self.core.self_metrics.record_post_runtime(took);
     }
 
-    /// Queues mapped data.
-    pub fn enqueue(&self, mut output: Output) {
+    /// Queues what the processing stage ([`crate::stage`]) made.
+    pub fn queue(&self, parts: impl IntoIterator<Item = Part>) {
         if self.disabled {
             return;
         }
-        if let Some(t) = output.traces.as_mut() {
-            self.redact_traces(t);
-            self.limits.apply_traces(t);
-        }
-        if let Some(l) = output.logs.as_mut() {
-            self.redact_logs(l);
-            self.limits.apply_logs(l);
-        }
-        let mut entries = Vec::new();
-        if let Some(t) = output.traces {
-            let oldest = data_age::oldest_span(&t);
-            entries.extend(
-                self.encode_traces(t)
-                    .into_iter()
-                    .map(|(b, n)| (Signal::Traces, b, n, oldest)),
-            );
-        }
-        if let Some(m) = output.metrics {
-            entries.push((
-                Signal::Metrics,
-                Bytes::from(m.encode_to_vec()),
-                metric_items(&m),
-                data_age::oldest_point(&m),
-            ));
-        }
-        if let Some(l) = output.logs {
-            let oldest = data_age::oldest_record(&l);
-            entries.extend(
-                self.encode_logs(l)
-                    .into_iter()
-                    .map(|(b, n)| (Signal::Logs, b, n, oldest)),
-            );
-        }
         let mut outbox = self.outbox();
-        for (signal, body, items, oldest) in entries {
+        for p in parts {
             outbox.push(Entry {
-                signal,
-                body,
-                items,
+                signal: p.signal,
+                body: p.body,
+                items: p.items,
                 not_before: None,
-                oldest,
+                oldest: p.oldest,
                 seq: 0,
             });
         }
     }
 
-    /// Queues an encoded request as it is.
-    pub fn enqueue_raw(&self, signal: Signal, body: Bytes, items: u64) {
-        if self.disabled {
-            return;
-        }
-        self.outbox().push(Entry {
+    /// Queues an encoded request of `items` items as it is.
+    #[cfg(test)]
+    pub(crate) fn enqueue_raw(&self, signal: Signal, body: Bytes, items: u64) {
+        self.queue([Part {
             signal,
             body,
             items,
-            not_before: None,
             oldest: None,
-            seq: 0,
-        });
+        }]);
     }
 
     /// Whether the last request that ended failed retryably and nothing was
@@ -520,6 +408,7 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::metrics::v1::{metric, Metric};
+    use prost::Message;
     use std::collections::VecDeque;
     use std::sync::atomic::{AtomicU32, Ordering};
     use transport::Outcome;

@@ -61,24 +61,22 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use tokio::sync::watch;
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 
 use crate::counters::Count;
 use crate::export::codec::RawCodec;
 use crate::export::outbox::DropReason;
 use crate::export::settings::Signal;
-use crate::export::{log_items, metric_items, span_items, Exporter};
+use crate::export::{log_items, metric_items, span_items, Exporter, Part};
 use crate::options::read::{flag, int, text_or_default};
 use crate::options::table::{
     Text, RECEIVER, RECEIVER_ALLOW_NON_LOOPBACK, RECEIVER_ENRICH, RECEIVER_GRPC_ADDR,
     RECEIVER_HTTP_ADDR, RECEIVER_MAX_BODY_BYTES,
 };
 use crate::options::{ConfigError, Env};
-use crate::wire;
+use crate::stage::{Origin, Stage};
 
 /// Receiver settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,12 +144,10 @@ impl ReceiverSettings {
     }
 }
 
-/// What the receivers share: the exporter's outbox and the attributes to add.
+/// What the receivers share: the processing stage and the exporter's outbox.
 pub struct Forwarder {
     exporter: Arc<Exporter>,
-    enrich: bool,
-    /// The bridge's resource: its `faas.*` and `cloud.*` attributes enrich.
-    resource: watch::Receiver<Resource>,
+    stage: Arc<Stage>,
 }
 
 /// What became of an accepted request's items: all queued (`rejected` 0,
@@ -170,18 +166,13 @@ trait ExportRequest: Message + Default + serde::de::DeserializeOwned + Send + 's
     const ITEMS: &'static str;
     /// The gRPC service that receives it.
     const GRPC_SERVICE: &'static str;
-    /// Whether it is redacted and split (traces and logs) or queued whole
-    /// (metrics).
-    const REDACTED_AND_SPLIT: bool;
     type Response: Message + serde::Serialize + Default + Send + 'static;
     /// The resource of every `resource_*` entry.
     fn resources(&self) -> Vec<Option<&Resource>>;
-    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>>;
     /// Spans, data points or log records.
     fn items(&self) -> u64;
-    /// Redacted (when configured), encoded and split as the outbox takes
-    /// them: each part with its item count.
-    fn into_parts(self, exporter: &Exporter) -> Vec<(Bytes, u64)>;
+    /// Through the processing stage's steps, decoded.
+    fn into_parts(self, stage: &Stage) -> Vec<Part>;
     /// The answer: empty, or a partial success.
     fn response(accepted: &Accepted) -> Self::Response;
 }
@@ -195,7 +186,6 @@ impl ExportRequest for ExportTraceServiceRequest {
     const SIGNAL: Signal = Signal::Traces;
     const ITEMS: &'static str = "spans";
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-    const REDACTED_AND_SPLIT: bool = true;
     type Response = ExportTraceServiceResponse;
     fn resources(&self) -> Vec<Option<&Resource>> {
         self.resource_spans
@@ -203,18 +193,11 @@ impl ExportRequest for ExportTraceServiceRequest {
             .map(|r| r.resource.as_ref())
             .collect()
     }
-    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
-        self.resource_spans
-            .iter_mut()
-            .map(|r| &mut r.resource)
-            .collect()
-    }
     fn items(&self) -> u64 {
         span_items(self)
     }
-    fn into_parts(mut self, exporter: &Exporter) -> Vec<(Bytes, u64)> {
-        exporter.redact_traces(&mut self);
-        exporter.encode_traces(self)
+    fn into_parts(self, stage: &Stage) -> Vec<Part> {
+        stage.traces(self, Origin::Function)
     }
     fn response(a: &Accepted) -> Self::Response {
         ExportTraceServiceResponse {
@@ -230,7 +213,6 @@ impl ExportRequest for ExportMetricsServiceRequest {
     const SIGNAL: Signal = Signal::Metrics;
     const ITEMS: &'static str = "data points";
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
-    const REDACTED_AND_SPLIT: bool = false;
     type Response = ExportMetricsServiceResponse;
     fn resources(&self) -> Vec<Option<&Resource>> {
         self.resource_metrics
@@ -238,18 +220,11 @@ impl ExportRequest for ExportMetricsServiceRequest {
             .map(|r| r.resource.as_ref())
             .collect()
     }
-    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
-        self.resource_metrics
-            .iter_mut()
-            .map(|r| &mut r.resource)
-            .collect()
-    }
     fn items(&self) -> u64 {
         metric_items(self)
     }
-    fn into_parts(self, _exporter: &Exporter) -> Vec<(Bytes, u64)> {
-        let items = self.items();
-        vec![(Bytes::from(self.encode_to_vec()), items)]
+    fn into_parts(self, stage: &Stage) -> Vec<Part> {
+        stage.metrics(self, Origin::Function)
     }
     fn response(a: &Accepted) -> Self::Response {
         ExportMetricsServiceResponse {
@@ -265,7 +240,6 @@ impl ExportRequest for ExportLogsServiceRequest {
     const SIGNAL: Signal = Signal::Logs;
     const ITEMS: &'static str = "log records";
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
-    const REDACTED_AND_SPLIT: bool = true;
     type Response = ExportLogsServiceResponse;
     fn resources(&self) -> Vec<Option<&Resource>> {
         self.resource_logs
@@ -273,18 +247,11 @@ impl ExportRequest for ExportLogsServiceRequest {
             .map(|r| r.resource.as_ref())
             .collect()
     }
-    fn resources_mut(&mut self) -> Vec<&mut Option<Resource>> {
-        self.resource_logs
-            .iter_mut()
-            .map(|r| &mut r.resource)
-            .collect()
-    }
     fn items(&self) -> u64 {
         log_items(self)
     }
-    fn into_parts(mut self, exporter: &Exporter) -> Vec<(Bytes, u64)> {
-        exporter.redact_logs(&mut self);
-        exporter.encode_logs(self)
+    fn into_parts(self, stage: &Stage) -> Vec<Part> {
+        stage.logs(self, Origin::Function)
     }
     fn response(a: &Accepted) -> Self::Response {
         ExportLogsServiceResponse {
@@ -297,15 +264,8 @@ impl ExportRequest for ExportLogsServiceRequest {
 }
 
 impl Forwarder {
-    /// `resource` is the bridge's, kept current (`faas.instance` arrives
-    /// after init): its `faas.*` and `cloud.*` attributes enrich forwarded
-    /// resources that lack them.
-    pub fn new(exporter: Arc<Exporter>, enrich: bool, resource: watch::Receiver<Resource>) -> Self {
-        Forwarder {
-            exporter,
-            enrich,
-            resource,
-        }
+    pub fn new(exporter: Arc<Exporter>, stage: Arc<Stage>) -> Self {
+        Forwarder { exporter, stage }
     }
 
     /// Counts a request refused as malformed.
@@ -313,60 +273,31 @@ impl Forwarder {
         self.exporter.counters().add(Count::LocalBadRequests, 1);
     }
 
-    /// The Lambda attributes a resource lacks (none when enrichment is off).
-    fn missing(&self, resource: Option<&Resource>) -> Vec<KeyValue> {
-        if !self.enrich {
-            return Vec::new();
-        }
-        let have = resource.map_or(&[][..], |r| &r.attributes[..]);
-        self.resource
-            .borrow()
-            .attributes
-            .iter()
-            .filter(|kv| kv.key.starts_with("faas.") || kv.key.starts_with("cloud."))
-            .filter(|kv| !have.iter().any(|a| a.key == kv.key))
-            .cloned()
-            .collect()
-    }
-
     /// Queues a decoded request: enriched, redacted, split and re-encoded
-    /// (prost). Fields the bridge's OTLP version does not know are lost on
-    /// this path; it serves OTLP/JSON and redaction.
+    /// (prost) by the stage. Fields the bridge's OTLP version does not know
+    /// are lost on this path; it serves OTLP/JSON and redaction.
     fn forward<R: ExportRequest>(&self, req: R) -> Accepted {
-        let parts = self.decoded_parts(req);
+        let parts = req.into_parts(&self.stage);
         self.queue::<R>(parts)
-    }
-
-    /// The decoded path's parts: enriched, redacted, split, re-encoded.
-    fn decoded_parts<R: ExportRequest>(&self, mut req: R) -> Vec<(Bytes, u64)> {
-        for resource in req.resources_mut() {
-            let add = self.missing(resource.as_ref());
-            if !add.is_empty() {
-                resource
-                    .get_or_insert_with(Resource::default)
-                    .attributes
-                    .extend(add);
-            }
-        }
-        req.into_parts(&self.exporter)
     }
 
     /// Queues a protobuf request as received. It is decoded to check it,
     /// count its items and see which attributes each resource lacks, but
-    /// what is queued are the received bytes: as they are when nothing is
-    /// added; else with the attributes appended at the wire level
-    /// ([`wire::add_resource_attributes`]); split between whole entries,
-    /// scope entries or items when over the part size ([`wire::split`]).
-    /// Fields newer than the bridge's OTLP version survive. With redaction
-    /// configured, traces and logs take the decoded path ([`Self::forward`]),
-    /// which loses them.
+    /// what is queued are the received bytes, enriched and split at the wire
+    /// level ([`Stage::forward_bytes`]): fields newer than the bridge's OTLP
+    /// version survive. Where the stage cannot keep the bytes (redaction, a
+    /// destination's limits: [`Stage::keeps_bytes`]) the decoded path
+    /// ([`Self::forward`]) is taken.
     fn forward_protobuf<R: ExportRequest>(&self, body: Bytes) -> Result<Accepted, String> {
         let req = R::decode(&body[..]).map_err(|e| e.to_string())?;
-        if R::REDACTED_AND_SPLIT && (self.exporter.redacts() || self.over_limits(&req, body.len()))
-        {
+        let items = req.items();
+        if !self.stage.keeps_bytes(R::SIGNAL, items, body.len()) {
             return Ok(self.forward(req));
         }
-        match self.raw_parts(&req, body) {
+        match self
+            .stage
+            .forward_bytes(R::SIGNAL, body, &req.resources(), items)
+        {
             Ok(parts) => Ok(self.queue::<R>(parts)),
             Err(e) => {
                 // Not expected after a successful decode; re-encoding is safe.
@@ -376,62 +307,24 @@ impl Forwarder {
         }
     }
 
-    /// Whether a trace request may break the destination's limits beyond
-    /// size (X-Ray: spans per request, bytes per span): then it is cut by
-    /// the decoded path, which follows them.
-    fn over_limits<R: ExportRequest>(&self, req: &R, len: usize) -> bool {
-        let limits = self.exporter.trace_limits();
-        R::SIGNAL == Signal::Traces
-            && (req.items() > limits.max_items as u64 || len > limits.max_item_bytes)
-    }
-
-    /// The received bytes, enriched and split at the wire level.
-    fn raw_parts<R: ExportRequest>(
-        &self,
-        req: &R,
-        body: Bytes,
-    ) -> Result<Vec<(Bytes, u64)>, wire::WireError> {
-        let add: Vec<Vec<KeyValue>> = req
-            .resources()
-            .into_iter()
-            .map(|r| self.missing(r))
-            .collect();
-        let body = if add.iter().all(Vec::is_empty) {
-            body
-        } else {
-            Bytes::from(wire::add_resource_attributes(&body, &add)?)
-        };
-        let max = self.exporter.request_part_bytes();
-        if R::REDACTED_AND_SPLIT && body.len() > max {
-            Ok(wire::split(&body, max)?
-                .into_iter()
-                .map(|(part, items)| (Bytes::from(part), items))
-                .collect())
-        } else {
-            Ok(vec![(body, req.items())])
-        }
-    }
-
     /// Queues every part that can fit in the outbox. The outbox makes room
     /// by dropping its oldest data (counted as `outbox_full`): the function
     /// is never asked to wait or retry because the collector is slow or
     /// down. Only a part larger than the whole outbox is left out; its items
     /// are counted as `outbox_full` too and answered as rejected.
-    fn queue<R: ExportRequest>(&self, parts: Vec<(Bytes, u64)>) -> Accepted {
-        let signal = R::SIGNAL;
+    fn queue<R: ExportRequest>(&self, parts: Vec<Part>) -> Accepted {
         let cap = self.exporter.outbox_capacity();
         let mut accepted = Accepted::default();
         let mut too_large = 0usize;
-        for (body, items) in parts {
-            if body.len() > cap {
-                too_large += 1;
-                accepted.rejected += items;
-                self.exporter
-                    .count_drop(signal, DropReason::OutboxFull, items);
-            } else {
-                self.exporter.enqueue_raw(signal, body, items);
-            }
+        let (fit, over): (Vec<Part>, Vec<Part>) =
+            parts.into_iter().partition(|p| p.body.len() <= cap);
+        for p in over {
+            too_large += 1;
+            accepted.rejected += p.items;
+            self.exporter
+                .count_drop(R::SIGNAL, DropReason::OutboxFull, p.items);
         }
+        self.exporter.queue(fit);
         if too_large > 0 {
             accepted.message = format!(
                 "{} {} dropped: larger than the bridge's whole outbox ({cap} bytes, \
@@ -536,15 +429,13 @@ pub fn serve(bound: Bound, forwarder: Arc<Forwarder>, go: tokio::sync::watch::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire;
     #[allow(unused_imports)]
     use grpc_server::Export;
     #[allow(unused_imports)]
     use http_server::*;
-
-    /// A bridge resource with nothing to add.
-    fn no_resource() -> watch::Receiver<Resource> {
-        watch::channel(Resource::default()).1
-    }
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use tokio::sync::watch;
 
     /// `data` gzipped without compression (stored blocks): the compressed
     /// body is as long as the data, like incompressible telemetry.
@@ -603,11 +494,10 @@ mod tests {
     /// is down (nothing is ever flushed here).
     fn state() -> (Arc<Exporter>, HttpState) {
         let env = env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")]);
-        let exporter = Arc::new(Exporter::new(
-            &ExportSettings::from_env(&env).unwrap(),
-            OUTBOX,
-        ));
-        let forwarder = Arc::new(Forwarder::new(exporter.clone(), false, no_resource()));
+        let settings = ExportSettings::from_env(&env).unwrap();
+        let exporter = Arc::new(Exporter::new(&settings, OUTBOX));
+        let stage = Arc::new(Stage::new(&settings, OUTBOX));
+        let forwarder = Arc::new(Forwarder::new(exporter.clone(), stage));
         (
             exporter,
             HttpState {
@@ -812,8 +702,10 @@ mod tests {
         ]
     }
 
-    fn enriching(enrich: bool) -> (Arc<Exporter>, Forwarder) {
-        let (exporter, _) = state();
+    /// A stage that enriches (or not) from a bridge resource with Lambda
+    /// attributes.
+    fn enriching(enrich: bool) -> Stage {
+        let env = env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")]);
         let mut resource = Resource {
             attributes: lambda_attributes(),
             ..Resource::default()
@@ -821,8 +713,13 @@ mod tests {
         resource
             .attributes
             .push(crate::mapping::proto::kv_str("service.name", "bridge"));
-        let forwarder = Forwarder::new(exporter.clone(), enrich, watch::channel(resource).1);
-        (exporter, forwarder)
+        Stage::new(&ExportSettings::from_env(&env).unwrap(), OUTBOX)
+            .with_enrichment(enrich, watch::channel(resource).1)
+    }
+
+    /// The bodies and item counts of parts.
+    fn bodies(parts: Vec<Part>) -> Vec<(Bytes, u64)> {
+        parts.into_iter().map(|p| (p.body, p.items)).collect()
     }
 
     #[test]
@@ -830,20 +727,27 @@ mod tests {
         // Enrichment off, or nothing missing: the request as received.
         for (enrich, with_lambda) in [(false, false), (true, true)] {
             let body = Bytes::from(request_from_the_future(with_lambda));
-            let (_, forwarder) = enriching(enrich);
+            let stage = enriching(enrich);
             let req = ExportTraceServiceRequest::decode(&body[..]).unwrap();
-            let parts = forwarder.raw_parts(&req, body.clone()).unwrap();
-            assert_eq!(parts, vec![(body.clone(), 1)], "enrich {enrich}");
+            assert!(stage.keeps_bytes(Signal::Traces, req.items(), body.len()));
+            let parts = stage
+                .forward_bytes(Signal::Traces, body.clone(), &req.resources(), req.items())
+                .unwrap();
+            assert_eq!(bodies(parts), vec![(body.clone(), 1)], "enrich {enrich}");
             // The decoded path would have lost them.
-            let decoded = forwarder.decoded_parts(req);
+            let decoded = bodies(req.into_parts(&stage));
             assert_ne!(decoded[0].0, body);
         }
         // Attributes to add: every unknown field is still there, and the
         // result decodes like the decoded path's.
         let body = Bytes::from(request_from_the_future(false));
-        let (_, forwarder) = enriching(true);
+        let stage = enriching(true);
         let req = ExportTraceServiceRequest::decode(&body[..]).unwrap();
-        let parts = forwarder.raw_parts(&req, body.clone()).unwrap();
+        let parts = bodies(
+            stage
+                .forward_bytes(Signal::Traces, body.clone(), &req.resources(), req.items())
+                .unwrap(),
+        );
         assert_eq!(parts.len(), 1);
         let out = &parts[0].0;
         for extra in [
@@ -858,7 +762,7 @@ mod tests {
                 String::from_utf8_lossy(extra)
             );
         }
-        let decoded = forwarder.decoded_parts(req);
+        let decoded = bodies(req.into_parts(&stage));
         assert_eq!(
             ExportTraceServiceRequest::decode(&out[..]).unwrap(),
             ExportTraceServiceRequest::decode(&decoded[0].0[..]).unwrap()
@@ -901,11 +805,12 @@ mod tests {
             .unwrap()
             .map(Arc::new);
         assert!(redactor.is_some());
-        let exporter = Arc::new(
-            Exporter::new(&ExportSettings::from_env(&env).unwrap(), OUTBOX).with_redactor(redactor),
-        );
+        let settings = ExportSettings::from_env(&env).unwrap();
+        let exporter = Arc::new(Exporter::new(&settings, OUTBOX));
+        let stage = Arc::new(Stage::new(&settings, OUTBOX).with_redactor(redactor));
+        assert!(!stage.keeps_bytes(Signal::Traces, 1, body.len()));
         let st = HttpState {
-            forwarder: Arc::new(Forwarder::new(exporter.clone(), false, no_resource())),
+            forwarder: Arc::new(Forwarder::new(exporter.clone(), stage)),
             max: 4 * 1024 * 1024,
         };
         let (status, _) =

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use super::aws::target::Limits;
+use crate::export::aws::target::Limits;
 
 /// Bytes a length-delimited field of `len` bytes takes (tag + length + data).
 fn field_len(len: usize) -> usize {
@@ -82,7 +82,7 @@ impl Grouped for ExportLogsServiceRequest {
         self.resource_logs.is_empty()
     }
     fn item_count(&self) -> usize {
-        super::items::log_items(self) as usize
+        crate::export::log_items(self) as usize
     }
 }
 
@@ -123,7 +123,7 @@ impl Grouped for ExportTraceServiceRequest {
         self.resource_spans.is_empty()
     }
     fn item_count(&self) -> usize {
-        super::items::span_items(self) as usize
+        crate::export::span_items(self) as usize
     }
 }
 
