@@ -17,9 +17,17 @@ gdb.execute("set confirm off")
 # Inserting and removing thousands of breakpoints at every stop would take minutes.
 gdb.execute("set breakpoint always-inserted on")
 gdb.execute("starti", to_string=True)
-mappings = gdb.execute("info proc mappings", to_string=True)
-base = min(int(line.split()[0], 16) for line in mappings.splitlines()
-           if line.strip().endswith(os.path.realpath(binary)))
+# nm prints addresses from 0 for a position-independent executable (loaded
+# at a base chosen at exec) and the addresses themselves for a
+# position-dependent one (ELF e_type 2, linked with -no-pie: see build.rs).
+with open(binary, "rb") as elf:
+    position_dependent = elf.read(18)[16:18] == b"\x02\x00"
+if position_dependent:
+    base = 0
+else:
+    mappings = gdb.execute("info proc mappings", to_string=True)
+    base = min(int(line.split()[0], 16) for line in mappings.splitlines()
+               if line.strip().endswith(os.path.realpath(binary)))
 for offset in functions:
     gdb.Breakpoint(f"*{base + offset:#x}", temporary=True, internal=True)
 with open(os.environ["STARTUP_ORDER_HITS"], "w") as hits:
