@@ -19,6 +19,7 @@ use crate::counters::Count;
 use crate::export::{Exporter, FlushKind};
 use crate::flush_policy::{Decision, FlushPolicy, FlushState};
 use crate::lambda::extensions_api::{ExtensionsApi, InvokeEvent, NextEvent, ShutdownEvent};
+use crate::lambda::sandbox_host;
 use crate::lambda::telemetry_api::{self, Subscription};
 use crate::lambda::{new_client, ApiClient};
 use crate::mapping::invocation::InvokeInfo;
@@ -93,8 +94,8 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
     };
     let client = new_client();
     let api = ExtensionsApi::new(client.clone(), &runtime_api);
-    // Resolving the listen address may touch the resolver: do it while registering.
-    let listen_ip = tokio::spawn(telemetry_receiver::listen_ip());
+    // Finding the listen address may ask a name server: do it while registering.
+    let listen_ip = tokio::spawn(sandbox_host::listen_ip());
     let registration = match api.register(&name, !lmi).await {
         Ok(r) => r,
         Err(e) => {

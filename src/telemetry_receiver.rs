@@ -9,12 +9,11 @@
 //!   level: the extension's own output comes back as `extension` events.
 //!
 //! It listens on the address `sandbox.localdomain` resolves to, which is where
-//! Lambda delivers (see [`listen_ip`]), or on `0.0.0.0`, with a warning, when
+//! Lambda delivers (see `lambda::sandbox_host`), or on `0.0.0.0`, with a warning, when
 //! that address cannot be bound here (see [`bind`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -26,53 +25,11 @@ use bytes::Bytes;
 use crate::counters::Count;
 use crate::export::Exporter;
 use crate::lambda::events::parse_batch;
+use crate::lambda::sandbox_host::SANDBOX_HOST;
 use crate::shared_state::Shared;
 
-/// Host name used in the subscription's destination URI.
-pub const SANDBOX_HOST: &str = "sandbox.localdomain";
 /// Path of the destination URI.
 pub const PATH: &str = "/telemetry";
-
-/// How long the resolver may take to answer for `sandbox.localdomain` when
-/// `/etc/hosts` does not name it: the subscription, and so the first
-/// `/next`, waits for the answer. A resolver answers a local query within a
-/// few milliseconds or not soon (a silent DNS server makes the C resolver
-/// wait seconds); falling back to `0.0.0.0` still receives every delivery.
-pub const RESOLVE_WITHIN: Duration = Duration::from_millis(5);
-
-/// The address to bind: what `sandbox.localdomain` resolves to (first from
-/// `/etc/hosts`, then the resolver, bounded by [`RESOLVE_WITHIN`] so a slow
-/// resolver never delays init), else `0.0.0.0` so that whatever address the
-/// platform uses reaches the listener (Lambda delivers to the name in the
-/// subscription).
-pub async fn listen_ip() -> IpAddr {
-    if let Some(ip) = std::fs::read_to_string("/etc/hosts")
-        .ok()
-        .and_then(|hosts| ip_from_hosts(&hosts, SANDBOX_HOST))
-    {
-        return ip;
-    }
-    let lookup = tokio::net::lookup_host((SANDBOX_HOST, 0));
-    match tokio::time::timeout(RESOLVE_WITHIN, lookup).await {
-        Ok(Ok(mut addrs)) => addrs
-            .find(|a| a.is_ipv4())
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    }
-}
-
-/// Finds `name` in an `/etc/hosts` text (IPv4 entries only).
-pub fn ip_from_hosts(hosts: &str, name: &str) -> Option<IpAddr> {
-    hosts.lines().find_map(|line| {
-        let line = line.split('#').next().unwrap_or("");
-        let mut fields = line.split_whitespace();
-        let ip: Ipv4Addr = fields.next()?.parse().ok()?;
-        fields
-            .any(|h| h.eq_ignore_ascii_case(name))
-            .then_some(IpAddr::V4(ip))
-    })
-}
 
 /// The destination URI to subscribe.
 pub fn destination(port: u16) -> String {
@@ -143,7 +100,7 @@ async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
     response
 }
 
-/// Binds the listener on `ip` (what [`listen_ip`] found), falling back to
+/// Binds the listener on `ip` (what `sandbox_host::listen_ip` found), falling back to
 /// `0.0.0.0` when `ip` cannot be bound here (`sandbox.localdomain` resolving
 /// to an address that is not this machine's: `EADDRNOTAVAIL`). Lambda
 /// delivers to whatever address the name resolves to for the platform, so
@@ -234,19 +191,6 @@ mod tests {
         assert!(text.contains(&format!("192.0.2.1:{port}")), "{text}");
         assert!(text.contains(&format!("0.0.0.0:{port}")), "{text}");
     }
-
-    #[test]
-    fn hosts_file_lookup() {
-        let hosts = "127.0.0.1 localhost\n# 10.0.0.1 sandbox.localdomain\n169.254.100.1\tsandbox.localdomain sandbox\n";
-        assert_eq!(
-            ip_from_hosts(hosts, "sandbox.localdomain"),
-            Some("169.254.100.1".parse().unwrap())
-        );
-        assert_eq!(
-            ip_from_hosts("127.0.0.1 localhost", "sandbox.localdomain"),
-            None
-        );
-    }
 }
 
 #[cfg(test)]
@@ -255,6 +199,7 @@ mod backpressure_tests {
     use crate::export::settings::Signal;
     use crate::export::transport::{Outcome, SendFuture, Transport};
     use crate::mapping::{Mapper, MapperSettings};
+    use std::time::Duration;
     use tower_service::Service;
 
     struct Accepting;

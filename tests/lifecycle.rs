@@ -15,11 +15,9 @@ use support::common::{
     summary_line,
 };
 use support::emulator::{
-    extension_binary, new_request_id, telemetry_event, unshare_available, Emulator,
-    EmulatorOptions, InvokeSpec,
+    extension_binary, new_request_id, telemetry_event, Emulator, EmulatorOptions, InvokeSpec,
 };
 use support::otlp::{attr, attr_str, hex};
-use support::prereq::missing;
 use support::rotel::Rotel;
 
 const TRACE_HEADER: &str =
@@ -507,59 +505,6 @@ async fn schema_fallback() {
             "faas.invocation_id"
         ),
         Some(rid.as_str())
-    );
-    spin_down(&emu).await;
-}
-
-/// Lambda delivers to whatever address `sandbox.localdomain` has in the
-/// sandbox; here it is 127.0.0.3. The listener must be reachable there and
-/// (having bound that address, not 0.0.0.0) not on 127.0.0.1.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listens_where_sandbox_localdomain_resolves() {
-    if !unshare_available() {
-        missing(
-            "unshare -m with a bind-mounted /etc/hosts",
-            "run as root where mount namespaces are allowed",
-        );
-        return;
-    }
-    let server = collector().await;
-    let emu = start_initialized(EmulatorOptions {
-        sandbox_ip: Some("127.0.0.3".parse().unwrap()),
-        freeze_between_invocations: false,
-        extra_env: otlp_env(&format!("http://{}", server.addr()), "http/protobuf"),
-        ..EmulatorOptions::default()
-    })
-    .await;
-    let rid = new_request_id();
-    emu.invoke(InvokeSpec {
-        request_id: rid.clone(),
-        logs: vec![json!("delivered to 127.0.0.3")],
-        ..InvokeSpec::default()
-    })
-    .await
-    .unwrap();
-    server
-        .wait_until(|c| c.log_count() >= 1, Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|_| panic!("{}", emu.output()));
-    let port: u16 = emu.subscription().unwrap()["destination"]["URI"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches("/telemetry")
-        .parse()
-        .unwrap();
-    assert!(tokio::net::TcpStream::connect(("127.0.0.3", port))
-        .await
-        .is_ok());
-    assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err(),
-        "bound 0.0.0.0 instead of the sandbox address"
     );
     spin_down(&emu).await;
 }

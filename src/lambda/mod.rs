@@ -1,11 +1,12 @@
 //! The Lambda side: the Extensions API client, the Telemetry API subscription
-//! (with its settings), the variables Lambda sets, and the typed model of
-//! the events Lambda delivers.
+//! (with its settings), the variables Lambda sets, the typed model of the
+//! events Lambda delivers, and the address they are delivered to.
 
 pub mod environment;
 pub mod events;
 pub mod extensions_api;
 mod lenient;
+pub mod sandbox_host;
 pub mod telemetry_api;
 
 use bytes::Bytes;

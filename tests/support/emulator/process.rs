@@ -1,7 +1,8 @@
 //! The extension as a child process: a copy of the binary in a temporary directory, the Lambda
 //! environment (plus, where [`EmulatorOptions::inherit_env`] asks for it, variables of this
 //! process), an optional private mount namespace whose `/etc/hosts` gives
-//! `sandbox.localdomain` another address, output collection, exit watching, and the signals
+//! `sandbox.localdomain` another address (or whose `/etc/resolv.conf` names another name
+//! server), output collection, exit watching, and the signals
 //! that freeze, thaw and kill its process group.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -70,21 +71,24 @@ pub(super) fn build_command(
     runtime_api: SocketAddr,
     opts: &EmulatorOptions,
 ) -> (Command, Option<ExecClock>) {
-    let mut command = match opts.sandbox_ip {
-        None => Command::new(exe),
-        Some(ip) => {
-            let hosts = write_hosts_file(dir, ip);
+    let mut command = match (opts.sandbox_ip, opts.name_server) {
+        (None, None) => Command::new(exe),
+        (ip, name_server) => {
+            // With a name server the hosts file leaves the sandbox's name out.
+            let hosts = write_hosts_file(dir, ip.filter(|_| name_server.is_none()));
+            let resolv_conf = name_server.map(|ns| write_resolv_conf(dir, ns));
             let mut command = Command::new("unshare");
             command
                 .args([
                     "-m",
                     "sh",
                     "-c",
-                    r#"mount --bind "$1" /etc/hosts && exec "$2""#,
+                    r#"mount --bind "$1" /etc/hosts && { [ -z "$3" ] || mount --bind "$3" /etc/resolv.conf; } && exec "$2""#,
                     "sh",
                 ])
                 .arg(hosts)
-                .arg(exe);
+                .arg(exe)
+                .arg(resolv_conf.unwrap_or_default());
             command
         }
     };
@@ -213,12 +217,21 @@ pub fn inherited_env(prefixes: &[String]) -> Vec<(String, String)> {
     vars
 }
 
-fn write_hosts_file(dir: &Path, ip: Ipv4Addr) -> PathBuf {
+fn write_hosts_file(dir: &Path, sandbox_ip: Option<Ipv4Addr>) -> PathBuf {
     let path = dir.join("hosts");
-    let content = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\tsandbox.localdomain sandbox\n"
-    );
+    let mut content =
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
+    if let Some(ip) = sandbox_ip {
+        content.push_str(&format!("{ip}\tsandbox.localdomain sandbox\n"));
+    }
     std::fs::write(&path, content)
+        .unwrap_or_else(|e| panic!("emulator: cannot write {}: {e}", path.display()));
+    path
+}
+
+fn write_resolv_conf(dir: &Path, name_server: Ipv4Addr) -> PathBuf {
+    let path = dir.join("resolv.conf");
+    std::fs::write(&path, format!("nameserver {name_server}\n"))
         .unwrap_or_else(|e| panic!("emulator: cannot write {}: {e}", path.display()));
     path
 }

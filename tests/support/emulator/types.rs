@@ -43,6 +43,10 @@ pub struct EmulatorOptions {
     /// `None`: telemetry goes to 127.0.0.1. `Some(ip)`: the extension runs in a mount namespace
     /// whose `/etc/hosts` maps `sandbox.localdomain`/`sandbox` to `ip`, and telemetry goes to `ip`.
     pub sandbox_ip: Option<Ipv4Addr>,
+    /// `Some(ip)`: the extension runs in a mount namespace whose `/etc/resolv.conf` names only
+    /// the name server `ip` (port 53) and whose `/etc/hosts` does not name `sandbox.localdomain`
+    /// (the address comes from that server, if at all). Telemetry still goes to `sandbox_ip`.
+    pub name_server: Option<Ipv4Addr>,
     /// Echo the child's output lines to stderr, prefixed with `[ext] `.
     pub echo_output: bool,
     /// Addresses `register` tries to connect to before answering (what the
@@ -77,6 +81,7 @@ impl Default for EmulatorOptions {
             ],
             telemetry_supported: true,
             sandbox_ip: None,
+            name_server: None,
             echo_output: false,
             probe_at_register: Vec::new(),
             cgroup_procs: Vec::new(),

@@ -1,0 +1,456 @@
+//! Where Lambda delivers telemetry: the address of `sandbox.localdomain`.
+//!
+//! Lambda pushes each batch to the host named in the subscription, which
+//! inside a sandbox need not be 127.0.0.1, so the Telemetry listener binds
+//! what that name resolves to ([`listen_ip`]): the address `/etc/hosts`
+//! gives it, else the answer of the first name server of `/etc/resolv.conf`
+//! to one DNS question (type A), awaited at most [`RESOLVE_WITHIN`], else
+//! `0.0.0.0` (local emulators, where the name does not resolve).
+//!
+//! The question is asked here, on the event loop, rather than through the C
+//! resolver: `getaddrinfo` blocks, so it needed a thread of its own, and
+//! that thread, the resolver's configuration files and its second question
+//! (AAAA, for an IPv6 address the listener never uses) were the largest
+//! single cost of the start-up: ~0.6 of ~3.3 ms of CPU before the first
+//! `/next` where `/etc/hosts` lacks the name (docs/PERFORMANCE.md, "The
+//! sandbox's address without the C resolver"). Left out on purpose: the
+//! search list (the name is asked as is, which is what the C resolver asks
+//! first for a name with a dot), name servers after the first (the C
+//! resolver asks them only after the first one's timeout of seconds, far
+//! beyond the bound) and other `nsswitch.conf` sources.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// Host name used in the subscription's destination URI.
+pub const SANDBOX_HOST: &str = "sandbox.localdomain";
+
+/// How long the name server may take to answer for `sandbox.localdomain`
+/// when `/etc/hosts` does not name it: the subscription, and so the first
+/// `/next`, waits for the answer. A name server answers a local question
+/// within a few milliseconds or not soon; falling back to `0.0.0.0` still
+/// receives every delivery.
+pub const RESOLVE_WITHIN: Duration = Duration::from_millis(5);
+
+/// The address to bind: see the module documentation.
+pub async fn listen_ip() -> IpAddr {
+    if let Some(ip) = std::fs::read_to_string("/etc/hosts")
+        .ok()
+        .and_then(|hosts| ip_from_hosts(&hosts, SANDBOX_HOST))
+    {
+        return ip;
+    }
+    let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let server = name_server(&resolv_conf);
+    match tokio::time::timeout(RESOLVE_WITHIN, ask_address(server, SANDBOX_HOST)).await {
+        Ok(Some(ip)) => IpAddr::V4(ip),
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// Finds `name` in an `/etc/hosts` text (IPv4 entries only).
+pub fn ip_from_hosts(hosts: &str, name: &str) -> Option<IpAddr> {
+    hosts.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let ip: Ipv4Addr = fields.next()?.parse().ok()?;
+        fields
+            .any(|h| h.eq_ignore_ascii_case(name))
+            .then_some(IpAddr::V4(ip))
+    })
+}
+
+/// The first usable `nameserver` of a `resolv.conf` text, on port 53; the C
+/// resolver's default, the local host, when there is none. An IPv6 address
+/// with a zone (`fe80::1%eth0`) is skipped.
+pub fn name_server(resolv_conf: &str) -> SocketAddr {
+    resolv_conf
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            if fields.next()? != "nameserver" {
+                return None;
+            }
+            let ip: IpAddr = fields.next()?.parse().ok()?;
+            Some(SocketAddr::new(ip, 53))
+        })
+        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53))
+}
+
+/// Asks `server` for the IPv4 address of `name` over UDP; `None` when it
+/// has none, refuses, or cannot be reached. Datagrams that are not the
+/// answer to this question (another id, another question) are ignored.
+/// Unbounded in time: the caller bounds it.
+pub async fn ask_address(server: SocketAddr, name: &str) -> Option<Ipv4Addr> {
+    let local = match server {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    };
+    let socket = tokio::net::UdpSocket::bind(local).await.ok()?;
+    // Connected: the kernel drops datagrams from other sources, and an ICMP
+    // "port unreachable" ends the wait at once (ECONNREFUSED).
+    socket.connect(server).await.ok()?;
+    let question = question(question_id(), name)?;
+    socket.send(&question).await.ok()?;
+    let mut buf = [0u8; 512];
+    loop {
+        let n = socket.recv(&mut buf).await.ok()?;
+        match read_reply(&buf[..n], &question) {
+            Reply::NotOurs => continue,
+            Reply::Address(ip) => return Some(ip),
+            Reply::NoAddress => return None,
+        }
+    }
+}
+
+/// A random 16-bit question id, from the standard library's per-process
+/// random hash keys (no other source of randomness is linked).
+fn question_id() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    hasher.finish() as u16
+}
+
+/// A DNS query (RFC 1035 §4.1) asking recursively for the A record of
+/// `name`; `None` for a name DNS cannot carry (an empty label, a label over
+/// 63 bytes, over 253 bytes in all).
+pub fn question(id: u16, name: &str) -> Option<Vec<u8>> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return None;
+    }
+    let mut q = Vec::with_capacity(18 + name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    // Flags: a standard query, recursion desired; one question, no records.
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return None;
+        }
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    // End of the name; type A, class IN.
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    Some(q)
+}
+
+/// What a datagram says to a question.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Not an answer to this question (another id or question, not a
+    /// response, too short to tell): keep waiting.
+    NotOurs,
+    /// The first A record of the answer section.
+    Address(Ipv4Addr),
+    /// An answer without an A record: an error code (NXDOMAIN, SERVFAIL,
+    /// REFUSED...), no such record, or records that cannot be read.
+    NoAddress,
+}
+
+/// Reads `reply` as the answer to `question` (as built by [`question`]).
+/// The question section must come back as asked, ignoring ASCII case (a
+/// server may echo the name's case differently).
+pub fn read_reply(reply: &[u8], question: &[u8]) -> Reply {
+    let asked = &question[12..];
+    let ours = reply.len() >= 12 + asked.len()
+        && reply[..2] == question[..2]
+        && reply[2] & 0x80 != 0
+        && reply[4..6] == [0, 1]
+        && reply[12..12 + asked.len()].eq_ignore_ascii_case(asked);
+    if !ours {
+        return Reply::NotOurs;
+    }
+    if reply[3] & 0x0f != 0 {
+        return Reply::NoAddress;
+    }
+    let answers = u16::from_be_bytes([reply[6], reply[7]]);
+    let mut at = 12 + asked.len();
+    for _ in 0..answers {
+        let Some(record) = read_record(reply, at) else {
+            return Reply::NoAddress;
+        };
+        if let Some(ip) = record.address {
+            return Reply::Address(ip);
+        }
+        at = record.next;
+    }
+    Reply::NoAddress
+}
+
+struct Record {
+    /// The address, for a record of type A, class IN.
+    address: Option<Ipv4Addr>,
+    /// Where the next record starts.
+    next: usize,
+}
+
+/// Reads the resource record at `at` (RFC 1035 §4.1.3); `None` when it runs
+/// past the end or its name is malformed.
+fn read_record(msg: &[u8], at: usize) -> Option<Record> {
+    let at = skip_name(msg, at)?;
+    let fixed = msg.get(at..at + 10)?;
+    let kind = u16::from_be_bytes([fixed[0], fixed[1]]);
+    let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+    let len = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+    let data = msg.get(at + 10..at + 10 + len)?;
+    let address = match (kind, class, data) {
+        (1, 1, &[a, b, c, d]) => Some(Ipv4Addr::new(a, b, c, d)),
+        _ => None,
+    };
+    Some(Record {
+        address,
+        next: at + 10 + len,
+    })
+}
+
+/// Skips an encoded name: labels up to a zero byte, or up to a compression
+/// pointer (two bytes, RFC 1035 §4.1.4; where it points does not matter
+/// here). `None` when it runs past the end or uses a reserved label type.
+fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(at)?;
+        match len & 0xc0 {
+            0x00 if len == 0 => return Some(at + 1),
+            0x00 => at += 1 + usize::from(len),
+            0xc0 => {
+                msg.get(at + 1)?;
+                return Some(at + 2);
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sandbox.localdomain` as RFC 1035 encodes a name: length-prefixed
+    /// labels and a zero byte.
+    const NAME: &[u8] = b"\x07sandbox\x0blocaldomain\x00";
+
+    fn asked(id: [u8; 2]) -> Vec<u8> {
+        let mut q = id.to_vec();
+        q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        q.extend_from_slice(NAME);
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        q
+    }
+
+    /// A reply written out by hand: header (flags, counts), the question
+    /// section as given, then `records`.
+    fn reply(id: [u8; 2], flags: [u8; 2], answers: u8, question: &[u8], records: &[u8]) -> Vec<u8> {
+        let mut r = id.to_vec();
+        r.extend_from_slice(&flags);
+        r.extend_from_slice(&[0, 1, 0, answers, 0, 0, 0, 0]);
+        r.extend_from_slice(question);
+        r.extend_from_slice(records);
+        r
+    }
+
+    fn question_section() -> Vec<u8> {
+        let mut q = NAME.to_vec();
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        q
+    }
+
+    /// An A record for the name at offset 12 (a compression pointer), TTL 60.
+    const A_RECORD: &[u8] = &[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 169, 254, 100, 1];
+    const OK: [u8; 2] = [0x81, 0x80];
+
+    #[test]
+    fn the_question_is_one_recursive_a_query() {
+        assert_eq!(question(0xbeef, SANDBOX_HOST), Some(asked([0xbe, 0xef])));
+        assert_eq!(
+            question(0xbeef, "sandbox.localdomain."),
+            Some(asked([0xbe, 0xef]))
+        );
+        assert_eq!(question(1, ""), None);
+        assert_eq!(question(1, "a..b"), None);
+        assert_eq!(question(1, &format!("{}.com", "x".repeat(64))), None);
+        assert_eq!(
+            question(1, &"a.".repeat(127)).map(|q| q.len()),
+            Some(12 + 255 + 4)
+        );
+        assert_eq!(question(1, &"ab.".repeat(85)), None, "255 bytes of name");
+    }
+
+    #[test]
+    fn an_a_record_is_the_answer() {
+        let q = asked([0x12, 0x34]);
+        let r = reply([0x12, 0x34], OK, 1, &question_section(), A_RECORD);
+        assert_eq!(
+            read_reply(&r, &q),
+            Reply::Address(Ipv4Addr::new(169, 254, 100, 1))
+        );
+    }
+
+    #[test]
+    fn a_cname_before_the_address_is_skipped() {
+        let q = asked([0, 7]);
+        let mut records = vec![0xc0, 0x0c, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6];
+        records.extend_from_slice(b"\x03foo\xc0\x0c");
+        records.extend_from_slice(&[0xc0, 0x29, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 7]);
+        let r = reply([0, 7], OK, 2, &question_section(), &records);
+        assert_eq!(
+            read_reply(&r, &q),
+            Reply::Address(Ipv4Addr::new(10, 0, 0, 7))
+        );
+    }
+
+    #[test]
+    fn the_case_of_the_echoed_name_does_not_matter() {
+        let q = asked([0, 1]);
+        let mut echoed = b"\x07SandBox\x0bLOCALdomain\x00".to_vec();
+        echoed.extend_from_slice(&[0, 1, 0, 1]);
+        let r = reply([0, 1], OK, 1, &echoed, A_RECORD);
+        assert!(matches!(read_reply(&r, &q), Reply::Address(_)));
+    }
+
+    #[test]
+    fn errors_and_answers_without_an_address_give_none() {
+        let q = asked([0, 1]);
+        let section = question_section();
+        // NXDOMAIN (rcode 3), SERVFAIL (2), REFUSED (5).
+        for rcode in [3, 2, 5] {
+            let r = reply([0, 1], [0x81, 0x80 | rcode], 0, &section, &[]);
+            assert_eq!(read_reply(&r, &q), Reply::NoAddress, "rcode {rcode}");
+        }
+        // No records at all.
+        assert_eq!(
+            read_reply(&reply([0, 1], OK, 0, &section, &[]), &q),
+            Reply::NoAddress
+        );
+        // Only an AAAA record (type 28, 16 bytes).
+        let mut aaaa = vec![0xc0, 0x0c, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16];
+        aaaa.extend_from_slice(&[0xfd; 16]);
+        assert_eq!(
+            read_reply(&reply([0, 1], OK, 1, &section, &aaaa), &q),
+            Reply::NoAddress
+        );
+        // An A record of another class (CH, 3).
+        let mut chaos = A_RECORD.to_vec();
+        chaos[5] = 3;
+        assert_eq!(
+            read_reply(&reply([0, 1], OK, 1, &section, &chaos), &q),
+            Reply::NoAddress
+        );
+        // Cut short: the record says 4 bytes of data, 2 came.
+        let cut = &A_RECORD[..A_RECORD.len() - 2];
+        assert_eq!(
+            read_reply(&reply([0, 1], OK, 1, &section, cut), &q),
+            Reply::NoAddress
+        );
+        // More answers announced than sent.
+        assert_eq!(
+            read_reply(&reply([0, 1], OK, 2, &section, &aaaa), &q),
+            Reply::NoAddress
+        );
+        // A reserved label type (0x40) in the record's name.
+        let mut bad = A_RECORD.to_vec();
+        bad[0] = 0x40;
+        assert_eq!(
+            read_reply(&reply([0, 1], OK, 1, &section, &bad), &q),
+            Reply::NoAddress
+        );
+    }
+
+    #[test]
+    fn datagrams_that_do_not_answer_this_question_are_not_ours() {
+        let q = asked([0, 1]);
+        let section = question_section();
+        // Another id.
+        assert_eq!(
+            read_reply(&reply([0, 2], OK, 1, &section, A_RECORD), &q),
+            Reply::NotOurs
+        );
+        // Not a response (QR clear): our own question looped back.
+        assert_eq!(read_reply(&q, &q), Reply::NotOurs);
+        // Another question: AAAA instead of A, or another name.
+        let mut aaaa_q = section.clone();
+        aaaa_q[NAME.len() + 1] = 28;
+        assert_eq!(
+            read_reply(&reply([0, 1], OK, 1, &aaaa_q, A_RECORD), &q),
+            Reply::NotOurs
+        );
+        let mut other = b"\x07sandbox\x0blocaldomaim\x00".to_vec();
+        other.extend_from_slice(&[0, 1, 0, 1]);
+        assert_eq!(
+            read_reply(&reply([0, 1], OK, 1, &other, A_RECORD), &q),
+            Reply::NotOurs
+        );
+        // Two questions, or too short to hold ours.
+        let mut two = reply([0, 1], OK, 1, &section, A_RECORD);
+        two[5] = 2;
+        assert_eq!(read_reply(&two, &q), Reply::NotOurs);
+        assert_eq!(read_reply(&[0, 1, 0x81, 0x80, 0], &q), Reply::NotOurs);
+    }
+
+    #[test]
+    fn the_first_usable_name_server_is_asked() {
+        let conf = "# generated\nsearch ec2.internal\noptions timeout:2\n\
+                    nameserver fe80::1%eth0\n  nameserver\t169.254.78.1 \nnameserver 10.0.0.2\n";
+        assert_eq!(name_server(conf), "169.254.78.1:53".parse().unwrap());
+        assert_eq!(name_server("nameserver ::1\n"), "[::1]:53".parse().unwrap());
+        assert_eq!(name_server(""), "127.0.0.1:53".parse().unwrap());
+        assert_eq!(
+            name_server(";nameserver 10.0.0.1\n"),
+            "127.0.0.1:53".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn hosts_file_lookup() {
+        let hosts = "127.0.0.1 localhost\n# 10.0.0.1 sandbox.localdomain\n169.254.100.1\tsandbox.localdomain sandbox\n";
+        assert_eq!(
+            ip_from_hosts(hosts, "sandbox.localdomain"),
+            Some("169.254.100.1".parse().unwrap())
+        );
+        assert_eq!(
+            ip_from_hosts("127.0.0.1 localhost", "sandbox.localdomain"),
+            None
+        );
+    }
+
+    /// A name server on loopback: it checks the question (an A query for
+    /// the sandbox's name), sends a stray datagram first (another id), then
+    /// the answer, written by hand around the question it received.
+    #[tokio::test]
+    async fn a_name_server_on_loopback_is_asked_and_answers() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let answering = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            let (n, from) = server.recv_from(&mut buf).await.unwrap();
+            let q = buf[..n].to_vec();
+            assert_eq!(&q[2..12], &[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+            assert_eq!(&q[12..], &question_section()[..]);
+            let stray = reply([q[0], q[1] ^ 0xff], OK, 1, &q[12..], A_RECORD);
+            server.send_to(&stray, from).await.unwrap();
+            let mut answer = reply([q[0], q[1]], OK, 1, &q[12..], A_RECORD);
+            let len = answer.len();
+            answer[len - 4..].copy_from_slice(&[127, 0, 0, 9]);
+            server.send_to(&answer, from).await.unwrap();
+        });
+        let ip = tokio::time::timeout(Duration::from_secs(10), ask_address(addr, SANDBOX_HOST))
+            .await
+            .expect("an answer, not a hang");
+        assert_eq!(ip, Some(Ipv4Addr::new(127, 0, 0, 9)));
+        answering.await.unwrap();
+    }
+
+    /// Nothing listens on the port: the ICMP error ends the wait (no hang
+    /// until the caller's bound).
+    #[tokio::test]
+    async fn a_closed_port_gives_none_without_waiting_for_the_bound() {
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let ip = tokio::time::timeout(Duration::from_secs(10), ask_address(addr, SANDBOX_HOST))
+            .await
+            .expect("ECONNREFUSED ends the wait");
+        assert_eq!(ip, None);
+    }
+}
