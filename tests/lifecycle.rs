@@ -6,13 +6,13 @@ mod support;
 
 use std::time::Duration;
 
-use mock_collector::{MockServer, Protocol, ServerHandle};
+use mock_collector::ServerHandle;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AV;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::json;
 use support::common::{
-    body, env, failed_init, otlp_env, spin_down, start_initialized, start_with, summary_field,
-    summary_line,
+    body, env, failed_init, one_line_arrives, otlp_env, spin_down, start_initialized,
+    start_mock_collector, start_with, summary_field, summary_line,
 };
 use support::emulator::{
     extension_binary, new_request_id, telemetry_event, Emulator, EmulatorOptions, InvokeSpec,
@@ -22,15 +22,6 @@ use support::rotel::Rotel;
 
 const TRACE_HEADER: &str =
     "Root=1-67a1b2c3-4d5e6f708192a3b4c5d6e7f8;Parent=9a8b7c6d5e4f3a2b;Sampled=1";
-
-async fn collector() -> ServerHandle {
-    MockServer::builder()
-        .protocol(Protocol::HttpBinary)
-        .port(0)
-        .start()
-        .await
-        .expect("mock collector starts")
-}
 
 async fn logs_of(server: &ServerHandle) -> Vec<LogRecord> {
     server
@@ -56,7 +47,7 @@ fn find<'a>(logs: &'a [LogRecord], body_text: &str) -> &'a LogRecord {
 /// last report processed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_end_to_end_with_freezes() {
-    let server = collector().await;
+    let server = start_mock_collector().await;
     let emu = Emulator::start(
         &extension_binary(),
         "my-telemetry-ext",
@@ -270,7 +261,7 @@ async fn lifecycle_end_to_end_with_freezes() {
 /// oversized body gets 413.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_is_lenient_and_bounded() {
-    let server = collector().await;
+    let server = start_mock_collector().await;
     let emu = start_with(
         otlp_env(&format!("http://{}", server.addr()), "http/protobuf"),
         false,
@@ -478,7 +469,7 @@ async fn telemetry_not_supported_keeps_working() {
 /// A platform that refuses schema 2025-01-29 with 400 gets 2022-12-13.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_fallback() {
-    let server = collector().await;
+    let server = start_mock_collector().await;
     let emu = start_initialized(EmulatorOptions {
         accepted_schema_versions: vec!["2022-12-13".into()],
         extra_env: otlp_env(&format!("http://{}", server.addr()), "http/protobuf"),
@@ -486,18 +477,7 @@ async fn schema_fallback() {
     })
     .await;
     assert_eq!(emu.subscription().unwrap()["schemaVersion"], "2022-12-13");
-    let rid = new_request_id();
-    emu.invoke(InvokeSpec {
-        request_id: rid.clone(),
-        logs: vec![json!("after fallback")],
-        ..InvokeSpec::default()
-    })
-    .await
-    .unwrap();
-    server
-        .wait_until(|c| c.log_count() >= 1, Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|_| panic!("{}", emu.output()));
+    let rid = one_line_arrives(&emu, &server, "after fallback").await;
     let logs = logs_of(&server).await;
     assert_eq!(
         attr_str(

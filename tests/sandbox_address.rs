@@ -10,22 +10,13 @@ mod support;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use mock_collector::{MockServer, Protocol, ServerHandle};
-use serde_json::json;
-use support::common::{otlp_env, spin_down, start_initialized};
-use support::emulator::{new_request_id, unshare_available, Emulator, EmulatorOptions, InvokeSpec};
+use mock_collector::ServerHandle;
+use support::common::{
+    one_line_arrives, otlp_env, spin_down, start_initialized, start_mock_collector,
+};
+use support::emulator::{unshare_available, Emulator, EmulatorOptions};
 use support::prereq::missing;
-
-async fn collector() -> ServerHandle {
-    MockServer::builder()
-        .protocol(Protocol::HttpBinary)
-        .port(0)
-        .start()
-        .await
-        .expect("mock collector starts")
-}
 
 fn no_namespaces() -> bool {
     if unshare_available() {
@@ -49,22 +40,6 @@ fn listener_port(emu: &Emulator) -> u16 {
         .trim_end_matches("/telemetry")
         .parse()
         .unwrap()
-}
-
-/// One invocation's log line reaches the collector (so delivery to where
-/// the emulator sends works), then the platform spins down.
-async fn one_line_arrives(emu: &Emulator, server: &ServerHandle, text: &str) {
-    emu.invoke(InvokeSpec {
-        request_id: new_request_id(),
-        logs: vec![json!(text)],
-        ..InvokeSpec::default()
-    })
-    .await
-    .unwrap();
-    server
-        .wait_until(|c| c.log_count() >= 1, Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|_| panic!("{}", emu.output()));
 }
 
 /// Starts the binary under the emulated platform, exporting to `server`,
@@ -100,7 +75,7 @@ async fn listens_where_sandbox_localdomain_resolves() {
         return;
     }
     let sandbox = Ipv4Addr::new(127, 0, 0, 3);
-    let server = collector().await;
+    let server = start_mock_collector().await;
     let emu = start(
         &server,
         EmulatorOptions {
@@ -198,7 +173,7 @@ async fn listens_where_the_name_server_says_sandbox_localdomain_is() {
     else {
         return;
     };
-    let server = collector().await;
+    let server = start_mock_collector().await;
     let emu = start(
         &server,
         EmulatorOptions {
@@ -233,7 +208,7 @@ async fn without_an_answer_the_listener_takes_every_address() {
         let Some(dns) = NameServer::start(ns, answer) else {
             return;
         };
-        let server = collector().await;
+        let server = start_mock_collector().await;
         let emu = start(
             &server,
             EmulatorOptions {

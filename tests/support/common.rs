@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::{json, Value};
 
 use super::fault_collector::FaultCollector;
+use mock_collector::{MockServer, Protocol, ServerHandle};
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 
 use super::emulator::{
@@ -87,6 +88,35 @@ pub async fn invoke_line(emu: &Emulator, text: &str) -> InvokeOutcome {
     })
     .await
     .unwrap_or_else(|e| panic!("{text}: {e}\n{}", emu.output()))
+}
+
+/// A mock collector taking OTLP/HTTP protobuf on a free loopback port.
+pub async fn start_mock_collector() -> ServerHandle {
+    MockServer::builder()
+        .protocol(Protocol::HttpBinary)
+        .port(0)
+        .start()
+        .await
+        .expect("mock collector starts")
+}
+
+/// One invocation logging `text` (as the runtime's own line) whose record
+/// reaches `server` within 5 s; panics with the extension's output if not.
+/// Returns the invocation's request id.
+pub async fn one_line_arrives(emu: &Emulator, server: &ServerHandle, text: &str) -> String {
+    let rid = new_request_id();
+    emu.invoke(InvokeSpec {
+        request_id: rid.clone(),
+        logs: vec![json!(text)],
+        ..InvokeSpec::default()
+    })
+    .await
+    .unwrap();
+    server
+        .wait_until(|c| c.log_count() >= 1, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|_| panic!("{}", emu.output()));
+    rid
 }
 
 /// A log record's body as text (a string body as it is).

@@ -218,20 +218,23 @@ pub fn inherited_env(prefixes: &[String]) -> Vec<(String, String)> {
 }
 
 fn write_hosts_file(dir: &Path, sandbox_ip: Option<Ipv4Addr>) -> PathBuf {
-    let path = dir.join("hosts");
     let mut content =
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
     if let Some(ip) = sandbox_ip {
         content.push_str(&format!("{ip}\tsandbox.localdomain sandbox\n"));
     }
-    std::fs::write(&path, content)
-        .unwrap_or_else(|e| panic!("emulator: cannot write {}: {e}", path.display()));
-    path
+    write_file(dir.join("hosts"), content)
 }
 
 fn write_resolv_conf(dir: &Path, name_server: Ipv4Addr) -> PathBuf {
-    let path = dir.join("resolv.conf");
-    std::fs::write(&path, format!("nameserver {name_server}\n"))
+    write_file(
+        dir.join("resolv.conf"),
+        format!("nameserver {name_server}\n"),
+    )
+}
+
+fn write_file(path: PathBuf, content: String) -> PathBuf {
+    std::fs::write(&path, content)
         .unwrap_or_else(|e| panic!("emulator: cannot write {}: {e}", path.display()));
     path
 }
