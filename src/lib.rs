@@ -3,10 +3,11 @@
 //!
 //! The flow goes one way:
 //!
-//! - [`lifecycle`] registers with the Extensions API, starts the listener,
-//!   subscribes to the Telemetry API and runs the `/next` loop; it decides
-//!   the flush points (the sandbox may freeze after each `/next`) by the
-//!   [`flush_policy`] beside it.
+//! - [`startup`] registers with the Extensions API, binds the listeners,
+//!   subscribes to the Telemetry API and sends the first `/next`, before
+//!   the async runtime exists; [`lifecycle`] then serves the listeners and
+//!   runs the `/next` loop; it decides the flush points (the sandbox may
+//!   freeze after each `/next`) by the [`flush_policy`] beside it.
 //! - [`telemetry_receiver`] accepts the batches Lambda POSTs and decodes
 //!   them leniently into [`lambda::events`].
 //! - [`shared_state`] holds the state the two share: the mapper, and
@@ -59,6 +60,7 @@ mod otlp_receiver;
 mod redact;
 mod shared_state;
 mod stage;
+mod startup;
 mod telemetry_receiver;
 mod time;
 mod wire;
@@ -72,6 +74,7 @@ pub use config::Config;
 pub use diagnostics::LogLevel;
 pub use lifecycle::run;
 pub use options::{percent_decode, table as settings_table, ConfigError, Env, ProcessEnv};
+pub use startup::{start, Started};
 
 // The Telemetry API's events.
 pub use lambda::events::{

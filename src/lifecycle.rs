@@ -1,7 +1,8 @@
-//! The extension's lifecycle: register, listen, subscribe, then the `/next`
-//! loop, and the flush points that keep telemetry safe across freezes.
+//! The extension's lifecycle from its first `/next` on (what comes before
+//! is [`crate::startup`]): the `/next` loop, and the flush points that keep
+//! telemetry safe across freezes.
 //!
-//! This is the only module that calls `/next`. Calling it tells Lambda that
+//! This is the only module that calls `/next` after the first. Calling it tells Lambda that
 //! the extension is done with the current phase, after which the sandbox may
 //! be frozen (timers stop, sockets stall) or never thawed again. So, for each
 //! INVOKE, the lifecycle waits (bounded) for this invocation's
@@ -19,37 +20,18 @@ use crate::counters::Count;
 use crate::export::{Exporter, FlushKind};
 use crate::flush_policy::{Decision, FlushPolicy, FlushState};
 use crate::lambda::extensions_api::{ExtensionsApi, InvokeEvent, NextEvent, ShutdownEvent};
-use crate::lambda::sandbox_host;
-use crate::lambda::telemetry_api::{self, Subscription};
-use crate::lambda::{new_client, ApiClient};
 use crate::mapping::invocation::InvokeInfo;
 use crate::mapping::resource::{self, ResourceInfo};
 use crate::mapping::{Mapper, MapperSettings};
-use crate::options::{ConfigError, Env};
+use crate::options::Env;
 use crate::otlp_receiver::{self, Forwarder};
 use crate::shared_state::Shared;
 use crate::stage::Stage;
+use crate::startup::Started;
 use crate::telemetry_receiver;
 
 /// Time kept free before a deadline Lambda gave us.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(150);
-
-/// The file name Lambda started us under (`/opt/extensions/<name>`).
-pub fn executable_name() -> String {
-    let from_arg0 = std::env::args_os().next().and_then(|a| {
-        std::path::Path::new(&a)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-    });
-    from_arg0
-        .filter(|n| !n.is_empty())
-        .or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        })
-        .unwrap_or_else(|| "lambda-otel-bridge".to_owned())
-}
 
 /// Converts a Lambda `deadlineMs` (Unix milliseconds) to an `Instant`, minus
 /// the safety margin. A deadline more than an hour away (Lambda's longest
@@ -69,63 +51,21 @@ fn instance_id() -> String {
         .unwrap_or_else(|| format!("{:x}-{}", crate::time::now(), std::process::id()))
 }
 
-/// Runs the extension; returns the process exit code.
-pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
-    let Some(runtime_api) = Config::runtime_api(env) else {
-        tracing::error!("AWS_LAMBDA_RUNTIME_API is not set: not running as a Lambda extension");
-        return 1;
-    };
-    let name = executable_name();
-    // Read on its own: with an invalid setting elsewhere the registration
-    // must still be the right one, so Lambda gets the real error.
-    let init_type = env.get("AWS_LAMBDA_INITIALIZATION_TYPE");
-    let lmi = init_type
-        .as_deref()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("lambda-managed-instances"));
-    let snap_start = init_type
-        .as_deref()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("snap-start"));
-
-    // The local receiver listens before the registration: the function's
-    // init code may export as soon as every extension has registered.
-    let receiver_sockets = match &config {
-        Ok(c) => otlp_receiver::bind(&c.receiver).await,
-        Err(_) => otlp_receiver::Bound::default(),
-    };
-    let client = new_client();
-    let api = ExtensionsApi::new(client.clone(), &runtime_api);
-    // Finding the listen address may ask a name server: do it while registering.
-    let listen_ip = tokio::spawn(sandbox_host::listen_ip());
-    let registration = match api.register(&name, !lmi).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("cannot register with the Extensions API: {e}");
-            return 1;
-        }
-    };
+/// Runs the extension from its first `/next` on; returns the process exit
+/// code. Must run on the async runtime.
+pub async fn run(env: &dyn Env, started: Started) -> i32 {
+    let Started {
+        config,
+        registration,
+        lmi,
+        snap_start,
+        receiver,
+        listener,
+        subscribed,
+        first_next,
+    } = started;
+    let api = first_next.on_runtime();
     let id = registration.extension_id.clone();
-    let config = match config {
-        Ok(c) => c,
-        Err(e) => {
-            let msg = format!("invalid configuration: {e}");
-            tracing::error!("{msg}");
-            if let Err(e) = api.init_error(&id, "Extension.ConfigInvalid", &msg).await {
-                tracing::error!("could not report the init error: {e}");
-            }
-            return 1;
-        }
-    };
-
-    for w in &config.warnings {
-        tracing::warn!("{w}");
-    }
-    if !config.telemetry.types.platform && !lmi {
-        tracing::warn!(
-            "LAMBDA_OTEL_BRIDGE_TELEMETRY_TYPES has no platform: without platform.runtimeDone the \
-             bridge cannot tell when an invocation ends, so its log lines leave one invocation \
-             late (at the next INVOKE or at SHUTDOWN)"
-        );
-    }
     // What Lambda said at registration, else its environment variables.
     let function_name = registration
         .function_name
@@ -171,41 +111,21 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
             .with_enrichment(config.receiver.enrich, shared.resource()),
     );
     let forwarder = Arc::new(Forwarder::new(exporter.clone(), stage.clone()));
-    let (receiver_go, go) = tokio::sync::watch::channel(false);
-    let (grpc_addr, http_addr) = receiver_sockets.addrs();
+    let (grpc_addr, http_addr) = receiver.addrs();
     tracing::debug!(?grpc_addr, ?http_addr, "local OTLP receiver");
-    otlp_receiver::serve(receiver_sockets, forwarder.clone(), go);
-
-    let ip = listen_ip
-        .await
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let listener = match telemetry_receiver::bind(ip, config.telemetry.listener_port).await {
-        Ok((l, fallback)) => {
-            if let Some(w) = fallback {
-                tracing::warn!("{w}");
-            }
-            l
-        }
-        Err(e) => {
-            let msg = format!(
-                "cannot listen on {ip}:{} for the Telemetry API (LAMBDA_OTEL_BRIDGE_TELEMETRY_PORT): {e}",
-                config.telemetry.listener_port
-            );
-            tracing::error!("{msg}");
-            let _ = api.init_error(&id, "Extension.ConfigInvalid", &msg).await;
-            return 1;
-        }
-    };
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    telemetry_receiver::spawn(
-        listener,
-        telemetry_receiver::router(
-            shared.clone(),
-            config.telemetry.body_limit(),
-            Some(exporter.clone()),
-        ),
+    otlp_receiver::serve(receiver, forwarder.clone());
+    let router = telemetry_receiver::router(
+        shared.clone(),
+        config.telemetry.body_limit(),
+        Some(exporter.clone()),
     );
-    let subscribed = subscribe(&client, &runtime_api, &id, &config, port).await;
+    if let Err(e) = telemetry_receiver::spawn(listener, router) {
+        // Subscribed already: Lambda's deliveries would wait unanswered.
+        let msg = format!("cannot serve the Telemetry API listener: {e}");
+        tracing::error!("{msg}");
+        let _ = api.exit_error(&id, "Extension.UnknownReason", &msg).await;
+        return 1;
+    }
     // Without a working subscription to platform events no runtimeDone or
     // report will come: waiting for them would only delay the function.
     let platform_events = subscribed && config.telemetry.types.platform;
@@ -236,9 +156,8 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         platform_events,
         lmi,
     };
-    // Serving starts while the first /next is pending.
-    let _ = receiver_go.send(true);
     if snap_start {
+        tracing::debug!("SnapStart: exporting before the snapshot, then the first /next");
         lifecycle.before_snapshot().await;
     } else {
         // Collector headers kept in AWS secrets: fetched while the function
@@ -248,33 +167,6 @@ pub async fn run(env: &dyn Env, config: Result<Config, ConfigError>) -> i32 {
         lifecycle.exporter.start_secret_fetches();
     }
     lifecycle.event_loop().await
-}
-
-/// Subscribes; returns whether telemetry will be delivered.
-async fn subscribe(
-    client: &ApiClient,
-    runtime_api: &str,
-    id: &str,
-    config: &Config,
-    port: u16,
-) -> bool {
-    let dest = telemetry_receiver::destination(port);
-    match telemetry_api::subscribe(client, runtime_api, id, &config.telemetry, &dest).await {
-        Ok(Subscription::Subscribed { schema_version }) => {
-            tracing::debug!(schema_version, destination = %dest, "subscribed to the Telemetry API");
-            true
-        }
-        Ok(Subscription::NotSupported { body }) => {
-            tracing::warn!(
-                "the Telemetry API is not supported here (202: {body}); no platform or log telemetry will arrive, the extension keeps running"
-            );
-            false
-        }
-        Err(e) => {
-            tracing::error!("Telemetry API subscription failed, no telemetry will arrive: {e}");
-            false
-        }
-    }
 }
 
 /// Moves everything mapped so far through the processing stage into the

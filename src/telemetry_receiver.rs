@@ -107,17 +107,15 @@ async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
 /// listening on every address still receives it. Returns the listener and,
 /// after a fallback, a warning naming the address that failed; only a
 /// failure to bind the fallback too is an error (naming both attempts).
-pub async fn bind(
-    ip: IpAddr,
-    port: u16,
-) -> std::io::Result<(tokio::net::TcpListener, Option<String>)> {
-    let first = match tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await {
+/// Blocking: it runs before the async runtime exists ([`spawn`] serves it).
+pub fn bind(ip: IpAddr, port: u16) -> std::io::Result<(std::net::TcpListener, Option<String>)> {
+    let first = match std::net::TcpListener::bind(SocketAddr::new(ip, port)) {
         Ok(listener) => return Ok((listener, None)),
         Err(e) if ip.is_unspecified() => return Err(e),
         Err(e) => e,
     };
     let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-    match tokio::net::TcpListener::bind(any).await {
+    match std::net::TcpListener::bind(any) {
         Ok(listener) => {
             let warning = format!(
                 "cannot listen on {ip}:{port}, the address {SANDBOX_HOST} resolves to ({first}); \
@@ -132,13 +130,16 @@ pub async fn bind(
     }
 }
 
-/// Serves until the process ends.
-pub fn spawn(listener: tokio::net::TcpListener, router: Router) {
+/// Serves until the process ends; must be called on the async runtime.
+pub fn spawn(listener: std::net::TcpListener, router: Router) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!("telemetry listener stopped: {e}");
         }
     });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -150,30 +151,29 @@ mod tests {
     /// names another host. No packet is sent.
     const NOT_HERE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
-    #[tokio::test]
-    async fn an_address_that_is_not_local_falls_back_to_every_address() {
+    #[test]
+    fn an_address_that_is_not_local_falls_back_to_every_address() {
         // The premise: this machine really cannot bind the address.
-        let direct = tokio::net::TcpListener::bind(SocketAddr::new(NOT_HERE, 0)).await;
+        let direct = std::net::TcpListener::bind(SocketAddr::new(NOT_HERE, 0));
         assert!(
             direct.is_err(),
             "192.0.2.1 is bindable on this machine; the test needs an address that is not"
         );
-        let (listener, warning) = bind(NOT_HERE, 0).await.expect("fallback binds");
+        let (listener, warning) = bind(NOT_HERE, 0).expect("fallback binds");
         let addr = listener.local_addr().unwrap();
         assert!(addr.ip().is_unspecified(), "{addr}");
         let warning = warning.expect("a warning");
         assert!(warning.contains("192.0.2.1"), "{warning}");
         assert!(warning.contains("0.0.0.0"), "{warning}");
         // The fallback listener accepts on loopback.
-        let connect = tokio::net::TcpStream::connect(("127.0.0.1", addr.port()));
-        let (accepted, connected) = tokio::join!(listener.accept(), connect);
-        accepted.expect("accepted");
+        let connected = std::net::TcpStream::connect(("127.0.0.1", addr.port()));
         connected.expect("connected");
+        listener.accept().expect("accepted");
     }
 
-    #[tokio::test]
-    async fn a_bindable_address_is_used_without_warning() {
-        let (listener, warning) = bind(IpAddr::V4(Ipv4Addr::LOCALHOST), 0).await.unwrap();
+    #[test]
+    fn a_bindable_address_is_used_without_warning() {
+        let (listener, warning) = bind(IpAddr::V4(Ipv4Addr::LOCALHOST), 0).unwrap();
         assert_eq!(
             listener.local_addr().unwrap().ip(),
             IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -181,12 +181,12 @@ mod tests {
         assert_eq!(warning, None);
     }
 
-    #[tokio::test]
-    async fn a_failing_fallback_is_an_error_naming_both_addresses() {
+    #[test]
+    fn a_failing_fallback_is_an_error_naming_both_addresses() {
         // The port is taken on every address: the fallback fails too.
-        let taken = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
         let port = taken.local_addr().unwrap().port();
-        let e = bind(NOT_HERE, port).await.expect_err("no address left");
+        let e = bind(NOT_HERE, port).expect_err("no address left");
         let text = e.to_string();
         assert!(text.contains(&format!("192.0.2.1:{port}")), "{text}");
         assert!(text.contains(&format!("0.0.0.0:{port}")), "{text}");

@@ -489,6 +489,39 @@ async fn schema_fallback() {
     spin_down(&emu).await;
 }
 
+/// SnapStart: the bridge takes its SnapStart path (the export before the
+/// snapshot, then the first `/next` sent by the event loop over the
+/// connection the registration used, not before the async runtime exists)
+/// and invocations after it are delivered as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snap_start_sends_the_first_next_after_the_snapshot_export() {
+    let server = start_mock_collector().await;
+    let mut extra = otlp_env(&format!("http://{}", server.addr()), "http/protobuf");
+    extra.extend(env(&[("LAMBDA_OTEL_BRIDGE_LOG_LEVEL", "debug")]));
+    let emu = start_initialized(EmulatorOptions {
+        initialization_type: "snap-start".into(),
+        extra_env: extra,
+        ..EmulatorOptions::default()
+    })
+    .await;
+    assert!(
+        emu.output()
+            .contains("SnapStart: exporting before the snapshot, then the first /next"),
+        "{}",
+        emu.output()
+    );
+    let rid = one_line_arrives(&emu, &server, "after the restore").await;
+    let logs = logs_of(&server).await;
+    assert_eq!(
+        attr_str(
+            &find(&logs, "after the restore").attributes,
+            "faas.invocation_id"
+        ),
+        Some(rid.as_str())
+    );
+    spin_down(&emu).await;
+}
+
 /// Interop with a collector nobody here wrote: rotel receives the function
 /// log lines over HTTP/protobuf and over gRPC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

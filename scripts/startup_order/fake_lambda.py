@@ -44,7 +44,8 @@ def event(kind, record):
 def post_json(url, body):
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"content-type": "application/json"})
-    urllib.request.urlopen(request, timeout=5).read()
+    # Generous: under gdb the bridge takes seconds to serve its listener.
+    urllib.request.urlopen(request, timeout=60).read()
 
 
 def deliver(events):
@@ -129,8 +130,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if state["next_calls"] == 1:
             if ON_NEXT:
                 subprocess.run(ON_NEXT, shell=True)
-            deliver(init_events())
-            threading.Thread(target=run_invocation).start()
+            # In the background, as Lambda delivers: the answer to /next does
+            # not wait for the listener (served only after the first /next).
+            def init_then_invoke():
+                deliver(init_events())
+                run_invocation()
+
+            threading.Thread(target=init_then_invoke).start()
             invoke = {"eventType": "INVOKE", "deadlineMs": deadline + 3000, "requestId": REQUEST_ID,
                       "invokedFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:f",
                       "tracing": {"type": "X-Amzn-Trace-Id", "value": TRACE}}

@@ -1,15 +1,20 @@
 //! Client of the Lambda Extensions API (`2020-01-01`): register, the `/next`
-//! long poll, and the init/exit error reports.
+//! long poll, and the init/exit error reports. Everything up to the first
+//! `/next` is blocking and runs before the async runtime exists
+//! ([`Bootstrap`]); the event loop then reads the first `/next`'s answer and
+//! makes the later calls ([`ExtensionsApi`]).
 //!
 //! Only [`crate::lifecycle`] calls `/next`: calling it tells Lambda this
 //! extension is done with the current phase, after which the sandbox may be
 //! frozen.
 
-use bytes::Bytes;
-use http_body_util::Full;
+use std::time::Duration;
+
 use serde::Deserialize;
 
-use super::{send, snippet, ApiClient, ApiError};
+use super::connection::{AsyncConn, BlockingConn};
+use super::http1::Request;
+use super::{snippet, ApiError, ApiResponse};
 
 const BASE: &str = "/2020-01-01/extension";
 
@@ -65,42 +70,41 @@ struct RawNext {
     event_type: String,
 }
 
-/// The Extensions API at `http://${AWS_LAMBDA_RUNTIME_API}`.
-#[derive(Clone)]
-pub struct ExtensionsApi {
-    client: ApiClient,
-    base: String,
+/// Bound on each call made before the first `/next` (registering,
+/// subscribing, reporting an init error) and on the exit error report:
+/// Lambda's whole init phase is limited to 10 s.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The Extensions API before the async runtime exists: registering (and
+/// the calls that need only the registration), blocking, on one connection
+/// to `AWS_LAMBDA_RUNTIME_API`, which [`Bootstrap::send_first_next`] then
+/// hands to the event loop with the first `/next` sent.
+pub struct Bootstrap {
+    conn: BlockingConn,
 }
 
-impl ExtensionsApi {
-    pub fn new(client: ApiClient, runtime_api: &str) -> Self {
-        ExtensionsApi {
-            client,
-            base: format!("http://{runtime_api}{BASE}"),
-        }
+impl Bootstrap {
+    /// Connects to `runtime_api` (`address:port`).
+    pub fn connect(runtime_api: &str) -> Result<Self, ApiError> {
+        Ok(Bootstrap {
+            conn: BlockingConn::connect(runtime_api, CALL_TIMEOUT)?,
+        })
     }
 
     /// Registers for INVOKE and SHUTDOWN (only SHUTDOWN on Lambda Managed
     /// Instances, where extensions cannot receive INVOKE) under `name`, which
     /// must be the executable's file name.
-    pub async fn register(
-        &self,
-        name: &str,
-        invoke_events: bool,
-    ) -> Result<Registration, ApiError> {
+    pub fn register(&mut self, name: &str, invoke_events: bool) -> Result<Registration, ApiError> {
         let events: &[&str] = if invoke_events {
             &["INVOKE", "SHUTDOWN"]
         } else {
             &["SHUTDOWN"]
         };
-        let body = serde_json::json!({ "events": events }).to_string();
-        let req = hyper::Request::post(format!("{}/register", self.base))
+        let req = Request::new("POST", format!("{BASE}/register"), "register")
             .header("Lambda-Extension-Name", name)
             .header("Lambda-Extension-Accept-Feature", "accountId")
-            .header("Content-Type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ApiError::Transport(e.to_string()))?;
-        let resp = send(&self.client, req).await?;
+            .json(serde_json::json!({ "events": events }).to_string());
+        let resp = self.conn.call(&req, CALL_TIMEOUT)?;
         if resp.status != 200 {
             return Err(ApiError::Status {
                 what: "register",
@@ -109,9 +113,7 @@ impl ExtensionsApi {
             });
         }
         let id = resp
-            .headers
-            .get("Lambda-Extension-Identifier")
-            .and_then(|v| v.to_str().ok())
+            .header("Lambda-Extension-Identifier")
             .filter(|v| !v.is_empty())
             .ok_or(ApiError::Protocol {
                 what: "register",
@@ -124,13 +126,69 @@ impl ExtensionsApi {
         Ok(reg)
     }
 
+    /// Reports a failed initialization (`/init/error`).
+    pub fn init_error(
+        &mut self,
+        extension_id: &str,
+        error_type: &str,
+        message: &str,
+    ) -> Result<(), ApiError> {
+        let req = error_report("init/error", extension_id, error_type, message);
+        error_reply(req.what, self.conn.call(&req, CALL_TIMEOUT)?)
+    }
+
+    /// The connection, for other calls before the first `/next` (the
+    /// Telemetry API subscription).
+    pub fn conn(&mut self) -> &mut BlockingConn {
+        &mut self.conn
+    }
+
+    /// Sends the first `/next`; its answer is read on the event loop
+    /// ([`FirstNext::on_runtime`]).
+    pub fn send_first_next(self, extension_id: &str) -> Result<FirstNext, ApiError> {
+        let host = self.conn.host().to_owned();
+        let stream = self.conn.send(&next_request(extension_id), CALL_TIMEOUT)?;
+        Ok(FirstNext::Sent { host, stream })
+    }
+
+    /// Leaves the first `/next` to the event loop (SnapStart: the snapshot
+    /// is taken once every extension waits in `/next`, and the extension
+    /// must export what it holds before that).
+    pub fn defer_first_next(self) -> FirstNext {
+        FirstNext::NotSent(self.conn)
+    }
+}
+
+/// The first `/next`: already sent before the async runtime, or to be sent
+/// by the event loop.
+pub enum FirstNext {
+    Sent {
+        host: String,
+        stream: std::net::TcpStream,
+    },
+    NotSent(BlockingConn),
+}
+
+impl FirstNext {
+    /// The event loop's client; must be called on the async runtime.
+    pub fn on_runtime(self) -> ExtensionsApi {
+        let conn = match self {
+            FirstNext::Sent { host, stream } => AsyncConn::with_answer_pending(host, stream),
+            FirstNext::NotSent(conn) => AsyncConn::new(conn),
+        };
+        ExtensionsApi { conn }
+    }
+}
+
+/// The Extensions API on the event loop: `/next` and the exit error report.
+pub struct ExtensionsApi {
+    conn: AsyncConn,
+}
+
+impl ExtensionsApi {
     /// Blocks until Lambda hands out the next event. No timeout on purpose.
     pub async fn next(&self, extension_id: &str) -> Result<NextEvent, ApiError> {
-        let req = hyper::Request::get(format!("{}/event/next", self.base))
-            .header("Lambda-Extension-Identifier", extension_id)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| ApiError::Transport(e.to_string()))?;
-        let resp = send(&self.client, req).await?;
+        let resp = self.conn.call(&next_request(extension_id), None).await?;
         if resp.status != 200 {
             return Err(ApiError::Status {
                 what: "event/next",
@@ -141,17 +199,6 @@ impl ExtensionsApi {
         parse_next(&resp.body)
     }
 
-    /// Reports a failed initialization (`/init/error`).
-    pub async fn init_error(
-        &self,
-        extension_id: &str,
-        error_type: &str,
-        message: &str,
-    ) -> Result<(), ApiError> {
-        self.report_error("init/error", extension_id, error_type, message)
-            .await
-    }
-
     /// Reports an unexpected failure before exiting (`/exit/error`).
     pub async fn exit_error(
         &self,
@@ -159,39 +206,43 @@ impl ExtensionsApi {
         error_type: &str,
         message: &str,
     ) -> Result<(), ApiError> {
-        self.report_error("exit/error", extension_id, error_type, message)
-            .await
+        let req = error_report("exit/error", extension_id, error_type, message);
+        error_reply(req.what, self.conn.call(&req, Some(CALL_TIMEOUT)).await?)
     }
+}
 
-    async fn report_error(
-        &self,
-        path: &'static str,
-        extension_id: &str,
-        error_type: &str,
-        message: &str,
-    ) -> Result<(), ApiError> {
-        let body = serde_json::json!({
-            "errorMessage": message,
-            "errorType": error_type,
-            "stackTrace": [],
-        })
-        .to_string();
-        let req = hyper::Request::post(format!("{}/{path}", self.base))
-            .header("Lambda-Extension-Identifier", extension_id)
-            .header("Lambda-Extension-Function-Error-Type", error_type)
-            .header("Content-Type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ApiError::Transport(e.to_string()))?;
-        let resp = send(&self.client, req).await?;
-        if resp.status / 100 != 2 {
-            return Err(ApiError::Status {
-                what: path,
-                status: resp.status,
-                body: snippet(&resp.body),
-            });
-        }
-        Ok(())
+fn next_request(extension_id: &str) -> Request {
+    Request::new("GET", format!("{BASE}/event/next"), "event/next")
+        .header("Lambda-Extension-Identifier", extension_id)
+}
+
+fn error_report(
+    path: &'static str,
+    extension_id: &str,
+    error_type: &str,
+    message: &str,
+) -> Request {
+    let body = serde_json::json!({
+        "errorMessage": message,
+        "errorType": error_type,
+        "stackTrace": [],
+    })
+    .to_string();
+    Request::new("POST", format!("{BASE}/{path}"), path)
+        .header("Lambda-Extension-Identifier", extension_id)
+        .header("Lambda-Extension-Function-Error-Type", error_type)
+        .json(body)
+}
+
+fn error_reply(what: &'static str, resp: ApiResponse) -> Result<(), ApiError> {
+    if resp.status / 100 != 2 {
+        return Err(ApiError::Status {
+            what,
+            status: resp.status,
+            body: snippet(&resp.body),
+        });
     }
+    Ok(())
 }
 
 /// Decodes a `/next` body.

@@ -2,13 +2,15 @@
 //!
 //! Lambda pushes each batch to the host named in the subscription, which
 //! inside a sandbox need not be 127.0.0.1, so the Telemetry listener binds
-//! what that name resolves to ([`listen_ip`]): the address `/etc/hosts`
+//! what that name resolves to ([`start_lookup`]): the address `/etc/hosts`
 //! gives it, else the answer of the first name server of `/etc/resolv.conf`
 //! to one DNS question (type A), awaited at most [`RESOLVE_WITHIN`], else
-//! `0.0.0.0` (local emulators, where the name does not resolve).
+//! `0.0.0.0` (local emulators, where the name does not resolve). The
+//! question is sent before the extension registers and the answer read
+//! after, so the name server answers while Lambda does.
 //!
-//! The question is asked here, on the event loop, rather than through the C
-//! resolver: `getaddrinfo` blocks, so it needed a thread of its own, and
+//! The question is asked here rather than through the C resolver:
+//! `getaddrinfo` blocks, so it needed a thread of its own, and
 //! that thread, the resolver's configuration files and its second question
 //! (AAAA, for an IPv6 address the listener never uses) were the largest
 //! single cost of the start-up: 14 % of the CPU before the first `/next`
@@ -20,8 +22,8 @@
 //! resolver asks them only after the first one's timeout of seconds, far
 //! beyond the bound) and other `nsswitch.conf` sources.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
 
 /// Host name used in the subscription's destination URI.
 pub const SANDBOX_HOST: &str = "sandbox.localdomain";
@@ -33,19 +35,94 @@ pub const SANDBOX_HOST: &str = "sandbox.localdomain";
 /// receives every delivery.
 pub const RESOLVE_WITHIN: Duration = Duration::from_millis(5);
 
-/// The address to bind: see the module documentation.
-pub async fn listen_ip() -> IpAddr {
+/// Finding the address, started before the extension registers and
+/// finished after: the question is on its way while the registration is.
+#[derive(Debug)]
+pub struct Lookup(LookupState);
+
+#[derive(Debug)]
+enum LookupState {
+    /// `/etc/hosts` names it.
+    Known(IpAddr),
+    /// Asked; the answer is awaited until `until`.
+    Asked {
+        socket: UdpSocket,
+        question: Vec<u8>,
+        until: Instant,
+    },
+    /// No answer will come (the question could not be sent).
+    Unknown,
+}
+
+/// Starts finding the address to bind (see the module documentation):
+/// `/etc/hosts` first, else one question to the name server.
+pub fn start_lookup() -> Lookup {
     if let Some(ip) = std::fs::read_to_string("/etc/hosts")
         .ok()
         .and_then(|hosts| ip_from_hosts(&hosts, SANDBOX_HOST))
     {
-        return ip;
+        return Lookup(LookupState::Known(ip));
     }
     let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let server = name_server(&resolv_conf);
-    match tokio::time::timeout(RESOLVE_WITHIN, ask_address(server, SANDBOX_HOST)).await {
-        Ok(Some(ip)) => IpAddr::V4(ip),
-        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    ask(name_server(&resolv_conf), SANDBOX_HOST, RESOLVE_WITHIN)
+}
+
+/// Sends `server` the question for the IPv4 address of `name` over UDP; the
+/// answer is awaited (at most `within` from now) by [`Lookup::finish`].
+pub fn ask(server: SocketAddr, name: &str, within: Duration) -> Lookup {
+    let until = Instant::now() + within;
+    let asked = || -> Option<LookupState> {
+        let local = match server {
+            SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        };
+        let socket = UdpSocket::bind(local).ok()?;
+        // Connected: the kernel drops datagrams from other sources, and an
+        // ICMP "port unreachable" ends the wait at once (ECONNREFUSED).
+        socket.connect(server).ok()?;
+        let question = question(question_id(), name)?;
+        socket.send(&question).ok()?;
+        Some(LookupState::Asked {
+            socket,
+            question,
+            until,
+        })
+    };
+    Lookup(asked().unwrap_or(LookupState::Unknown))
+}
+
+impl Lookup {
+    /// The address to bind: what `/etc/hosts` or the name server gave, else
+    /// `0.0.0.0`. Waits for the answer until the bound set when asking; the
+    /// name server's refusal or an error reply ends the wait at once, and
+    /// datagrams that do not answer this question (another id, another
+    /// question) are ignored.
+    pub fn finish(self) -> IpAddr {
+        let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let (socket, question, until) = match self.0 {
+            LookupState::Known(ip) => return ip,
+            LookupState::Unknown => return unspecified,
+            LookupState::Asked {
+                socket,
+                question,
+                until,
+            } => (socket, question, until),
+        };
+        let mut buf = [0u8; 512];
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+                return unspecified;
+            }
+            let Ok(n) = socket.recv(&mut buf) else {
+                return unspecified;
+            };
+            match read_reply(&buf[..n], &question) {
+                Reply::NotOurs => continue,
+                Reply::Address(ip) => return IpAddr::V4(ip),
+                Reply::NoAddress => return unspecified,
+            }
+        }
     }
 }
 
@@ -76,32 +153,6 @@ pub fn name_server(resolv_conf: &str) -> SocketAddr {
             Some(SocketAddr::new(ip, 53))
         })
         .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53))
-}
-
-/// Asks `server` for the IPv4 address of `name` over UDP; `None` when it
-/// has none, refuses, or cannot be reached. Datagrams that are not the
-/// answer to this question (another id, another question) are ignored.
-/// Unbounded in time: the caller bounds it.
-pub async fn ask_address(server: SocketAddr, name: &str) -> Option<Ipv4Addr> {
-    let local = match server {
-        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-    };
-    let socket = tokio::net::UdpSocket::bind(local).await.ok()?;
-    // Connected: the kernel drops datagrams from other sources, and an ICMP
-    // "port unreachable" ends the wait at once (ECONNREFUSED).
-    socket.connect(server).await.ok()?;
-    let question = question(question_id(), name)?;
-    socket.send(&question).await.ok()?;
-    let mut buf = [0u8; 512];
-    loop {
-        let n = socket.recv(&mut buf).await.ok()?;
-        match read_reply(&buf[..n], &question) {
-            Reply::NotOurs => continue,
-            Reply::Address(ip) => return Some(ip),
-            Reply::NoAddress => return None,
-        }
-    }
 }
 
 /// A random 16-bit question id, from the standard library's per-process
@@ -417,40 +468,58 @@ mod tests {
     /// A name server on loopback: it checks the question (an A query for
     /// the sandbox's name), sends a stray datagram first (another id), then
     /// the answer, written by hand around the question it received.
-    #[tokio::test]
-    async fn a_name_server_on_loopback_is_asked_and_answers() {
-        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    #[test]
+    fn a_name_server_on_loopback_is_asked_and_answers() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = server.local_addr().unwrap();
-        let answering = tokio::spawn(async move {
-            let mut buf = [0u8; 512];
-            let (n, from) = server.recv_from(&mut buf).await.unwrap();
-            let q = buf[..n].to_vec();
-            assert_eq!(&q[2..12], &[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-            assert_eq!(&q[12..], &question_section()[..]);
-            let stray = reply([q[0], q[1] ^ 0xff], OK, 1, &q[12..], A_RECORD);
-            server.send_to(&stray, from).await.unwrap();
-            let mut answer = reply([q[0], q[1]], OK, 1, &q[12..], A_RECORD);
-            let len = answer.len();
-            answer[len - 4..].copy_from_slice(&[127, 0, 0, 9]);
-            server.send_to(&answer, from).await.unwrap();
-        });
-        let ip = tokio::time::timeout(Duration::from_secs(10), ask_address(addr, SANDBOX_HOST))
-            .await
-            .expect("an answer, not a hang");
-        assert_eq!(ip, Some(Ipv4Addr::new(127, 0, 0, 9)));
-        answering.await.unwrap();
+        // Sent before the server reads: the datagram waits in its socket,
+        // as it does while the extension registers.
+        let lookup = ask(addr, SANDBOX_HOST, Duration::from_secs(10));
+        let mut buf = [0u8; 512];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        let q = buf[..n].to_vec();
+        assert_eq!(&q[2..12], &[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&q[12..], &question_section()[..]);
+        let stray = reply([q[0], q[1] ^ 0xff], OK, 1, &q[12..], A_RECORD);
+        server.send_to(&stray, from).unwrap();
+        let mut answer = reply([q[0], q[1]], OK, 1, &q[12..], A_RECORD);
+        let len = answer.len();
+        answer[len - 4..].copy_from_slice(&[127, 0, 0, 9]);
+        server.send_to(&answer, from).unwrap();
+        assert_eq!(lookup.finish(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)));
     }
 
-    /// Nothing listens on the port: the ICMP error ends the wait (no hang
-    /// until the caller's bound).
-    #[tokio::test]
-    async fn a_closed_port_gives_none_without_waiting_for_the_bound() {
-        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// Nothing listens on the port: the ICMP error ends the wait at once,
+    /// long before the (here 10 s) bound.
+    #[test]
+    fn a_closed_port_gives_the_unspecified_address_without_waiting_for_the_bound() {
+        let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = closed.local_addr().unwrap();
         drop(closed);
-        let ip = tokio::time::timeout(Duration::from_secs(10), ask_address(addr, SANDBOX_HOST))
-            .await
-            .expect("ECONNREFUSED ends the wait");
-        assert_eq!(ip, None);
+        let started = Instant::now();
+        let ip = ask(addr, SANDBOX_HOST, Duration::from_secs(10)).finish();
+        assert_eq!(ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// A name server that never answers: the wait ends at the bound.
+    #[test]
+    fn a_silent_name_server_costs_the_bound_and_no_more() {
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let started = Instant::now();
+        let ip = ask(
+            silent.local_addr().unwrap(),
+            SANDBOX_HOST,
+            Duration::from_millis(50),
+        )
+        .finish();
+        assert_eq!(ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let mut buf = [0u8; 512];
+        assert!(silent.recv(&mut buf).unwrap() > 12, "the question was sent");
     }
 }

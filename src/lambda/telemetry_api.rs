@@ -5,10 +5,10 @@
 //! platform refuses the newer version with 400. Must be called after the
 //! listener accepts connections and before the first `/next`.
 
-use bytes::Bytes;
-use http_body_util::Full;
-
-use super::{send, snippet, ApiClient, ApiError};
+use super::connection::BlockingConn;
+use super::extensions_api::CALL_TIMEOUT;
+use super::http1::Request;
+use super::{snippet, ApiError};
 use crate::options::read::{int, text_or_default};
 use crate::options::table::{
     TELEMETRY_MAX_BYTES, TELEMETRY_MAX_ITEMS, TELEMETRY_PORT, TELEMETRY_TIMEOUT_MS, TELEMETRY_TYPES,
@@ -146,26 +146,19 @@ pub fn subscribe_body(cfg: &TelemetrySettings, schema_version: &str, destination
 }
 
 /// Subscribes `destination` (e.g. `http://sandbox.localdomain:PORT/telemetry`).
-pub async fn subscribe(
-    client: &ApiClient,
-    runtime_api: &str,
+/// Blocking, before the first `/next` (no async runtime exists yet).
+pub fn subscribe(
+    conn: &mut BlockingConn,
     extension_id: &str,
     cfg: &TelemetrySettings,
     destination: &str,
 ) -> Result<Subscription, ApiError> {
-    let url = format!("http://{runtime_api}/2022-07-01/telemetry");
     let mut last_400 = String::new();
     for version in SCHEMA_VERSIONS {
-        let req = hyper::Request::put(&url)
+        let req = Request::new("PUT", "/2022-07-01/telemetry".into(), "telemetry subscribe")
             .header("Lambda-Extension-Identifier", extension_id)
-            .header("Content-Type", "application/json")
-            .body(Full::new(Bytes::from(subscribe_body(
-                cfg,
-                version,
-                destination,
-            ))))
-            .map_err(|e| ApiError::Transport(e.to_string()))?;
-        let resp = send(client, req).await?;
+            .json(subscribe_body(cfg, version, destination));
+        let resp = conn.call(&req, CALL_TIMEOUT)?;
         match resp.status {
             200 => {
                 return Ok(Subscription::Subscribed {

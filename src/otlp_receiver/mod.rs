@@ -341,16 +341,15 @@ impl Forwarder {
 /// The local receiver's sockets, bound and not yet served.
 #[derive(Debug, Default)]
 pub struct Bound {
-    grpc: Option<tokio::net::TcpListener>,
-    http: Option<tokio::net::TcpListener>,
+    grpc: Option<std::net::TcpListener>,
+    http: Option<std::net::TcpListener>,
     max_body_bytes: usize,
 }
 
 impl Bound {
     /// The addresses listened on: gRPC, HTTP.
     pub fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        let addr =
-            |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let addr = |l: &Option<std::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         (addr(&self.grpc), addr(&self.http))
     }
 }
@@ -361,8 +360,9 @@ impl Bound {
 /// before serving starts wait in the kernel's backlog. A listener that
 /// cannot bind (the port is taken, e.g. by another extension) is reported
 /// and skipped: the function's telemetry pipeline must never break the
-/// bridge's own.
-pub async fn bind(cfg: &ReceiverSettings) -> Bound {
+/// bridge's own. Blocking (no async runtime exists yet): binding is a few
+/// system calls.
+pub fn bind(cfg: &ReceiverSettings) -> Bound {
     let mut bound = Bound {
         max_body_bytes: cfg.max_body_bytes,
         ..Bound::default()
@@ -371,7 +371,7 @@ pub async fn bind(cfg: &ReceiverSettings) -> Bound {
         return bound;
     }
     if let Some(addr) = cfg.grpc_addr {
-        match tokio::net::TcpListener::bind(addr).await {
+        match std::net::TcpListener::bind(addr) {
             Ok(listener) => bound.grpc = Some(listener),
             Err(e) => tracing::warn!(
                 "local OTLP/gRPC receiver not started: cannot listen on {addr} (LAMBDA_OTEL_BRIDGE_RECEIVER_GRPC_ADDR): {e}"
@@ -379,7 +379,7 @@ pub async fn bind(cfg: &ReceiverSettings) -> Bound {
         }
     }
     if let Some(addr) = cfg.http_addr {
-        match tokio::net::TcpListener::bind(addr).await {
+        match std::net::TcpListener::bind(addr) {
             Ok(listener) => bound.http = Some(listener),
             Err(e) => tracing::warn!(
                 "local OTLP/HTTP receiver not started: cannot listen on {addr} (LAMBDA_OTEL_BRIDGE_RECEIVER_HTTP_ADDR): {e}"
@@ -389,18 +389,17 @@ pub async fn bind(cfg: &ReceiverSettings) -> Bound {
     bound
 }
 
-/// Serves the bound listeners once `go` turns true, which the lifecycle
-/// does as it makes its first `/next` call, so setting up the servers costs
-/// the extension's init nothing.
-pub fn serve(bound: Bound, forwarder: Arc<Forwarder>, go: tokio::sync::watch::Receiver<bool>) {
+/// Serves the bound listeners; the lifecycle calls it after the first
+/// `/next` is sent, so setting up the servers costs the extension's init
+/// nothing. A listener the async runtime cannot take over is reported and
+/// skipped.
+pub fn serve(bound: Bound, forwarder: Arc<Forwarder>) {
     let max = bound.max_body_bytes;
-    if let Some(listener) = bound.grpc {
+    if let Some(listener) = bound.grpc.and_then(|l| take_over(l, "gRPC")) {
         let traces = GrpcExport::<ExportTraceServiceRequest>::new(forwarder.clone(), max);
         let metrics = GrpcExport::<ExportMetricsServiceRequest>::new(forwarder.clone(), max);
         let logs = GrpcExport::<ExportLogsServiceRequest>::new(forwarder.clone(), max);
-        let mut go = go.clone();
         tokio::spawn(async move {
-            let _ = go.wait_for(|v| *v).await;
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let result = tonic::transport::Server::builder()
@@ -414,15 +413,27 @@ pub fn serve(bound: Bound, forwarder: Arc<Forwarder>, go: tokio::sync::watch::Re
             }
         });
     }
-    if let Some(listener) = bound.http {
-        let mut go = go;
+    if let Some(listener) = bound.http.and_then(|l| take_over(l, "HTTP")) {
         tokio::spawn(async move {
-            let _ = go.wait_for(|v| *v).await;
             let router = http_router(forwarder, max);
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!("local OTLP/HTTP receiver stopped: {e}");
             }
         });
+    }
+}
+
+/// A listener bound before the async runtime existed, on the runtime.
+fn take_over(listener: std::net::TcpListener, which: &str) -> Option<tokio::net::TcpListener> {
+    let taken = listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener));
+    match taken {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("local OTLP/{which} receiver not started: {e}");
+            None
+        }
     }
 }
 
