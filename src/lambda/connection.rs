@@ -47,6 +47,15 @@ fn is_closed(e: &std::io::Error) -> bool {
     )
 }
 
+/// A request sent by [`BlockingConn::send`], its answer not read yet.
+pub struct SentRequest {
+    stream: TcpStream,
+    /// Sent on a connection kept from an earlier answer: if it turns out
+    /// closed before any byte of the answer, the request goes again on a
+    /// new one (the server may have closed it just before the request).
+    reused: bool,
+}
+
 /// A request that could not be written: on a connection the server
 /// closed, nothing of it was read.
 fn write_failed(e: std::io::Error, what: &'static str) -> Failed {
@@ -119,22 +128,25 @@ impl BlockingConn {
 
     /// Sends `req` and leaves its answer to be read later, on the event
     /// loop ([`AsyncConn::with_answer_pending`]): the first `/next`.
-    pub fn send(mut self, req: &Request, timeout: Duration) -> Result<TcpStream, ApiError> {
+    pub fn send(mut self, req: &Request, timeout: Duration) -> Result<SentRequest, ApiError> {
         let bytes = req.encode(&self.host);
-        let mut stream = match self.stream.take() {
-            Some(s) => s,
-            None => self.open(timeout)?,
+        let (mut stream, reused) = match self.stream.take() {
+            Some(s) => (s, true),
+            None => (self.open(timeout)?, false),
         };
         let _ = stream.set_write_timeout(Some(timeout));
         match stream.write_all(&bytes) {
-            Ok(()) => Ok(stream),
-            Err(e) if is_closed(&e) => {
+            Ok(()) => Ok(SentRequest { stream, reused }),
+            Err(e) if reused && is_closed(&e) => {
                 // Dropped while idle: nothing of this request was read.
                 let mut stream = self.open(timeout)?;
                 stream
                     .write_all(&bytes)
                     .map_err(|e| transport(e, req.what))?;
-                Ok(stream)
+                Ok(SentRequest {
+                    stream,
+                    reused: false,
+                })
             }
             Err(e) => Err(transport(e, req.what)),
         }
@@ -221,8 +233,9 @@ pub struct AsyncConn {
     host: String,
     idle: std::sync::Mutex<Option<tokio::net::TcpStream>>,
     /// A request already sent whose answer has not been read (the first
-    /// `/next`, sent before the runtime existed).
-    pending: std::sync::Mutex<Option<tokio::net::TcpStream>>,
+    /// `/next`, sent before the runtime existed), and whether it went on a
+    /// reused connection.
+    pending: std::sync::Mutex<Option<(tokio::net::TcpStream, bool)>>,
 }
 
 impl AsyncConn {
@@ -240,11 +253,12 @@ impl AsyncConn {
     /// ([`BlockingConn::send`]): the next [`AsyncConn::call`] reads that
     /// answer instead of sending its own request. Must be called on the
     /// async runtime.
-    pub fn with_answer_pending(host: String, stream: TcpStream) -> Self {
+    pub fn with_answer_pending(host: String, sent: SentRequest) -> Self {
+        let reused = sent.reused;
         AsyncConn {
             host,
             idle: std::sync::Mutex::new(None),
-            pending: std::sync::Mutex::new(to_tokio(stream)),
+            pending: std::sync::Mutex::new(to_tokio(sent.stream).map(|s| (s, reused))),
         }
     }
 
@@ -268,21 +282,24 @@ impl AsyncConn {
     }
 
     async fn call_unbounded(&self, req: &Request) -> Result<ApiResponse, ApiError> {
-        let pending = lock(&self.pending).take();
-        if let Some(mut stream) = pending {
-            let parsed = read_async(&mut stream, req.what)
-                .await
-                .map_err(Failed::into_error)?;
-            return Ok(self.keep(stream, parsed));
-        }
         let bytes = req.encode(&self.host);
-        let idle = lock(&self.idle).take();
-        let reused = idle.is_some();
-        let mut stream = match idle {
-            Some(s) => s,
-            None => self.open(req.what).await?,
+        let pending = lock(&self.pending).take();
+        let (mut stream, reused, mut result) = match pending {
+            Some((mut stream, reused)) => {
+                let result = read_async(&mut stream, req.what).await;
+                (stream, reused, result)
+            }
+            None => {
+                let idle = lock(&self.idle).take();
+                let reused = idle.is_some();
+                let mut stream = match idle {
+                    Some(s) => s,
+                    None => self.open(req.what).await?,
+                };
+                let result = exchange_async(&mut stream, &bytes, req.what).await;
+                (stream, reused, result)
+            }
         };
-        let mut result = exchange_async(&mut stream, &bytes, req.what).await;
         if reused && matches!(result, Err(Failed::ClosedBeforeAnswer(_))) {
             stream = self.open(req.what).await?;
             result = exchange_async(&mut stream, &bytes, req.what).await;
@@ -477,6 +494,36 @@ mod tests {
             .map(|r| r.split(' ').nth(1).unwrap())
             .collect();
         assert_eq!(paths, ["/register", "/next", "/next2"]);
+    }
+
+    /// The server closes the kept connection right after answering (HTTP/1.1,
+    /// no `Connection: close`): the first `/next`, sent on it before the
+    /// close was seen, goes again on a new connection when its answer is read.
+    #[tokio::test]
+    async fn a_pending_answer_on_a_connection_found_closed_is_asked_again() {
+        let (host, server) = scripted_server(vec![vec![OK], vec![OK]]);
+        let mut conn = BlockingConn::connect(&host, Duration::from_secs(10)).unwrap();
+        conn.call(
+            &Request::new("POST", "/register".into(), WHAT),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        // The close has arrived; the write still succeeds on this side.
+        std::thread::sleep(Duration::from_millis(50));
+        let sent = conn
+            .send(
+                &Request::new("GET", "/next".into(), WHAT),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        let api = AsyncConn::with_answer_pending(host, sent);
+        let answer = api
+            .call(&Request::new("GET", "/next".into(), WHAT), None)
+            .await;
+        assert_eq!(&answer.unwrap().body[..], b"ok");
+        let seen = server.join().unwrap();
+        assert_eq!(seen.len(), 2, "a second connection");
+        assert!(seen[1][0].starts_with("GET /next "));
     }
 
     /// A request abandoned half-way (its future dropped, as a timeout does)

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::connection::{AsyncConn, BlockingConn};
+use super::connection::{AsyncConn, BlockingConn, SentRequest};
 use super::http1::Request;
 use super::{snippet, ApiError, ApiResponse};
 
@@ -147,8 +147,8 @@ impl Bootstrap {
     /// ([`FirstNext::on_runtime`]).
     pub fn send_first_next(self, extension_id: &str) -> Result<FirstNext, ApiError> {
         let host = self.conn.host().to_owned();
-        let stream = self.conn.send(&next_request(extension_id), CALL_TIMEOUT)?;
-        Ok(FirstNext::Sent { host, stream })
+        let sent = self.conn.send(&next_request(extension_id), CALL_TIMEOUT)?;
+        Ok(FirstNext::Sent { host, sent })
     }
 
     /// Leaves the first `/next` to the event loop (SnapStart: the snapshot
@@ -162,10 +162,7 @@ impl Bootstrap {
 /// The first `/next`: already sent before the async runtime, or to be sent
 /// by the event loop.
 pub enum FirstNext {
-    Sent {
-        host: String,
-        stream: std::net::TcpStream,
-    },
+    Sent { host: String, sent: SentRequest },
     NotSent(BlockingConn),
 }
 
@@ -173,7 +170,7 @@ impl FirstNext {
     /// The event loop's client; must be called on the async runtime.
     pub fn on_runtime(self) -> ExtensionsApi {
         let conn = match self {
-            FirstNext::Sent { host, stream } => AsyncConn::with_answer_pending(host, stream),
+            FirstNext::Sent { host, sent } => AsyncConn::with_answer_pending(host, sent),
             FirstNext::NotSent(conn) => AsyncConn::new(conn),
         };
         ExtensionsApi { conn }
