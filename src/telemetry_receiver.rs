@@ -100,7 +100,7 @@ async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
     response
 }
 
-/// Binds the listener on `ip` (what `sandbox_host::listen_ip` found), falling back to
+/// Binds the listener on `ip` (what `sandbox_host::start_lookup` found), falling back to
 /// `0.0.0.0` when `ip` cannot be bound here (`sandbox.localdomain` resolving
 /// to an address that is not this machine's: `EADDRNOTAVAIL`). Lambda
 /// delivers to whatever address the name resolves to for the platform, so
