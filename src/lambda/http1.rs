@@ -15,7 +15,7 @@
 
 use bytes::Bytes;
 
-use super::ApiError;
+use super::{snippet, ApiError};
 
 /// Largest status line plus headers read.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -274,7 +274,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, String> {
         lines.push(line);
     };
     let status_line = std::str::from_utf8(lines[0]).map_err(|_| "status line is not text")?;
-    let bad_status = || format!("not an HTTP/1 status line: {:?}", snippet_of(status_line));
+    let bad_status = || {
+        format!(
+            "not an HTTP/1 status line: {:?}",
+            snippet(status_line.as_bytes())
+        )
+    };
     let rest = status_line.strip_prefix("HTTP/1.").ok_or_else(bad_status)?;
     let minor_version = match rest.as_bytes().first() {
         Some(d @ b'0'..=b'9') => d - b'0',
@@ -337,10 +342,6 @@ fn status_prefix_ok(partial: &[u8]) -> Result<(), String> {
             String::from_utf8_lossy(&partial[..n])
         ))
     }
-}
-
-fn snippet_of(text: &str) -> String {
-    text.chars().take(60).collect()
 }
 
 pub(super) fn closed_early(what: &'static str, got: usize) -> ApiError {
