@@ -64,5 +64,11 @@ with open(src, "rb") as f, zipfile.ZipFile(dst, "w") as z:
     z.writestr(info, f.read(), compresslevel=9)
 PY
 glibc=$(objdump -T "$bin" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -V | tail -n1 || true)
+# Lambda's oldest glibc the binary is for: 2.34 (Amazon Linux 2023); a
+# newer symbol version would make the dynamic loader refuse to start it.
+if [ -n "$glibc" ] && [ "$(printf '%s\nGLIBC_2.34\n' "$glibc" | sort -V | tail -n1)" != "GLIBC_2.34" ]; then
+  echo "$bin needs $glibc: newer than Amazon Linux 2023's glibc 2.34; build on an older glibc or with cargo zigbuild (see the top of this script)" >&2
+  exit 1
+fi
 echo "binary: $bin ($(stat -c %s "$bin") bytes${glibc:+, needs $glibc})"
 echo "layer:  $zip ($(stat -c %s "$zip") bytes)"

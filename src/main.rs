@@ -8,7 +8,7 @@
 
 use lambda_otel_bridge::Config;
 use lambda_otel_bridge::LogLevel;
-use lambda_otel_bridge::{run, start};
+use lambda_otel_bridge::{run, start, Started};
 use lambda_otel_bridge::{ConfigError, ProcessEnv};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -61,6 +61,101 @@ fn init_logging(config: &Result<Config, ConfigError>) {
 #[unsafe(no_mangle)]
 pub extern "C" fn log(x: f64) -> f64 {
     libm::log(x)
+}
+
+/// glibc's `struct dl_find_object` on 64-bit targets (`<dlfcn.h>`; no
+/// `dlfo_eh_dbase` on x86-64 or AArch64).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[repr(C)]
+pub struct DlFindObject {
+    flags: u64,
+    map_start: *mut libc::c_void,
+    map_end: *mut libc::c_void,
+    link_map: *mut libc::c_void,
+    eh_frame: *mut libc::c_void,
+    reserved: [u64; 7],
+}
+
+/// glibc's `_dl_find_object`, provided by the binary itself: the loaded
+/// object containing `address`, its address range and its unwind table
+/// index (`PT_GNU_EH_FRAME`); 0 when found, -1 when not.
+///
+/// libgcc's unwinder, linked into the binary (build.rs), looks up the
+/// unwind tables of each frame with this function when the C library it was
+/// built against has it (glibc 2.35 and later). Taken from the C library it
+/// would make the binary require glibc 2.35, which Lambda's Amazon Linux
+/// 2023 (glibc 2.34) does not have; defined here, with `dl_iterate_phdr`
+/// (every glibc), the binary needs nothing newer than before. Called only
+/// while a panic unwinds.
+///
+/// # Safety
+///
+/// `result` must point to writable memory for one `DlFindObject` (the C
+/// declaration's contract); `address` may be any value.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _dl_find_object(
+    address: *mut libc::c_void,
+    result: *mut DlFindObject,
+) -> libc::c_int {
+    struct Search {
+        address: usize,
+        found: Option<(usize, usize, usize)>,
+    }
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the `Search` passed below; `info` and its
+        // program headers are valid for the duration of this call.
+        let (search, info) = unsafe { (&mut *data.cast::<Search>(), &*info) };
+        if info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: as above.
+        let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
+        let base = info.dlpi_addr as usize;
+        let (mut start, mut end, mut eh_frame, mut contains) = (usize::MAX, 0, 0, false);
+        for h in headers {
+            let from = base.wrapping_add(h.p_vaddr as usize);
+            if h.p_type == libc::PT_LOAD {
+                let to = from.wrapping_add(h.p_memsz as usize);
+                start = start.min(from);
+                end = end.max(to);
+                contains |= (from..to).contains(&search.address);
+            } else if h.p_type == libc::PT_GNU_EH_FRAME {
+                eh_frame = from;
+            }
+        }
+        if contains {
+            search.found = Some((start, end, eh_frame));
+            1
+        } else {
+            0
+        }
+    }
+    let mut search = Search {
+        address: address as usize,
+        found: None,
+    };
+    // SAFETY: `each` only reads what the loader passes it and writes `search`.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut search).cast()) };
+    let Some((start, end, eh_frame)) = search.found else {
+        return -1;
+    };
+    // SAFETY: the caller passes a valid `struct dl_find_object` to fill.
+    unsafe {
+        result.write(DlFindObject {
+            flags: 0,
+            map_start: start as *mut libc::c_void,
+            map_end: end as *mut libc::c_void,
+            link_map: std::ptr::null_mut(),
+            eh_frame: eh_frame as *mut libc::c_void,
+            reserved: [0; 7],
+        })
+    };
+    0
 }
 
 /// The process's entry point, called by the C library's start-up code in
@@ -120,10 +215,19 @@ fn extension_main() -> i32 {
     init_logging(&config);
     // Up to the first `/next` without the async runtime (blocking calls):
     // nothing the first `/next` does not need is built before it.
-    let started = match start(&ProcessEnv, config) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    match start(&ProcessEnv, config) {
+        Ok(started) => after_first_next(started),
+        Err(code) => code,
+    }
+}
+
+/// The async runtime and everything after the first `/next`. A function of
+/// its own, not inlined into `main`: the runtime and the lifecycle's future
+/// (tens of KB) would otherwise be in `main`'s stack frame, whose every page
+/// the process touches (stack probes) before the first `/next`.
+#[inline(never)]
+#[cfg_attr(test, allow(dead_code))]
+fn after_first_next(started: Started) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -167,5 +271,57 @@ mod tests {
             );
             x *= 1.7;
         }
+    }
+
+    /// This test binary is linked as the bridge is (build.rs: libgcc's
+    /// unwinder linked in, not `libgcc_s.so.1`): a panic unwinds through
+    /// frames of this binary and is caught, with its message, on the same
+    /// thread and across a thread's join. A broken unwinder aborts the
+    /// process instead.
+    #[test]
+    fn panics_unwind_with_the_linked_in_unwinder() {
+        #[inline(never)]
+        fn deep(n: u32) -> u32 {
+            if n == 0 {
+                panic!("unwound from depth 0");
+            }
+            deep(n - 1) + 1
+        }
+        let caught = std::panic::catch_unwind(|| deep(20)).expect_err("the panic is caught");
+        assert_eq!(caught.downcast_ref::<&str>(), Some(&"unwound from depth 0"));
+        let joined = std::thread::spawn(|| deep(5))
+            .join()
+            .expect_err("the thread panicked");
+        assert_eq!(joined.downcast_ref::<&str>(), Some(&"unwound from depth 0"));
+        // The object lookup the unwinder uses (defined in this file): this
+        // binary's own code is found, with its unwind table index inside
+        // its range; an address nothing maps is not.
+        let mut found = std::mem::MaybeUninit::<super::DlFindObject>::uninit();
+        let code = super::_dl_find_object as *const () as *mut libc::c_void;
+        // SAFETY: a valid out-pointer; the function fills it when it returns 0.
+        assert_eq!(
+            unsafe { super::_dl_find_object(code, found.as_mut_ptr()) },
+            0
+        );
+        // SAFETY: filled, as it returned 0.
+        let found = unsafe { found.assume_init() };
+        let (start, end) = (found.map_start as usize, found.map_end as usize);
+        assert!(
+            (start..end).contains(&(code as usize)),
+            "{start:#x}..{end:#x}"
+        );
+        assert!(
+            (start..end).contains(&(found.eh_frame as usize)),
+            "{:?}",
+            found.eh_frame
+        );
+        let mut nowhere = std::mem::MaybeUninit::<super::DlFindObject>::uninit();
+        // SAFETY: as above.
+        let at_8 = unsafe { super::_dl_find_object(8 as *mut libc::c_void, nowhere.as_mut_ptr()) };
+        assert_eq!(at_8, -1);
+        // Not linked against libgcc_s: this process has not mapped it.
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+        assert!(maps.contains("libc.so"), "{maps}");
+        assert!(!maps.contains("libgcc_s"), "{maps}");
     }
 }

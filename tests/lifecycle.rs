@@ -522,6 +522,19 @@ async fn snap_start_sends_the_first_next_after_the_snapshot_export() {
     spin_down(&emu).await;
 }
 
+/// The running extension maps the C library and no `libgcc_s.so.1`: libgcc's
+/// unwinder is linked into the binary (build.rs), one shared library fewer
+/// to load at every cold start (docs/PERFORMANCE.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extension_loads_no_libgcc_s() {
+    let emu = start_initialized(EmulatorOptions::default()).await;
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", emu.pid()))
+        .expect("the extension's /proc/PID/maps");
+    assert!(maps.contains("libc.so"), "{maps}");
+    assert!(!maps.contains("libgcc_s"), "{maps}");
+    spin_down(&emu).await;
+}
+
 /// Interop with a collector nobody here wrote: rotel receives the function
 /// log lines over HTTP/protobuf and over gRPC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
