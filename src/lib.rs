@@ -71,7 +71,7 @@ mod wire;
 
 // Start-up: the configuration, the extension's own log level, the lifecycle.
 pub use config::Config;
-pub use diagnostics::LogLevel;
+pub use diagnostics::{install as install_logging, LogLevel};
 pub use lifecycle::run;
 pub use options::{percent_decode, table as settings_table, ConfigError, Env, ProcessEnv};
 pub use startup::{start, Started};

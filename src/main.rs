@@ -8,11 +8,8 @@
 
 use lambda_otel_bridge::Config;
 use lambda_otel_bridge::LogLevel;
-use lambda_otel_bridge::{run, start, Started};
+use lambda_otel_bridge::{install_logging, run, start, Started};
 use lambda_otel_bridge::{ConfigError, ProcessEnv};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
 
 // Unit tests build this file without `main`.
 #[cfg_attr(test, allow(dead_code))]
@@ -23,29 +20,7 @@ fn init_logging(config: &Result<Config, ConfigError>) {
         Ok(c) => (c.log_level, c.log_json),
         Err(_) => (LogLevel::Info, false),
     };
-    let filter = match level {
-        LogLevel::Off => tracing::level_filters::LevelFilter::OFF,
-        LogLevel::Error => tracing::level_filters::LevelFilter::ERROR,
-        LogLevel::Warn => tracing::level_filters::LevelFilter::WARN,
-        LogLevel::Info => tracing::level_filters::LevelFilter::INFO,
-        LogLevel::Debug => tracing::level_filters::LevelFilter::DEBUG,
-        LogLevel::Trace => tracing::level_filters::LevelFilter::TRACE,
-    };
-    // Our own events at the chosen level; libraries (hyper, h2, tonic) only
-    // from warn up, or debug output would drown in connection-pool chatter.
-    let targets = tracing_subscriber::filter::Targets::new()
-        .with_default(filter.min(tracing::level_filters::LevelFilter::WARN))
-        .with_target("lambda_otel_bridge", filter);
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false);
-    let registry = tracing_subscriber::registry();
-    if json {
-        registry.with(layer.json().with_filter(targets)).init();
-    } else {
-        registry.with(layer.with_filter(targets)).init();
-    }
+    install_logging(level, json);
 }
 
 /// The C library's `log` (natural logarithm), provided by the binary itself.
