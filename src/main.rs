@@ -61,7 +61,7 @@ pub struct DlFindObject {
 /// would make the binary require glibc 2.35, which Lambda's Amazon Linux
 /// 2023 (glibc 2.34) does not have; defined here, with `dl_iterate_phdr`
 /// (every glibc), the binary needs nothing newer than before. Called only
-/// while a panic unwinds.
+/// while a panic unwinds or a backtrace is taken.
 ///
 /// # Safety
 ///

@@ -535,6 +535,40 @@ async fn the_extension_loads_no_libgcc_s() {
     spin_down(&emu).await;
 }
 
+/// `LAMBDA_OTEL_BRIDGE_LOG_JSON=true`: the extension's own lines on stderr
+/// are JSON objects with a timestamp, the level and the message in `fields`
+/// (the formatter is built at the first line; src/diagnostics.rs), and the
+/// debug level shows the subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_log_lines_in_json() {
+    let emu = start_initialized(EmulatorOptions {
+        extra_env: env(&[
+            ("LAMBDA_OTEL_BRIDGE_LOG_JSON", "true"),
+            ("LAMBDA_OTEL_BRIDGE_LOG_LEVEL", "debug"),
+        ]),
+        ..EmulatorOptions::default()
+    })
+    .await;
+    spin_down(&emu).await;
+    let output = emu.output();
+    let lines: Vec<serde_json::Value> = output
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let subscribed = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "subscribed to the Telemetry API")
+        .unwrap_or_else(|| panic!("no JSON line for the subscription in:\n{output}"));
+    assert_eq!(subscribed["level"], "DEBUG", "{subscribed}");
+    assert!(
+        subscribed["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{subscribed}"
+    );
+}
+
 /// Interop with a collector nobody here wrote: rotel receives the function
 /// log lines over HTTP/protobuf and over gRPC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
