@@ -10,8 +10,10 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::{DefaultFields, Format};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 
 /// The level of the extension's own diagnostics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,16 +80,33 @@ struct LazyFmt<W> {
     inner: std::sync::OnceLock<Box<dyn Subscriber + Send + Sync>>,
 }
 
-/// The formatter: one line per event, UTC timestamp, level, message and
-/// fields (no target, no colours); JSON objects with `json`.
+/// Our events at `level`, libraries' from warn up.
+fn targets(level: LogLevel) -> Targets {
+    let ours = level_filter(level);
+    Targets::new()
+        .with_default(ours.min(LevelFilter::WARN))
+        .with_target("lambda_otel_bridge", ours)
+}
+
+/// The formatting layer: one line per event, UTC timestamp, level, message
+/// and fields (no target, no colours).
+fn fmt_layer<S, W>(writer: W) -> tracing_subscriber::fmt::Layer<S, DefaultFields, Format, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_target(false)
+}
+
+/// [`fmt_layer`] on its registry, as text or JSON objects.
 fn formatter<W>(writer: W, json: bool) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
-        .with_ansi(false)
-        .with_target(false);
+    let layer = fmt_layer(writer);
     let registry = tracing_subscriber::registry();
     if json {
         Box::new(registry.with(layer.json()))
@@ -106,13 +125,9 @@ where
         writer: W,
         build: fn(W, bool) -> Box<dyn Subscriber + Send + Sync>,
     ) -> Self {
-        let ours = level_filter(level);
-        let filter = Targets::new()
-            .with_default(ours.min(LevelFilter::WARN))
-            .with_target("lambda_otel_bridge", ours);
         LazyFmt {
-            filter,
-            max: ours,
+            filter: targets(level),
+            max: level_filter(level),
             json,
             writer,
             build,
@@ -215,28 +230,9 @@ mod tests {
         }
     }
 
-    type UntimedLayer<S> = tracing_subscriber::fmt::Layer<
-        S,
-        tracing_subscriber::fmt::format::DefaultFields,
-        tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, ()>,
-        Capture,
-    >;
-
-    /// [`formatter`]'s layer without timestamps, so that outputs compare.
-    fn untimed_layer<S>(out: Capture) -> UntimedLayer<S>
-    where
-        S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    {
-        tracing_subscriber::fmt::layer()
-            .with_writer(out)
-            .with_ansi(false)
-            .with_target(false)
-            .without_time()
-    }
-
-    /// [`formatter`] without timestamps.
+    /// [`formatter`] without timestamps, so that outputs compare.
     fn untimed(out: Capture, json: bool) -> Box<dyn Subscriber + Send + Sync> {
-        let layer = untimed_layer(out);
+        let layer = fmt_layer(out).without_time();
         let registry = tracing_subscriber::registry();
         if json {
             Box::new(registry.with(layer.json()))
@@ -262,11 +258,7 @@ mod tests {
     /// The formatter as it was set up before it was built lazily: a per-layer
     /// filter on `tracing-subscriber`'s own registry.
     fn eager(level: LogLevel, json: bool, out: Capture) -> tracing::Dispatch {
-        let ours = level_filter(level);
-        let targets = Targets::new()
-            .with_default(ours.min(LevelFilter::WARN))
-            .with_target("lambda_otel_bridge", ours);
-        let layer = untimed_layer(out);
+        let (targets, layer) = (targets(level), fmt_layer(out).without_time());
         let registry = tracing_subscriber::registry();
         if json {
             tracing::Dispatch::new(registry.with(layer.json().with_filter(targets)))
