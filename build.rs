@@ -32,7 +32,11 @@ fn main() {
         return;
     }
     let zig = std::env::var("RUSTC_LINKER").is_ok_and(|l| l.contains("zig"));
-    if gnu && !zig && std::env::var("BRIDGE_SHARED_LIBGCC").as_deref() != Ok("1") {
+    // A static link (`+crt-static`, how scripts/build-layer.sh builds the
+    // shipped binary) has the standard library link libgcc_eh itself.
+    let crt_static = std::env::var("CARGO_CFG_TARGET_FEATURE")
+        .is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));
+    if gnu && !zig && !crt_static && std::env::var("BRIDGE_SHARED_LIBGCC").as_deref() != Ok("1") {
         static_libgcc();
     }
     if !release {

@@ -25,8 +25,21 @@ cd "$(dirname "$0")/.."
 command -v gdb >/dev/null || { echo "startup-order.sh needs gdb (apt-get install gdb)" >&2; exit 2; }
 dir=target/startup-order
 mkdir -p "$dir"
-BRIDGE_STARTUP_ORDER=0 cargo rustc --release --locked --bin lambda-otel-bridge --target-dir "$dir" -- -C strip=none
-bin="$dir/release/lambda-otel-bridge"
+# Built as scripts/build-layer.sh builds the shipped binary: glibc linked
+# statically (BRIDGE_STATIC=0: dynamically), so the C library's functions
+# are placed too.
+if [ "${BRIDGE_STATIC:-1}" != "0" ]; then
+  triple=$(rustc -vV | sed -n 's/^host: //p')
+  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
+    BRIDGE_STARTUP_ORDER=0 cargo rustc --release --locked --bin lambda-otel-bridge \
+    --target-dir "$dir" --target "$triple" -- -C strip=none
+  bin="$dir/$triple/release/lambda-otel-bridge"
+  LIBC_ARCHIVE=$(cc -print-file-name=libc.a)
+  export LIBC_ARCHIVE
+else
+  BRIDGE_STARTUP_ORDER=0 cargo rustc --release --locked --bin lambda-otel-bridge --target-dir "$dir" -- -C strip=none
+  bin="$dir/release/lambda-otel-bridge"
+fi
 nm --defined-only -S "$bin" > "$dir/symbols.txt"
 awk 'NF == 4 && ($3 == "t" || $3 == "T") { print $1 }' "$dir/symbols.txt" > "$dir/functions.txt"
 

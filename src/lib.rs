@@ -55,6 +55,7 @@ mod lambda;
 mod lifecycle;
 mod limits;
 mod mapping;
+mod name_services;
 mod options;
 mod otlp_receiver;
 mod redact;
@@ -73,6 +74,7 @@ mod wire;
 pub use config::Config;
 pub use diagnostics::{install as install_logging, LogLevel};
 pub use lifecycle::run;
+pub use name_services::pin_hosts_lookup;
 pub use options::{percent_decode, table as settings_table, ConfigError, Env, ProcessEnv};
 pub use startup::{start, Started};
 

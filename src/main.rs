@@ -40,7 +40,11 @@ pub extern "C" fn log(x: f64) -> f64 {
 
 /// glibc's `struct dl_find_object` on 64-bit targets (`<dlfcn.h>`; no
 /// `dlfo_eh_dbase` on x86-64 or AArch64).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(target_feature = "crt-static")
+))]
 #[repr(C)]
 pub struct DlFindObject {
     flags: u64,
@@ -61,13 +65,19 @@ pub struct DlFindObject {
 /// would make the binary require glibc 2.35, which Lambda's Amazon Linux
 /// 2023 (glibc 2.34) does not have; defined here, with `dl_iterate_phdr`
 /// (every glibc), the binary needs nothing newer than before. Called only
-/// while a panic unwinds or a backtrace is taken.
+/// while a panic unwinds or a backtrace is taken. Left out of a static
+/// link (the shipped binary, scripts/build-layer.sh), whose glibc brings
+/// its own.
 ///
 /// # Safety
 ///
 /// `result` must point to writable memory for one `DlFindObject` (the C
 /// declaration's contract); `address` may be any value.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(target_feature = "crt-static")
+))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn _dl_find_object(
     address: *mut libc::c_void,
@@ -203,6 +213,8 @@ fn extension_main() -> i32 {
 #[inline(never)]
 #[cfg_attr(test, allow(dead_code))]
 fn after_first_next(started: Started) -> i32 {
+    // Before any thread exists and any name is looked up (src/name_services.rs).
+    lambda_otel_bridge::pin_hosts_lookup();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -249,10 +261,11 @@ mod tests {
     }
 
     /// This test binary is linked as the bridge is (build.rs: libgcc's
-    /// unwinder linked in, not `libgcc_s.so.1`): a panic unwinds through
-    /// frames of this binary and is caught, with its message, on the same
-    /// thread and across a thread's join. A broken unwinder aborts the
-    /// process instead.
+    /// unwinder linked in, not `libgcc_s.so.1`; `.ci/run` also runs it
+    /// linked statically, as scripts/build-layer.sh links the shipped
+    /// binary): a panic unwinds through frames of this binary and is
+    /// caught, with its message, on the same thread and across a thread's
+    /// join. A broken unwinder aborts the process instead.
     #[test]
     fn panics_unwind_with_the_linked_in_unwinder() {
         #[inline(never)]
@@ -268,6 +281,19 @@ mod tests {
             .join()
             .expect_err("the thread panicked");
         assert_eq!(joined.downcast_ref::<&str>(), Some(&"unwound from depth 0"));
+        #[cfg(target_feature = "crt-static")]
+        {
+            // Linked statically (the shipped binary's link): no shared
+            // library at all, the unwinder's lookup is the C library's own.
+            let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+            assert!(!maps.contains(".so"), "{maps}");
+        }
+        #[cfg(not(target_feature = "crt-static"))]
+        lookup_and_libraries();
+    }
+
+    #[cfg(not(target_feature = "crt-static"))]
+    fn lookup_and_libraries() {
         // The object lookup the unwinder uses (defined in this file): this
         // binary's own code is found, with its unwind table index inside
         // its range; an address nothing maps is not.

@@ -229,3 +229,29 @@ async fn without_an_answer_the_listener_takes_every_address() {
         spin_down(&emu).await;
     }
 }
+
+/// The collector's host name is looked up in `/etc/hosts` and then DNS,
+/// whatever `/etc/nsswitch.conf` lists for `hosts` (src/name_services.rs:
+/// the shipped binary links glibc statically, which must not load the
+/// host's NSS modules). Here the namespace's `nsswitch.conf` names only a
+/// source no glibc has, so a lookup that followed it would find nothing;
+/// the collector, named in `/etc/hosts` only, still receives the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_names_resolve_from_the_hosts_file_whatever_nsswitch_says() {
+    if no_namespaces() {
+        return;
+    }
+    let server = start_mock_collector().await;
+    let endpoint = format!("http://collector.test:{}", server.addr().port());
+    let emu = start_initialized(EmulatorOptions {
+        freeze_between_invocations: false,
+        extra_env: otlp_env(&endpoint, "http/protobuf"),
+        sandbox_ip: Some(Ipv4Addr::LOCALHOST),
+        hosts_lines: vec![format!("{}\tcollector.test", server.addr().ip())],
+        nsswitch_conf: Some("passwd: files\ngroup: files\nhosts: no-such-source\n".into()),
+        ..EmulatorOptions::default()
+    })
+    .await;
+    one_line_arrives(&emu, &server, "delivered to collector.test").await;
+    spin_down(&emu).await;
+}

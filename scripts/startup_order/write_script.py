@@ -24,9 +24,16 @@ Instances of a generic function share that name: those are named exactly
 where they were run, and by the shared name only after all functions run
 (the other instances, and the run ones should the exact names go stale).
 A pattern that matches nothing is ignored by the linker.
+
+With LIBC_ARCHIVE set (the path of `libc.a`: the shipped binary links glibc
+statically), a C library function that was run is placed by its archive
+member (`*libc.a:memset.o(.text .text.*)`, the whole object: glibc's objects
+have no section per function), at the place of its first run.
 """
 import collections
+import os
 import re
+import subprocess
 import sys
 
 symbols = {}
@@ -80,6 +87,23 @@ def section(pattern):
     return f"    *(.text.{pattern})"
 
 
+def archive_members(archive):
+    """Function name -> the member of `archive` that defines it."""
+    if not archive:
+        return {}
+    listing = subprocess.run(["nm", "-A", "--defined-only", archive],
+                             capture_output=True, text=True, check=True).stdout
+    members = {}
+    for line in listing.splitlines():
+        # /usr/lib/x86_64-linux-gnu/libc.a:memset.o:0000000000000000 T memset
+        location, _, rest = line.rpartition(":")
+        fields = rest.split()
+        if len(fields) == 3 and fields[1] in "tTWi":
+            members.setdefault(fields[2], location.rpartition(":")[2])
+    return members
+
+
+libc_members = archive_members(os.environ.get("LIBC_ARCHIVE"))
 sharing = collections.Counter(general(name) for name in symbols.values())
 in_order, afterwards, placed = [], [], set()
 for position, name in enumerate(order):
@@ -87,6 +111,12 @@ for position, name in enumerate(order):
         in_order.append("    . = ALIGN(0x10000);")
     if name == "main":
         in_order.append(section("main"))
+        continue
+    if name in libc_members:
+        member = libc_members[name]
+        if member not in placed:
+            placed.add(member)
+            in_order.append(f"    *libc.a:{member}(.text .text.*)")
         continue
     if not (name.startswith("_ZN") or name.startswith("_R")):
         continue  # C objects (crt, ring's assembly): not in sections of their own

@@ -86,6 +86,11 @@ impl BlockingConn {
 
     fn open(&self, timeout: Duration) -> Result<TcpStream, ApiError> {
         let what = "connecting to the Lambda API";
+        if self.host.parse::<std::net::SocketAddr>().is_err() {
+            // A name, not an address (emulators): looked up through the C
+            // library, whose sources are pinned before its first lookup.
+            crate::name_services::pin_hosts_lookup();
+        }
         let addrs = self
             .host
             .to_socket_addrs()

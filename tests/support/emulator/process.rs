@@ -20,8 +20,13 @@ use super::ids::new_request_id;
 use super::state::Shared;
 use super::types::EmulatorOptions;
 
-/// The path of the extension binary built by Cargo for this test run.
+/// The path of the extension binary: `LAMBDA_OTEL_BRIDGE_TEST_BINARY` when set (`.ci/run`
+/// runs some tests against the shipped binary that way), else the one built by Cargo for this
+/// test run.
 pub fn extension_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("LAMBDA_OTEL_BRIDGE_TEST_BINARY") {
+        return PathBuf::from(path);
+    }
     // Cargo sets CARGO_BIN_EXE_* for integration tests; examples (which
     // include this file too) find the binary next to their own directory.
     match option_env!("CARGO_BIN_EXE_lambda-otel-bridge") {
@@ -71,26 +76,35 @@ pub(super) fn build_command(
     runtime_api: SocketAddr,
     opts: &EmulatorOptions,
 ) -> (Command, Option<ExecClock>) {
-    let mut command = match (opts.sandbox_ip, opts.name_server) {
-        (None, None) => Command::new(exe),
-        (ip, name_server) => {
-            // With a name server the hosts file leaves the sandbox's name out.
-            let hosts = write_hosts_file(dir, ip.filter(|_| name_server.is_none()));
-            let resolv_conf = name_server.map(|ns| write_resolv_conf(dir, ns));
-            let mut command = Command::new("unshare");
-            command
-                .args([
-                    "-m",
-                    "sh",
-                    "-c",
-                    r#"mount --bind "$1" /etc/hosts && { [ -z "$3" ] || mount --bind "$3" /etc/resolv.conf; } && exec "$2""#,
-                    "sh",
-                ])
-                .arg(hosts)
-                .arg(exe)
-                .arg(resolv_conf.unwrap_or_default());
-            command
-        }
+    let private_files = opts.sandbox_ip.is_some()
+        || opts.name_server.is_some()
+        || !opts.hosts_lines.is_empty()
+        || opts.nsswitch_conf.is_some();
+    let mut command = if private_files {
+        // With a name server the hosts file leaves the sandbox's name out.
+        let ip = opts.sandbox_ip.filter(|_| opts.name_server.is_none());
+        let hosts = write_hosts_file(dir, ip, &opts.hosts_lines);
+        let resolv_conf = opts.name_server.map(|ns| write_resolv_conf(dir, ns));
+        let nsswitch = opts
+            .nsswitch_conf
+            .as_ref()
+            .map(|text| write_file(dir.join("nsswitch.conf"), text.clone()));
+        let mut command = Command::new("unshare");
+        command
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                r#"mount --bind "$1" /etc/hosts && { [ -z "$3" ] || mount --bind "$3" /etc/resolv.conf; } && { [ -z "$4" ] || mount --bind "$4" /etc/nsswitch.conf; } && exec "$2""#,
+                "sh",
+            ])
+            .arg(hosts)
+            .arg(exe)
+            .arg(resolv_conf.unwrap_or_default())
+            .arg(nsswitch.unwrap_or_default());
+        command
+    } else {
+        Command::new(exe)
     };
     command
         .env_clear()
@@ -217,11 +231,15 @@ pub fn inherited_env(prefixes: &[String]) -> Vec<(String, String)> {
     vars
 }
 
-fn write_hosts_file(dir: &Path, sandbox_ip: Option<Ipv4Addr>) -> PathBuf {
+fn write_hosts_file(dir: &Path, sandbox_ip: Option<Ipv4Addr>, lines: &[String]) -> PathBuf {
     let mut content =
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
     if let Some(ip) = sandbox_ip {
         content.push_str(&format!("{ip}\tsandbox.localdomain sandbox\n"));
+    }
+    for line in lines {
+        content.push_str(line);
+        content.push('\n');
     }
     write_file(dir.join("hosts"), content)
 }

@@ -47,6 +47,11 @@ pub struct EmulatorOptions {
     /// the name server `ip` (port 53) and whose `/etc/hosts` does not name `sandbox.localdomain`
     /// (the address comes from that server, if at all). Telemetry still goes to `sandbox_ip`.
     pub name_server: Option<Ipv4Addr>,
+    /// Lines added to the namespace's `/etc/hosts` (`"127.0.0.1\tcollector.test"`); any
+    /// entry runs the extension in a mount namespace as `sandbox_ip` does.
+    pub hosts_lines: Vec<String>,
+    /// `Some(text)`: the extension runs in a mount namespace whose `/etc/nsswitch.conf` is `text`.
+    pub nsswitch_conf: Option<String>,
     /// Echo the child's output lines to stderr, prefixed with `[ext] `.
     pub echo_output: bool,
     /// Addresses `register` tries to connect to before answering (what the
@@ -82,6 +87,8 @@ impl Default for EmulatorOptions {
             telemetry_supported: true,
             sandbox_ip: None,
             name_server: None,
+            hosts_lines: Vec::new(),
+            nsswitch_conf: None,
             echo_output: false,
             probe_at_register: Vec::new(),
             cgroup_procs: Vec::new(),
