@@ -48,7 +48,8 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 if [ "${BRIDGE_STATIC:-1}" != "0" ]; then
   # Flags for the target's crates only (an explicit --target keeps them off
   # build scripts and proc-macros, which must stay dynamic).
-  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
+  . scripts/static-rustflags.sh
+  RUSTFLAGS="${RUSTFLAGS:-} $STATIC_RUSTFLAGS" \
     cargo build --release --locked --bin lambda-otel-bridge --target-dir "$target_dir" --target "$triple"
   bin="$target_dir/$triple/release/lambda-otel-bridge"
 elif cargo zigbuild --help >/dev/null 2>&1; then

@@ -30,7 +30,8 @@ mkdir -p "$dir"
 # are placed too.
 if [ "${BRIDGE_STATIC:-1}" != "0" ]; then
   triple=$(rustc -vV | sed -n 's/^host: //p')
-  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
+  . scripts/static-rustflags.sh
+  RUSTFLAGS="${RUSTFLAGS:-} $STATIC_RUSTFLAGS" \
     BRIDGE_STARTUP_ORDER=0 cargo rustc --release --locked --bin lambda-otel-bridge \
     --target-dir "$dir" --target "$triple" -- -C strip=none
   bin="$dir/$triple/release/lambda-otel-bridge"

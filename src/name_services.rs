@@ -14,13 +14,14 @@
 //! the dynamic binary resolve alike: the hosts file, then the name servers
 //! of `/etc/resolv.conf` (what a Lambda sandbox resolves with).
 
+use std::ffi::CStr;
 use std::sync::OnceLock;
 
 /// The sources host names are looked up in, in order.
-pub const HOSTS_SOURCES: &str = "files dns";
+const HOSTS_SOURCES: &CStr = c"files dns";
 
-/// Sets glibc's `hosts` lookup to [`HOSTS_SOURCES`], once per process;
-/// later calls do nothing. Call it while the process has one thread (glibc
+/// Sets glibc's `hosts` lookup to `files dns`, once per process; later
+/// calls do nothing. Call it while the process has one thread (glibc
 /// changes the setting without a lock against lookups running at the same
 /// time): the binary calls it before its async runtime starts, and before
 /// resolving a Runtime API host name if it must. Returns whether the
@@ -41,9 +42,8 @@ fn configure() -> bool {
             sources: *const libc::c_char,
         ) -> libc::c_int;
     }
-    let sources = std::ffi::CString::new(HOSTS_SOURCES).expect("no NUL inside");
-    // SAFETY: two NUL-terminated strings that outlive the call.
-    unsafe { __nss_configure_lookup(c"hosts".as_ptr(), sources.as_ptr()) == 0 }
+    // SAFETY: two NUL-terminated static strings.
+    unsafe { __nss_configure_lookup(c"hosts".as_ptr(), HOSTS_SOURCES.as_ptr()) == 0 }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

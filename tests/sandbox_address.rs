@@ -62,9 +62,15 @@ fn listener_port(emu: &Emulator) -> u16 {
 /// Starts the binary under the emulated platform, exporting to `server`,
 /// with the sandbox's address and name server of `options`.
 async fn start(server: &ServerHandle, options: EmulatorOptions) -> Emulator {
+    start_naming(server, &server.addr().ip().to_string(), options).await
+}
+
+/// [`start`], with the collector named `host` in the endpoint.
+async fn start_naming(server: &ServerHandle, host: &str, options: EmulatorOptions) -> Emulator {
+    let endpoint = format!("http://{host}:{}", server.addr().port());
     start_initialized(EmulatorOptions {
         freeze_between_invocations: false,
-        extra_env: otlp_env(&format!("http://{}", server.addr()), "http/protobuf"),
+        extra_env: otlp_env(&endpoint, "http/protobuf"),
         ..options
     })
     .await
@@ -259,15 +265,16 @@ async fn collector_names_resolve_from_the_hosts_file_whatever_nsswitch_says() {
         return;
     };
     let server = start_mock_collector().await;
-    let endpoint = format!("http://collector.test:{}", server.addr().port());
-    let emu = start_initialized(EmulatorOptions {
-        freeze_between_invocations: false,
-        extra_env: otlp_env(&endpoint, "http/protobuf"),
-        sandbox_ip: Some(Ipv4Addr::LOCALHOST),
-        hosts_lines: vec![format!("{}\tcollector.test", server.addr().ip())],
-        nsswitch_conf: Some("passwd: files\ngroup: files\nhosts: no-such-source\n".into()),
-        ..EmulatorOptions::default()
-    })
+    let emu = start_naming(
+        &server,
+        "collector.test",
+        EmulatorOptions {
+            sandbox_ip: Some(Ipv4Addr::LOCALHOST),
+            hosts_lines: vec![format!("{}\tcollector.test", server.addr().ip())],
+            nsswitch_conf: Some("passwd: files\ngroup: files\nhosts: no-such-source\n".into()),
+            ..EmulatorOptions::default()
+        },
+    )
     .await;
     one_line_arrives(&emu, &server, "delivered to collector.test").await;
     spin_down(&emu).await;
@@ -292,14 +299,15 @@ async fn collector_names_resolve_through_the_name_server() {
     let Some(dns) = NameServer::start(ns, Answer::Address(ip)) else {
         return;
     };
-    let endpoint = format!("http://collector.test:{}", server.addr().port());
-    let emu = start_initialized(EmulatorOptions {
-        freeze_between_invocations: false,
-        extra_env: otlp_env(&endpoint, "http/protobuf"),
-        sandbox_ip: Some(ip),
-        name_server: Some(ns),
-        ..EmulatorOptions::default()
-    })
+    let emu = start_naming(
+        &server,
+        "collector.test",
+        EmulatorOptions {
+            sandbox_ip: Some(ip),
+            name_server: Some(ns),
+            ..EmulatorOptions::default()
+        },
+    )
     .await;
     one_line_arrives(&emu, &server, "delivered to collector.test").await;
     let asked_for_collector = dns
