@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates scripts/startup-order.ld, the linker script that lays the
+# Regenerates scripts/startup-order.ld (BRIDGE_STATIC=0:
+# scripts/startup-order-dynamic.ld), the linker script that lays the
 # release binary's functions out in the order the bridge first runs them
 # (init, then one invocation, then SHUTDOWN), so that start-up touches a
 # few hundred KiB of the binary instead of most of it: the kernel maps each
@@ -26,9 +27,11 @@ command -v gdb >/dev/null || { echo "startup-order.sh needs gdb (apt-get install
 dir=target/startup-order
 mkdir -p "$dir"
 # Built as scripts/build-layer.sh builds the shipped binary: glibc linked
-# statically (BRIDGE_STATIC=0: dynamically), so the C library's functions
-# are placed too.
+# statically, so the C library's functions are placed too. BRIDGE_STATIC=0
+# records a dynamic link (a plain `cargo build --release`) into the script
+# build.rs links such builds with: the two run different code at start-up.
 if [ "${BRIDGE_STATIC:-1}" != "0" ]; then
+  out=scripts/startup-order.ld
   triple=$(rustc -vV | sed -n 's/^host: //p')
   . scripts/static-rustflags.sh
   RUSTFLAGS="${RUSTFLAGS:-} $STATIC_RUSTFLAGS" \
@@ -38,6 +41,7 @@ if [ "${BRIDGE_STATIC:-1}" != "0" ]; then
   LIBC_ARCHIVE=$(cc -print-file-name=libc.a)
   export LIBC_ARCHIVE
 else
+  out=scripts/startup-order-dynamic.ld
   BRIDGE_STARTUP_ORDER=0 cargo rustc --release --locked --bin lambda-otel-bridge --target-dir "$dir" -- -C strip=none
   bin="$dir/release/lambda-otel-bridge"
 fi
@@ -80,5 +84,5 @@ record secret LAMBDA_OTEL_BRIDGE_EXPORTER_OTLP_HEADERS_SECRET=collector/headers 
   AWS_ACCESS_KEY_ID=ASIARECORDING AWS_SECRET_ACCESS_KEY=recording AWS_SESSION_TOKEN=recording
 python3 scripts/startup_order/write_script.py "$dir/symbols.txt" \
   "$dir/default.hits" "$(cat "$dir/default.init")" "$dir/secret.hits" "$(cat "$dir/secret.init")" \
-  > scripts/startup-order.ld
-echo "scripts/startup-order.ld: $(grep -c '^    \*(' scripts/startup-order.ld) patterns from $(sort -u "$dir"/*.hits | wc -l) functions run"
+  > "$out"
+echo "$out: $(grep -c '^    \*(' "$out") patterns from $(sort -u "$dir"/*.hits | wc -l) functions run"
