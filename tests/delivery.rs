@@ -242,7 +242,17 @@ async fn hanging_collector_costs_at_most_the_budget() {
         "{out:?}\n{}",
         emu.output()
     );
-    assert!(out.elapsed < Duration::from_millis(1900), "{out:?}");
+    // The bridge stops waiting 150 ms before Lambda's deadline; its wrap-up
+    // (counting and reporting what is dropped) takes a few milliseconds at
+    // full CPU. At a small CPU share (`BRIDGE_TEST_CPU_SHARE_MB`) that
+    // wrap-up spans a few throttled CFS periods: Lambda's deadline is then
+    // the bound (passing it would have the process killed).
+    let bound = if std::env::var_os("BRIDGE_TEST_CPU_SHARE_MB").is_some() {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_millis(1900)
+    };
+    assert!(out.elapsed < bound, "{out:?}");
     assert!(
         emu.output().contains("telemetry dropped at shutdown"),
         "{}",

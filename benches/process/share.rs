@@ -23,174 +23,30 @@
 //! The cgroups are removed at the end; where neither cgroup version is
 //! writable the section says so and is skipped.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::emulator::{new_request_id, Emulator, EmulatorOptions, InvokeSpec};
+use crate::emulator::{
+    new_request_id, period_from_env, CpuShare, Emulator, EmulatorOptions, InvokeSpec,
+};
 use crate::fault_collector::FaultCollector;
 use crate::{lines, ms, percentile, quick, rss, BINARY};
 
 /// Memory sizes whose CPU share is measured; 1,769 MB buys one vCPU.
 const SHARES_MB: [u32; 3] = [128, 512, 1769];
-const FULL_CPU_MB: f64 = 1769.0;
 /// The CFS period: 100 ms unless `BENCH_CFS_PERIOD_US` says otherwise (a
 /// shorter period throttles sooner: start-up CPU above one period's quota
 /// waits for the next period).
 fn period_us() -> u64 {
-    std::env::var("BENCH_CFS_PERIOD_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|p| (1_000..=1_000_000).contains(p))
-        .unwrap_or(100_000)
-}
-
-/// One cgroup (per hierarchy) limited to one share.
-struct Group {
-    mb: u32,
-    /// Created directories, removed in reverse order.
-    dirs: Vec<PathBuf>,
-    /// `cgroup.procs` files the extension joins.
-    procs: Vec<PathBuf>,
-    /// The CPU counter file and nanoseconds per unit of it.
-    counter: Option<(PathBuf, u64)>,
-}
-
-impl Group {
-    fn new(mb: u32) -> Group {
-        Group {
-            mb,
-            dirs: Vec::new(),
-            procs: Vec::new(),
-            counter: None,
-        }
-    }
-
-    fn cpu_ns(&self) -> Option<u64> {
-        let (path, scale) = self.counter.as_ref()?;
-        let text = std::fs::read_to_string(path).ok()?;
-        let first = text
-            .split(|c: char| !c.is_ascii_digit())
-            .find(|w| !w.is_empty())?;
-        first.parse::<u64>().ok().map(|v| v * scale)
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        for dir in self.dirs.iter().rev() {
-            // The last process may still be leaving the group.
-            for _ in 0..50 {
-                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if dir.exists() {
-                eprintln!("share: could not remove {}", dir.display());
-            }
-        }
-    }
-}
-
-fn quota_us(mb: u32) -> u64 {
-    ((period_us() as f64) * f64::from(mb) / FULL_CPU_MB).round() as u64
-}
-
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    std::fs::write(path, value).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn make_dir(dirs: &mut Vec<PathBuf>, path: PathBuf) -> Result<PathBuf, String> {
-    std::fs::create_dir(&path).map_err(|e| format!("mkdir {}: {e}", path.display()))?;
-    dirs.push(path.clone());
-    Ok(path)
-}
-
-/// cgroup v1: the `cpu` hierarchy for the quota, `cpuacct` (the same
-/// directory where the two are mounted together) for the CPU counter.
-fn v1(name: &str, mb: u32) -> Result<Group, String> {
-    let cpu_root = Path::new("/sys/fs/cgroup/cpu");
-    if !cpu_root.join("cpu.cfs_quota_us").exists() {
-        return Err("no cgroup v1 cpu controller at /sys/fs/cgroup/cpu".into());
-    }
-    let mut group = Group::new(mb);
-    let cpu = make_dir(&mut group.dirs, cpu_root.join(name))?;
-    write(&cpu.join("cpu.cfs_period_us"), &period_us().to_string())?;
-    write(&cpu.join("cpu.cfs_quota_us"), &quota_us(mb).to_string())?;
-    group.procs.push(cpu.join("cgroup.procs"));
-    let acct_root = Path::new("/sys/fs/cgroup/cpuacct");
-    if cpu.join("cpuacct.usage").exists() {
-        group.counter = Some((cpu.join("cpuacct.usage"), 1));
-    } else if acct_root.join("cpuacct.usage").exists() {
-        let acct = make_dir(&mut group.dirs, acct_root.join(name))?;
-        group.procs.push(acct.join("cgroup.procs"));
-        group.counter = Some((acct.join("cpuacct.usage"), 1));
-    }
-    Ok(group)
-}
-
-/// cgroup v2: `cpu.max` and `cpu.stat`'s `usage_usec`.
-fn v2(name: &str, mb: u32) -> Result<Group, String> {
-    let root = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
-        .into_iter()
-        .map(Path::new)
-        .find(|r| {
-            std::fs::read_to_string(r.join("cgroup.controllers"))
-                .is_ok_and(|c| c.split_whitespace().any(|w| w == "cpu"))
-        })
-        .ok_or("no cgroup v2 hierarchy with the cpu controller")?;
-    write(&root.join("cgroup.subtree_control"), "+cpu")?;
-    let mut group = Group::new(mb);
-    let dir = make_dir(&mut group.dirs, root.join(name))?;
-    write(
-        &dir.join("cpu.max"),
-        &format!("{} {}", quota_us(mb), period_us()),
-    )?;
-    group.procs.push(dir.join("cgroup.procs"));
-    group.counter = Some((dir.join("cpu.stat"), 1_000));
-    Ok(group)
+    period_from_env("BENCH_CFS_PERIOD_US")
 }
 
 const GROUP_PREFIX: &str = "lambda-otel-bridge-bench-";
 
-/// Removes the (empty) groups of an earlier bench process that was killed
-/// before it could remove them.
-fn remove_stale_groups() {
-    let roots = [
-        "/sys/fs/cgroup/cpu",
-        "/sys/fs/cgroup/cpuacct",
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/unified",
-    ];
-    for root in roots {
-        let Ok(entries) = std::fs::read_dir(root) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_prefix(GROUP_PREFIX)
-                .and_then(|rest| rest.split('-').next())
-            else {
-                continue;
-            };
-            if !Path::new("/proc").join(pid).exists() {
-                let _ = std::fs::remove_dir(entry.path());
-            }
-        }
-    }
-}
-
-fn create_groups() -> Result<Vec<Group>, String> {
-    remove_stale_groups();
-    let mut groups = Vec::new();
-    for mb in SHARES_MB {
-        let name = format!("{GROUP_PREFIX}{}-{mb}mb", std::process::id());
-        let group =
-            v1(&name, mb).or_else(|e1| v2(&name, mb).map_err(|e2| format!("{e1}; {e2}")))?;
-        groups.push(group);
-    }
-    Ok(groups)
+fn create_groups() -> Result<Vec<CpuShare>, String> {
+    SHARES_MB
+        .iter()
+        .map(|&mb| CpuShare::create(GROUP_PREFIX, &format!("{mb}mb"), mb, period_us()))
+        .collect()
 }
 
 #[derive(Default)]
@@ -222,7 +78,12 @@ fn ns_to_ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-async fn one_run(collector: &FaultCollector, group: &Group, invocations: usize, out: &mut Samples) {
+async fn one_run(
+    collector: &FaultCollector,
+    group: &CpuShare,
+    invocations: usize,
+    out: &mut Samples,
+) {
     let cpu0 = group.cpu_ns();
     let emu = Emulator::start(
         BINARY.get().expect("the binary is chosen in main"),
@@ -331,8 +192,8 @@ pub async fn run(collector: &FaultCollector) {
         println!(
             "{} MB (CPU quota {} µs per {} µs): median (p10–p90, min–max)",
             group.mb,
-            quota_us(group.mb),
-            period_us()
+            group.quota_us(),
+            group.period_us
         );
         let rows: [(&str, &mut Vec<f64>, usize, &str); 9] = [
             ("exec → first /next", &mut s.first_next_ms, 1, "ms"),

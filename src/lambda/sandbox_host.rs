@@ -96,7 +96,10 @@ impl Lookup {
     /// `0.0.0.0`. Waits for the answer until the bound set when asking; the
     /// name server's refusal or an error reply ends the wait at once, and
     /// datagrams that do not answer this question (another id, another
-    /// question) are ignored.
+    /// question) are ignored. Past the bound, an answer that has already
+    /// arrived is still taken (read without waiting): at a small function's
+    /// CPU share the process can be held by its CPU quota for longer than
+    /// the bound while the name server's answer waits in the socket.
     pub fn finish(self) -> IpAddr {
         let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let (socket, question, until) = match self.0 {
@@ -111,7 +114,12 @@ impl Lookup {
         let mut buf = [0u8; 512];
         loop {
             let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            let set = if left.is_zero() {
+                socket.set_nonblocking(true)
+            } else {
+                socket.set_read_timeout(Some(left))
+            };
+            if set.is_err() {
                 return unspecified;
             }
             let Ok(n) = socket.recv(&mut buf) else {
@@ -487,6 +495,46 @@ mod tests {
         answer[len - 4..].copy_from_slice(&[127, 0, 0, 9]);
         server.send_to(&answer, from).unwrap();
         assert_eq!(lookup.finish(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)));
+    }
+
+    /// The answer came in time but the process reads it only after the
+    /// bound (held by a CPU quota, or here by a sleep): it is still taken.
+    /// A datagram that is not the answer, read past the bound, does not
+    /// make it wait.
+    #[test]
+    fn an_answer_that_arrived_in_time_is_taken_when_read_after_the_bound() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let lookup = ask(
+            server.local_addr().unwrap(),
+            SANDBOX_HOST,
+            Duration::from_millis(1),
+        );
+        let mut buf = [0u8; 512];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        let q = buf[..n].to_vec();
+        let stray = reply([q[0], q[1] ^ 0xff], OK, 1, &q[12..], A_RECORD);
+        server.send_to(&stray, from).unwrap();
+        let mut answer = reply([q[0], q[1]], OK, 1, &q[12..], A_RECORD);
+        let len = answer.len();
+        answer[len - 4..].copy_from_slice(&[127, 0, 0, 7]);
+        server.send_to(&answer, from).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(lookup.finish(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7)));
+
+        // Only a stray datagram arrived: past the bound, no waiting.
+        let lookup = ask(
+            server.local_addr().unwrap(),
+            SANDBOX_HOST,
+            Duration::from_millis(1),
+        );
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        let q = buf[..n].to_vec();
+        let stray = reply([q[0], q[1] ^ 0xff], OK, 1, &q[12..], A_RECORD);
+        server.send_to(&stray, from).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let started = Instant::now();
+        assert_eq!(lookup.finish(), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     /// Nothing listens on the port: the ICMP error ends the wait at once,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
+use super::cpu_share::{period_from_env, CpuShare};
 use super::delivery::delivery_loop;
 use super::events::{
     invoke_event, managed_instances_report_event, phase_report_event, phase_runtime_done_event,
@@ -52,13 +53,16 @@ pub struct Emulator {
     /// [`EmulatorOptions::cgroup_procs`]).
     exec_at: Option<Duration>,
     tasks: Vec<JoinHandle<()>>,
+    /// The CPU share of `BRIDGE_TEST_CPU_SHARE_MB`, removed after the child is killed.
+    cpu_share: Option<CpuShare>,
 }
 
 impl Emulator {
     /// Binds the Runtime API server on 127.0.0.1:0 and spawns a copy of `binary` named
     /// `exe_name` (usually [`DEFAULT_EXE_NAME`]), so the extension registers under that file name.
     /// Panics with a clear message if that is impossible.
-    pub async fn start(binary: &Path, exe_name: &str, opts: EmulatorOptions) -> Emulator {
+    pub async fn start(binary: &Path, exe_name: &str, mut opts: EmulatorOptions) -> Emulator {
+        let cpu_share = share_from_env(&mut opts);
         let temp_dir = make_temp_dir();
         let exe = install_binary(binary, &temp_dir, exe_name);
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -96,6 +100,7 @@ impl Emulator {
             temp_dir,
             exec_at,
             tasks,
+            cpu_share,
         }
     }
 
@@ -419,6 +424,35 @@ impl Emulator {
             post_runtime: None,
         })
     }
+}
+
+/// `BRIDGE_TEST_CPU_SHARE_MB=MB`: the extension runs in a cgroup of its own with the CPU quota
+/// of a MB-sized function (unless the options already name cgroups). Panics when no cgroup CPU
+/// controller is writable: a test run asked to be throttled must not pass unthrottled.
+fn share_from_env(opts: &mut EmulatorOptions) -> Option<CpuShare> {
+    let mb = std::env::var("BRIDGE_TEST_CPU_SHARE_MB").ok()?;
+    if !opts.cgroup_procs.is_empty() {
+        return None;
+    }
+    let mb: u32 = mb
+        .parse()
+        .ok()
+        .filter(|mb| (128..=10_240).contains(mb))
+        .unwrap_or_else(|| panic!("BRIDGE_TEST_CPU_SHARE_MB={mb}: a memory size, 128 to 10240"));
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let share = CpuShare::create(
+        "lambda-otel-bridge-test-",
+        &n.to_string(),
+        mb,
+        period_from_env("BRIDGE_TEST_CFS_PERIOD_US"),
+    )
+    .unwrap_or_else(|e| panic!("BRIDGE_TEST_CPU_SHARE_MB={mb}: cannot create a cgroup: {e}"));
+    opts.cgroup_procs = share.procs.clone();
+    if opts.cpu_counter.is_none() {
+        opts.cpu_counter = share.counter.as_ref().map(|(p, _)| p.clone());
+    }
+    Some(share)
 }
 
 impl Drop for Emulator {

@@ -45,6 +45,8 @@
 //! * `delivery`: batched, retried telemetry delivery to the extension's listener.
 //! * `events`: the platform's event builders.
 //! * `process`: the child process, its environment, output and signals.
+//! * `cpu_share`: Lambda's CPU share for the child (a cgroup CPU quota); with
+//!   `BRIDGE_TEST_CPU_SHARE_MB` set, every extension started runs at that share.
 //! * `http`, `time`, `ids`: HTTP plumbing, timestamps, request and span ids.
 //!
 //! The benches and examples include this folder by path (`#[path = ".../emulator/mod.rs"]`), so
@@ -52,6 +54,7 @@
 
 #![allow(dead_code)]
 
+mod cpu_share;
 mod delivery;
 mod events;
 mod extensions_api;
@@ -68,6 +71,7 @@ mod types;
 // Each test file, bench and example uses a different part of this.
 #[allow(unused_imports)]
 pub use self::{
+    cpu_share::{period_from_env, CpuShare, FULL_CPU_MB},
     events::telemetry_event,
     http::http_request,
     ids::{new_request_id, span_id_for},
