@@ -4,7 +4,10 @@
 //!   each element is decoded on its own and bad ones are counted and skipped
 //!   (a non-2xx would make Lambda re-send the batch and eventually drop it).
 //! - A body that is not a JSON array gets 400 with a JSON error; a body over
-//!   the limit gets 413. The listener keeps serving either way.
+//!   the limit gets 413 with `Connection: close` (the rest of the body is
+//!   not read, so the connection cannot carry another request; without the
+//!   header a keep-alive client would send its next batch on it and see it
+//!   fail). The listener keeps serving either way.
 //! - Only `POST /telemetry` exists. Nothing is logged per batch at the default
 //!   level: the extension's own output comes back as `extension` events.
 //!
@@ -59,7 +62,21 @@ pub fn router(shared: Arc<Shared>, body_limit: usize, exporter: Option<Arc<Expor
         .with_state(Receiver { shared, exporter })
 }
 
-async fn receive(State(rx): State<Receiver>, body: Bytes) -> Response {
+async fn receive(
+    State(rx): State<Receiver>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return (
+                rejection.status(),
+                [(axum::http::header::CONNECTION, "close")],
+                rejection.body_text(),
+            )
+                .into_response()
+        }
+    };
     let shared = rx.shared.clone();
     let observed = crate::time::now();
     // Ingest first: the lifecycle waits on what a batch carries (its
@@ -215,6 +232,35 @@ mod backpressure_tests {
         fn timeout(&self) -> Duration {
             Duration::from_secs(1)
         }
+    }
+
+    /// A body over the limit gets 413 and `Connection: close`: its rest is
+    /// not read, so a keep-alive client must not send on that connection
+    /// again.
+    #[tokio::test]
+    async fn a_body_over_the_limit_gets_413_and_closes_the_connection() {
+        let shared = Arc::new(Shared::new(
+            Mapper::new(Default::default(), MapperSettings::default()),
+            Arc::new(crate::counters::Counters::default()),
+        ));
+        let mut router = router(shared, 1024, None);
+        let req = axum::http::Request::post(PATH)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(vec![b' '; 2048]))
+            .unwrap();
+        let resp = router.call(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            resp.headers().get("connection").map(|v| v.as_bytes()),
+            Some(&b"close"[..])
+        );
+        let ok = axum::http::Request::post(PATH)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("[]"))
+            .unwrap();
+        let resp = router.call(ok).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers().get("connection"), None);
     }
 
     /// A batch that arrives while the outbox is backlogged is ingested at

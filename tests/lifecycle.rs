@@ -341,10 +341,11 @@ async fn receiver_is_lenient_and_bounded() {
         vec![format!("{:?}", "x".repeat(1000)); 1200].join(",")
     );
     assert!(huge.len() > 1_000_000);
-    // The answer comes before the body has been read; the listener then
-    // closes the connection with the rest of the body unread, which resets
-    // it: a client still sending may see the reset instead of the 413
-    // (Lambda retries either, then drops the batch with `platform.logsDropped`).
+    // The answer (with `Connection: close`) comes before the body has been
+    // read; the listener then closes the connection with the rest of the
+    // body unread, which resets it: a client still sending may see the reset
+    // instead of the 413 (Lambda retries either, then drops the batch with
+    // `platform.logsDropped`). The next batch goes on a new connection.
     match emu.push_raw(huge.into_bytes()).await {
         Ok(status) => assert_eq!(status, 413),
         Err(e) => assert!(e.contains("client error"), "{e}"),
