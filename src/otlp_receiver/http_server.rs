@@ -186,22 +186,60 @@ pub(super) async fn handle<R: ExportRequest>(
     }
 }
 
+/// The body as read, or axum's refusal of it (over the size limit, or
+/// cut off).
+type BodyRead = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+/// A body refused before it was read (over the limit): the error answer in
+/// the request's encoding, with `Connection: close`. The rest of the body
+/// is left unread and the connection is closed after the answer, so a
+/// keep-alive client must not send its next request on it.
+fn refused_body(
+    st: &HttpState,
+    headers: &HeaderMap,
+    refusal: &axum::extract::rejection::BytesRejection,
+) -> Response {
+    st.forwarder.count_bad_request();
+    let enc = content(headers).unwrap_or(Encoding::Protobuf);
+    let mut resp = http_error(refusal.status(), enc, &refusal.body_text());
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+async fn handle_read<R: ExportRequest>(
+    st: &HttpState,
+    headers: &HeaderMap,
+    body: BodyRead,
+) -> Response {
+    match body {
+        Ok(body) => handle::<R>(st, headers, body).await,
+        Err(refusal) => refused_body(st, headers, &refusal),
+    }
+}
+
 pub(super) async fn traces(
     State(st): State<HttpState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: BodyRead,
 ) -> Response {
-    handle::<ExportTraceServiceRequest>(&st, &headers, body).await
+    handle_read::<ExportTraceServiceRequest>(&st, &headers, body).await
 }
 
 pub(super) async fn metrics(
     State(st): State<HttpState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: BodyRead,
 ) -> Response {
-    handle::<ExportMetricsServiceRequest>(&st, &headers, body).await
+    handle_read::<ExportMetricsServiceRequest>(&st, &headers, body).await
 }
 
-pub(super) async fn logs(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle::<ExportLogsServiceRequest>(&st, &headers, body).await
+pub(super) async fn logs(
+    State(st): State<HttpState>,
+    headers: HeaderMap,
+    body: BodyRead,
+) -> Response {
+    handle_read::<ExportLogsServiceRequest>(&st, &headers, body).await
 }

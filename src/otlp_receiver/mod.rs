@@ -584,6 +584,30 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// A body over the limit is refused unread, like a collector would
+    /// (413 with a `google.rpc.Status` in the request's encoding, counted),
+    /// and the answer says the connection closes.
+    #[tokio::test]
+    async fn a_body_over_the_limit_gets_413_and_closes_the_connection() {
+        use tower_service::Service;
+        let (exporter, st) = state();
+        let mut router = http_router(st.forwarder.clone(), 1024);
+        let req = axum::http::Request::post("/v1/logs")
+            .header("content-type", "application/x-protobuf")
+            .body(axum::body::Body::from(vec![0u8; 2048]))
+            .unwrap();
+        let resp = router.call(req).await.unwrap();
+        assert_eq!(
+            resp.headers().get("connection").map(|v| v.as_bytes()),
+            Some(&b"close"[..])
+        );
+        let (status, body) = answer(resp).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let rpc = crate::export::rpc::RpcStatus::decode(body).expect("a google.rpc.Status");
+        assert_eq!(rpc.code, 8, "{rpc:?}");
+        assert_eq!(exporter.counters().get(Count::LocalBadRequests), 1);
+    }
+
     #[tokio::test]
     async fn a_full_outbox_drops_its_oldest_data_and_never_refuses_the_function() {
         let (exporter, st) = state();
