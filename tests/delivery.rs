@@ -247,7 +247,7 @@ async fn hanging_collector_costs_at_most_the_budget() {
     // full CPU. At a small CPU share (`BRIDGE_TEST_CPU_SHARE_MB`) that
     // wrap-up spans a few throttled CFS periods: Lambda's deadline is then
     // the bound (passing it would have the process killed).
-    let bound = if std::env::var_os("BRIDGE_TEST_CPU_SHARE_MB").is_some() {
+    let bound = if emu.cpu_share().is_some() {
         Duration::from_secs(2)
     } else {
         Duration::from_millis(1900)

@@ -476,6 +476,26 @@ mod tests {
     /// A name server on loopback: it checks the question (an A query for
     /// the sandbox's name), sends a stray datagram first (another id), then
     /// the answer, written by hand around the question it received.
+    /// The question a stub name server received, and where from.
+    fn question_at(server: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+        let mut buf = [0u8; 512];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        (buf[..n].to_vec(), from)
+    }
+
+    /// A reply to question `q` under another id: not the answer.
+    fn stray_for(q: &[u8]) -> Vec<u8> {
+        reply([q[0], q[1] ^ 0xff], OK, 1, &q[12..], A_RECORD)
+    }
+
+    /// The answer to question `q`: one A record holding `ip`.
+    fn answer_for(q: &[u8], ip: [u8; 4]) -> Vec<u8> {
+        let mut answer = reply([q[0], q[1]], OK, 1, &q[12..], A_RECORD);
+        let len = answer.len();
+        answer[len - 4..].copy_from_slice(&ip);
+        answer
+    }
+
     #[test]
     fn a_name_server_on_loopback_is_asked_and_answers() {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -483,17 +503,13 @@ mod tests {
         // Sent before the server reads: the datagram waits in its socket,
         // as it does while the extension registers.
         let lookup = ask(addr, SANDBOX_HOST, Duration::from_secs(10));
-        let mut buf = [0u8; 512];
-        let (n, from) = server.recv_from(&mut buf).unwrap();
-        let q = buf[..n].to_vec();
+        let (q, from) = question_at(&server);
         assert_eq!(&q[2..12], &[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&q[12..], &question_section()[..]);
-        let stray = reply([q[0], q[1] ^ 0xff], OK, 1, &q[12..], A_RECORD);
-        server.send_to(&stray, from).unwrap();
-        let mut answer = reply([q[0], q[1]], OK, 1, &q[12..], A_RECORD);
-        let len = answer.len();
-        answer[len - 4..].copy_from_slice(&[127, 0, 0, 9]);
-        server.send_to(&answer, from).unwrap();
+        server.send_to(&stray_for(&q), from).unwrap();
+        server
+            .send_to(&answer_for(&q, [127, 0, 0, 9]), from)
+            .unwrap();
         assert_eq!(lookup.finish(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)));
     }
 
@@ -509,15 +525,11 @@ mod tests {
             SANDBOX_HOST,
             Duration::from_millis(1),
         );
-        let mut buf = [0u8; 512];
-        let (n, from) = server.recv_from(&mut buf).unwrap();
-        let q = buf[..n].to_vec();
-        let stray = reply([q[0], q[1] ^ 0xff], OK, 1, &q[12..], A_RECORD);
-        server.send_to(&stray, from).unwrap();
-        let mut answer = reply([q[0], q[1]], OK, 1, &q[12..], A_RECORD);
-        let len = answer.len();
-        answer[len - 4..].copy_from_slice(&[127, 0, 0, 7]);
-        server.send_to(&answer, from).unwrap();
+        let (q, from) = question_at(&server);
+        server.send_to(&stray_for(&q), from).unwrap();
+        server
+            .send_to(&answer_for(&q, [127, 0, 0, 7]), from)
+            .unwrap();
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(lookup.finish(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7)));
 
@@ -527,10 +539,8 @@ mod tests {
             SANDBOX_HOST,
             Duration::from_millis(1),
         );
-        let (n, from) = server.recv_from(&mut buf).unwrap();
-        let q = buf[..n].to_vec();
-        let stray = reply([q[0], q[1] ^ 0xff], OK, 1, &q[12..], A_RECORD);
-        server.send_to(&stray, from).unwrap();
+        let (q, from) = question_at(&server);
+        server.send_to(&stray_for(&q), from).unwrap();
         std::thread::sleep(Duration::from_millis(30));
         let started = Instant::now();
         assert_eq!(lookup.finish(), IpAddr::V4(Ipv4Addr::UNSPECIFIED));

@@ -124,6 +124,11 @@ impl Emulator {
         self.exec_at
     }
 
+    /// The CPU share the extension runs at (`BRIDGE_TEST_CPU_SHARE_MB`), if any.
+    pub fn cpu_share(&self) -> Option<&CpuShare> {
+        self.cpu_share.as_ref()
+    }
+
     pub fn options(&self) -> &EmulatorOptions {
         &self.shared.opts
     }
