@@ -10,10 +10,10 @@
 //! - Release builds only: a linker script places the functions the bridge
 //!   runs at start-up together ("Start-up order"), recorded from the same
 //!   kind of link by `scripts/startup-order.sh`: `scripts/startup-order.ld`
-//!   for glibc linked statically (`+crt-static`, the shipped binary of
-//!   scripts/build-layer.sh), `scripts/startup-order-dynamic.ld` for glibc
-//!   linked dynamically (a plain `cargo build --release`; recorded with
-//!   `BRIDGE_STATIC=0`). The two builds run different code at start-up (the
+//!   for glibc linked statically (`+crt-static`, `BRIDGE_LINK=static
+//!   scripts/build-layer.sh`), `scripts/startup-order-dynamic.ld` for glibc
+//!   linked dynamically (the shipped binary, linked by zig, and a plain
+//!   `cargo build --release`; recorded with `BRIDGE_STATIC=0`). The two builds run different code at start-up (the
 //!   C library's, and Rust code compiled for a fixed or a movable address),
 //!   so one build laid out in the other's order touches more pages.
 //!   `BRIDGE_STARTUP_ORDER=0` builds without either.
@@ -39,8 +39,8 @@ fn main() {
         return;
     }
     let zig = std::env::var("RUSTC_LINKER").is_ok_and(|l| l.contains("zig"));
-    // A static link (`+crt-static`, how scripts/build-layer.sh builds the
-    // shipped binary) has the standard library link libgcc_eh itself.
+    // A static link (`+crt-static`, `BRIDGE_LINK=static
+    // scripts/build-layer.sh`) has the standard library link libgcc_eh itself.
     let crt_static = std::env::var("CARGO_CFG_TARGET_FEATURE")
         .is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));
     if gnu && !zig && !crt_static && std::env::var("BRIDGE_SHARED_LIBGCC").as_deref() != Ok("1") {

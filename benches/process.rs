@@ -3,9 +3,10 @@
 //! nothing about speed (these machines are shared and noisy).
 //!
 //! The binary is the one the layer ships: built by `scripts/build-layer.sh
-//! --binary-only` (a plain `cargo build --release` into `target/shipped`),
-//! not the `target/release/lambda-otel-bridge` Cargo builds for this bench,
-//! which has the dev-dependencies' features unified in (tokio's full feature
+//! --binary-only` (`cargo zigbuild --release` into `target/shipped`, or
+//! the link `BRIDGE_LINK` names), not the
+//! `target/release/lambda-otel-bridge` Cargo builds for this bench, which
+//! has the dev-dependencies' features unified in (tokio's full feature
 //! set). `BENCH_BINARY=<path>` measures another binary.
 //!
 //! ```sh

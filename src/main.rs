@@ -65,9 +65,9 @@ pub struct DlFindObject {
 /// would make the binary require glibc 2.35, which Lambda's Amazon Linux
 /// 2023 (glibc 2.34) does not have; defined here, with `dl_iterate_phdr`
 /// (every glibc), the binary needs nothing newer than before. Called only
-/// while a panic unwinds or a backtrace is taken. Left out of a static
-/// link (the shipped binary, scripts/build-layer.sh), whose glibc brings
-/// its own.
+/// while a panic unwinds or a backtrace is taken; zig's unwinder (the
+/// shipped binary's link, scripts/build-layer.sh) does not call it. Left
+/// out of a static link (`BRIDGE_LINK=static`), whose glibc brings its own.
 ///
 /// # Safety
 ///
@@ -262,8 +262,9 @@ mod tests {
 
     /// This test binary is linked as the bridge is (build.rs: libgcc's
     /// unwinder linked in, not `libgcc_s.so.1`; `.ci/run` also runs it
-    /// linked statically, as scripts/build-layer.sh links the shipped
-    /// binary): a panic unwinds through frames of this binary and is
+    /// linked by zig for glibc 2.26, with zig's unwinder, as
+    /// scripts/build-layer.sh links the shipped binary, and linked
+    /// statically): a panic unwinds through frames of this binary and is
     /// caught, with its message, on the same thread and across a thread's
     /// join. A broken unwinder aborts the process instead.
     #[test]
@@ -283,7 +284,7 @@ mod tests {
         assert_eq!(joined.downcast_ref::<&str>(), Some(&"unwound from depth 0"));
         #[cfg(target_feature = "crt-static")]
         {
-            // Linked statically (the shipped binary's link): no shared
+            // Linked statically (`BRIDGE_LINK=static`): no shared
             // library at all, the unwinder's lookup is the C library's own.
             let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
             assert!(!maps.contains(".so"), "{maps}");

@@ -3,13 +3,15 @@
 //!
 //! Names the bridge resolves through the C library (`getaddrinfo`: the
 //! collector's and AWS endpoints' hosts, and `AWS_LAMBDA_RUNTIME_API` when
-//! it is not an address) go through glibc's name service switch. The
-//! shipped binary links glibc statically (docs/PERFORMANCE.md, "glibc linked
-//! in"), and a static glibc has only the `files` and `dns` sources built in:
-//! for any other source `/etc/nsswitch.conf` lists for `hosts`
-//! (`myhostname`, `resolve`, `mdns4_minimal`, ...) it would load the host's
-//! `libnss_*.so.2` into the process, a library built against another copy
-//! of glibc. [`pin_hosts_lookup`] sets the `hosts` sources to `files dns`
+//! it is not an address) go through glibc's name service switch. A binary
+//! linked with glibc statically (`BRIDGE_LINK=static scripts/build-layer.sh`,
+//! docs/PERFORMANCE.md, "glibc linked in") has only the `files` and `dns`
+//! sources built in: for any other source `/etc/nsswitch.conf` lists for
+//! `hosts` (`myhostname`, `resolve`, `mdns4_minimal`, ...) it would load the
+//! host's `libnss_*.so.2` into the process, a library built against another
+//! copy of glibc; the shipped binary, linked dynamically, would load those
+//! modules too, and a name could resolve through a source Lambda sandboxes
+//! do not have. [`pin_hosts_lookup`] sets the `hosts` sources to `files dns`
 //! before the first lookup instead, in every build, so that the static and
 //! the dynamic binary resolve alike: the hosts file, then the name servers
 //! of `/etc/resolv.conf` (what a Lambda sandbox resolves with).

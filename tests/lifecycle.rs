@@ -541,11 +541,13 @@ fn has_interpreter(path: &std::path::Path) -> bool {
         .any(|i| u32::from_le_bytes(elf[phoff + i * phentsize..][..4].try_into().unwrap()) == 3)
 }
 
-/// The shared libraries the running extension maps: none at all for the
-/// shipped binary, which links glibc statically (scripts/build-layer.sh);
-/// for a dynamic build (`cargo build`) the C library and no `libgcc_s.so.1`:
-/// libgcc's unwinder is linked into the binary (build.rs), one shared
-/// library fewer to load at every cold start (docs/PERFORMANCE.md).
+/// The shared libraries the running extension maps: none at all for a
+/// binary that links glibc statically (`BRIDGE_LINK=static
+/// scripts/build-layer.sh`); for a dynamic build (the shipped one, linked by
+/// zig, or `cargo build`) the C library and no `libgcc_s.so.1`: the
+/// unwinder is linked into the binary (zig's own, or libgcc's by build.rs),
+/// one shared library fewer to load at every cold start
+/// (docs/PERFORMANCE.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_extension_loads_no_libgcc_s() {
     let emu = start_initialized(EmulatorOptions::default()).await;
