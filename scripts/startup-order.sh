@@ -26,10 +26,11 @@ cd "$(dirname "$0")/.."
 command -v gdb >/dev/null || { echo "startup-order.sh needs gdb (apt-get install gdb)" >&2; exit 2; }
 dir=target/startup-order
 mkdir -p "$dir"
-# Built as scripts/build-layer.sh builds the shipped binary: glibc linked
+# Built as `BRIDGE_LINK=static scripts/build-layer.sh` builds: glibc linked
 # statically, so the C library's functions are placed too. BRIDGE_STATIC=0
 # records a dynamic link (a plain `cargo build --release`) into the script
-# build.rs links such builds with: the two run different code at start-up.
+# build.rs links such builds with, the shipped one by zig included (it runs
+# the same Rust code at start-up): the two run different code at start-up.
 if [ "${BRIDGE_STATIC:-1}" != "0" ]; then
   out=scripts/startup-order.ld
   triple=$(rustc -vV | sed -n 's/^host: //p')
