@@ -27,7 +27,7 @@
 #     cannot be installed (no PyPI), the script says so and links `static`.
 #   static: glibc linked in (`-C target-feature=+crt-static`, with
 #     position-dependent code, `-C relocation-model=static`): no shared
-#     library and no dynamic loader, so 0.1-0.3 ms less CPU and ~0.5 MiB
+#     library and no dynamic loader, so 0.1-0.4 ms less CPU and 0.5-1.2 MiB
 #     less resident memory at start-up, for 0.9 MB more binary
 #     (docs/PERFORMANCE.md, "glibc linked in"). Runs on every runtime too.
 #     Host names are then looked up in /etc/hosts and DNS only
