@@ -473,9 +473,6 @@ mod tests {
         );
     }
 
-    /// A name server on loopback: it checks the question (an A query for
-    /// the sandbox's name), sends a stray datagram first (another id), then
-    /// the answer, written by hand around the question it received.
     /// The question a stub name server received, and where from.
     fn question_at(server: &UdpSocket) -> (Vec<u8>, SocketAddr) {
         let mut buf = [0u8; 512];
@@ -496,6 +493,9 @@ mod tests {
         answer
     }
 
+    /// A name server on loopback: it checks the question (an A query for
+    /// the sandbox's name), sends a stray datagram first (another id), then
+    /// the answer, written by hand around the question it received.
     #[test]
     fn a_name_server_on_loopback_is_asked_and_answers() {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -16,9 +16,9 @@ pub fn http_router(forwarder: Arc<Forwarder>, max_body_bytes: usize) -> Router {
         max: max_body_bytes,
     };
     Router::new()
-        .route("/v1/traces", post(traces))
-        .route("/v1/metrics", post(metrics))
-        .route("/v1/logs", post(logs))
+        .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
+        .route("/v1/metrics", post(export::<ExportMetricsServiceRequest>))
+        .route("/v1/logs", post(export::<ExportLogsServiceRequest>))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -209,37 +209,14 @@ fn refused_body(
     resp
 }
 
-async fn handle_read<R: ExportRequest>(
-    st: &HttpState,
-    headers: &HeaderMap,
+/// The handler of each signal's path: `R` is its export request.
+async fn export<R: ExportRequest>(
+    State(st): State<HttpState>,
+    headers: HeaderMap,
     body: BodyRead,
 ) -> Response {
     match body {
-        Ok(body) => handle::<R>(st, headers, body).await,
-        Err(refusal) => refused_body(st, headers, &refusal),
+        Ok(body) => handle::<R>(&st, &headers, body).await,
+        Err(refusal) => refused_body(&st, &headers, &refusal),
     }
-}
-
-pub(super) async fn traces(
-    State(st): State<HttpState>,
-    headers: HeaderMap,
-    body: BodyRead,
-) -> Response {
-    handle_read::<ExportTraceServiceRequest>(&st, &headers, body).await
-}
-
-pub(super) async fn metrics(
-    State(st): State<HttpState>,
-    headers: HeaderMap,
-    body: BodyRead,
-) -> Response {
-    handle_read::<ExportMetricsServiceRequest>(&st, &headers, body).await
-}
-
-pub(super) async fn logs(
-    State(st): State<HttpState>,
-    headers: HeaderMap,
-    body: BodyRead,
-) -> Response {
-    handle_read::<ExportLogsServiceRequest>(&st, &headers, body).await
 }
